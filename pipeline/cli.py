@@ -1,0 +1,138 @@
+"""Command line: videoclf run | validate | models."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from pipeline import __version__
+from pipeline.errors import VideoclfError
+
+log = logging.getLogger("videoclf")
+
+
+class _Format(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        who = "videoclf" if record.processName == "MainProcess" else record.processName
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return f"{who}: {level}{record.getMessage()}"
+
+
+class _JsonFormat(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"t": round(record.created, 3), "level": record.levelname.lower(),
+                           "process": record.processName, "msg": record.getMessage()})
+
+
+def _setup_logging(verbose: bool, quiet: bool, json_logs: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormat() if json_logs else _Format())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    if verbose:
+        os.environ["VIDEOCLF_DEBUG"] = "1"  # children read it when they set up logging
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.report import print_summary, write_report
+    from pipeline.supervisor import RunOptions, run_pipeline
+
+    cfg = load_config(args.config)
+    if args.output:
+        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": args.output})})
+    opts = RunOptions(max_frames=args.max_frames, duration=args.duration,
+                      sink="null" if args.null_sink else "auto", progress=not args.quiet)
+    result = run_pipeline(cfg, opts)
+    path = write_report(result.report, cfg.output.dir)
+    if not args.quiet:
+        print_summary(result.report)
+        print(f"report: {path}")
+    if result.error is not None:
+        raise result.error
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config, redact
+    from pipeline.supervisor import preflight
+
+    cfg = load_config(args.config)
+    if args.check_sources:
+        preflight(cfg)
+    names = ", ".join(f"{s.name} ({redact(s.source)}, {s.effective_policy})" for s in cfg.streams)
+    print(f"{args.config}: ok — {len(cfg.streams)} stream(s): {names}; model {cfg.model.backbone} "
+          f"({cfg.model.weights}) input {cfg.model.crop}px on {cfg.model.device}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from stages.backbones import BACKBONES, describe
+
+    rows = [describe(BACKBONES.get(n)) for n in BACKBONES]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="backbones")
+    for col in ("backbone", "params (M)", "input", "resize", "ImageNet weights"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["backbone"]), f"{r['params_m']:.1f}", str(r["input"]), str(r["resize"]), str(r["weights"]))
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="videoclf", description="Streaming video classification for files and cameras.")
+    p.add_argument("--version", action="version", version=f"videoclf {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="classify every frame of the configured streams")
+    run.add_argument("config", help="YAML config file")
+    run.add_argument("--output", "-o", help="output directory (overrides output.dir)")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    run.add_argument("--null-sink", action="store_true", help="measure without writing label logs (benchmarks)")
+    run.set_defaults(func=_cmd_run)
+
+    val = sub.add_parser("validate", help="check a config without running it")
+    val.add_argument("config")
+    val.add_argument("--no-sources", dest="check_sources", action="store_false",
+                     help="do not open the sources and weights, check the YAML only")
+    val.set_defaults(func=_cmd_validate)
+
+    models = sub.add_parser("models", help="list the available backbones")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=_cmd_models)
+
+    for sp in (run, val, models):
+        sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        sp.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
+        sp.add_argument("--json-logs", action="store_true", help="log lines as JSON objects")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose, args.quiet, args.json_logs)
+    try:
+        return args.func(args)
+    except VideoclfError as exc:
+        from pipeline.config import redact
+
+        print(f"videoclf: error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("videoclf: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

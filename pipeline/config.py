@@ -1,0 +1,217 @@
+"""YAML configuration → validated pydantic models.
+
+Every field has a description (it is the config reference), unknown keys are refused, and
+derived sizes live here as properties so stages never recompute them differently.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1 << 20  # a camera config is a few KB; refuse YAML bombs early
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Roi(_Model):
+    """Region of interest in source pixels; only this zone is classified."""
+
+    x: int = Field(ge=0, description="left edge in pixels")
+    y: int = Field(ge=0, description="top edge in pixels")
+    w: int = Field(gt=0, description="width in pixels")
+    h: int = Field(gt=0, description="height in pixels")
+
+
+class StreamConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                      description="unique stream name; used for file names and metrics labels")
+    source: str = Field(min_length=1, description="video file path, rtsp://, http(s):// URL or /dev/videoN")
+    roi: Optional[Roi] = Field(None, description="classify only this region {x, y, w, h} of each frame")
+    policy: Optional[Literal["lossless", "drop_oldest"]] = Field(
+        None, description="back-pressure: lossless (files, default) or drop_oldest (live, default)")
+    ring_slots: int = Field(8, ge=2, le=256, description="shared-memory slots between decode and preprocess")
+    decode_threads: int = Field(0, ge=0, le=64, description="FFmpeg decode threads (0 = auto)")
+
+    @property
+    def is_live(self) -> bool:
+        return bool(re.match(r"^(rtsps?|rtmp|https?|udp|tcp|srt)://", self.source)) or self.source.startswith("/dev/video")
+
+    @property
+    def effective_policy(self) -> str:
+        return self.policy or ("drop_oldest" if self.is_live else "lossless")
+
+
+class ModelConfig(_Model):
+    backbone: str = Field("efficientnet_lite0", description="backbone name; `videoclf models` lists them")
+    weights: str = Field("imagenet", description="'imagenet', 'none' (random init, speed tests) or a state_dict path")
+    num_classes: Optional[int] = Field(None, gt=0, description="classes of a fine-tuned checkpoint (default 1000)")
+    labels: Optional[str] = Field(None, description="labels file, one label per line, for a fine-tuned checkpoint")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on CPUs with AVX-512 BF16/AMX, fp16 on CUDA, else fp32")
+    max_batch: int = Field(8, ge=1, le=256, description="largest batch the classifier forms across streams")
+    max_wait_ms: float = Field(10.0, ge=0, le=10_000, description="longest wait to fill a batch")
+    top_k: int = Field(3, ge=1, le=20, description="labels written per frame")
+    resize: Optional[int] = Field(None, gt=0, description="shorter-side resize before the center crop (default: backbone's)")
+    input_size: Optional[int] = Field(None, ge=16, description="center-crop size fed to the model (default: backbone's)")
+    threads: int = Field(0, ge=0, le=256, description="inference threads (0 = all cores)")
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        from stages.backbones import BACKBONES
+
+        BACKBONES.get(v)  # raises ConfigError listing the valid names
+        return v
+
+    @property
+    def spec(self):
+        from stages.backbones import BACKBONES
+
+        return BACKBONES.get(self.backbone)
+
+    @property
+    def crop(self) -> int:
+        return self.input_size or self.spec.input_size
+
+    @property
+    def resize_to(self) -> int:
+        return self.resize or max(self.crop, round(self.crop * self.spec.resize_size / self.spec.input_size))
+
+
+class OutputConfig(_Model):
+    dir: str = Field("out", description="directory for label logs and report.json")
+    format: Literal["jsonl", "csv"] = Field("jsonl", description="label log format")
+
+
+class Config(_Model):
+    streams: list[StreamConfig] = Field(min_length=1, description="video sources to classify")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="backbone and inference settings")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="where and how results are written")
+    target_fps: float = Field(30.0, gt=0, description="sustained FPS each stream should reach")
+    max_frames: Optional[int] = Field(None, gt=0, description="stop each stream after this many frames")
+    duration: Optional[float] = Field(None, gt=0, description="stop the run after this many seconds")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        seen: set[str] = set()
+        for i, s in enumerate(self.streams):
+            if s.name in seen:
+                raise ValueError(f"streams.{i}.name: duplicate stream name {s.name!r}")
+            seen.add(s.name)
+        return self
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, path: str, origin: str) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in os.environ:
+                raise ConfigError(f"{origin}: {path}: environment variable {m.group(1)} is not set")
+            return os.environ[m.group(1)]
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), origin) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{path}.{i}", origin) for i, v in enumerate(value)]
+    return value
+
+
+def _format_error(err: ValidationError, origin: str, data: Any) -> str:
+    e = err.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        return f"{origin}: {loc}: unknown key"
+    value = e.get("input")
+    shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {redact(str(value))!r})"
+    where = f"{loc}: " if loc and not msg.startswith(loc) else ""
+    return f"{origin}: {where}{msg}{shown}"
+
+
+def parse_config(data: Any, origin: str = "<config>") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping with a 'streams' key")
+    data = _expand_env(data, "", origin)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, origin, data)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: config is {size} bytes; the limit is {MAX_CONFIG_BYTES}")
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc})") from None
+    try:
+        data = yaml.load(text, Loader=_BoundedLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}:{where}: invalid YAML: {problem}") from None
+    return parse_config(_resolve_relative(data, p.parent), str(p))
+
+
+def _resolve_relative(data: Any, base: Path) -> Any:
+    """Relative paths are taken from the working directory, like any CLI; when that does not
+    exist but the path does exist beside the config file, use that one."""
+    if not isinstance(data, dict):
+        return data
+
+    def fix(path: Any) -> Any:
+        if not isinstance(path, str) or "://" in path or os.path.isabs(path) or os.path.exists(path):
+            return path
+        alt = base / path
+        return str(alt) if alt.exists() else path
+
+    for s in data.get("streams") or []:
+        if isinstance(s, dict) and "source" in s:
+            s["source"] = fix(s["source"])
+    model = data.get("model")
+    if isinstance(model, dict):
+        for key in ("weights", "labels"):
+            if key in model and model[key] not in ("imagenet", "none"):
+                model[key] = fix(model[key])
+    return data
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses alias expansion bombs (billion laughs)."""
+
+    max_aliases = 100
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > self.max_aliases:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"more than {self.max_aliases} YAML aliases (line {mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+_CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+
+
+def redact(text: str) -> str:
+    """Hide passwords in URLs: rtsp://user:secret@host → rtsp://user:***@host."""
+    return _CRED.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)

@@ -1,0 +1,45 @@
+"""Error hierarchy. Each class also inherits the builtin it refines, so callers that catch
+ValueError/OSError/TimeoutError keep working, and the CLI maps classes to exit codes."""
+from __future__ import annotations
+
+
+class VideoclfError(Exception):
+    """Root of every error videoclf raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(VideoclfError, ValueError):
+    """The configuration is invalid (file, key path and value are in the message)."""
+
+    exit_code = 2
+
+
+class InputError(VideoclfError, ValueError):
+    """A source or a weights file cannot be used."""
+
+    exit_code = 2
+
+
+class SourceTimeout(VideoclfError, TimeoutError):
+    """A network source did not answer within its timeout."""
+
+
+class StageError(VideoclfError, RuntimeError):
+    """A stage process failed at run time."""
+
+
+class ResourceError(VideoclfError, OSError):
+    """Not enough shared memory, disk, or an unwritable output directory."""
+
+    exit_code = 2
+
+
+ERROR_KINDS: dict[str, type[VideoclfError]] = {
+    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError)
+}
+
+
+def error_from_event(kind: str, message: str) -> VideoclfError:
+    """Rebuild a child's error in the parent from its class name and message."""
+    return ERROR_KINDS.get(kind, StageError)(message)

@@ -1,0 +1,66 @@
+"""Build the stage graph of a run: pools, channels and one picklable spec per process."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.shm import PoolOwner
+from pipeline.stage import Link, StageSpec
+from stages.decode import DecodeConfig
+from stages.preprocess import PreprocessConfig
+from stages.sinks import SinkConfig
+
+
+@dataclass
+class Graph:
+    specs: list[StageSpec] = field(default_factory=list)  # in start order: sinks first, sources last
+    queues: list[Any] = field(default_factory=list)  # every queue, drained at teardown
+
+    def by_role(self, *roles: str) -> list[StageSpec]:
+        return [s for s in self.specs if s.role in roles]
+
+
+def ring_bytes(cfg: Config) -> int:
+    """Shared memory the run will allocate: checked against /dev/shm before creating anything."""
+    crop = cfg.model.crop
+    per_stream = sum(s.ring_slots for s in cfg.streams) * crop * crop * 3
+    per_stream += len(cfg.streams) * _model_slots(cfg) * crop * crop * 3 * 4
+    return per_stream
+
+
+def _model_slots(cfg: Config) -> int:
+    # enough float slots per stream for a full batch in flight plus one being written
+    return max(2, cfg.model.max_batch + 1)
+
+
+def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None, sink_kind: str) -> Graph:
+    g = Graph()
+    m = cfg.model
+    crop = m.crop
+    to_classify = ctx.Queue()
+    to_sink = ctx.Queue()
+    g.queues += [to_classify, to_sink]
+    names = tuple(s.name for s in cfg.streams)
+    g.specs.append(StageSpec(f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]",
+                             sink_kind, SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none"),
+                             "sink", inbox=to_sink, n_streams=len(names)))
+    pools = {}
+    sources: list[StageSpec] = []
+    maps: list[StageSpec] = []
+    for i, s in enumerate(cfg.streams):
+        raw = Link(owner.create(f"{s.name}_rgb", s.ring_slots, (crop, crop, 3), "uint8"), ctx.Queue())
+        norm = Link(owner.create(f"{s.name}_chw", _model_slots(cfg), (3, crop, crop), "float32"), to_classify)
+        g.queues.append(raw.channel)
+        pools[i] = norm.pool
+        dec = DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads)
+        sources.append(StageSpec(f"decode[{s.name}]", "decode.file", dec, "source", outbox=raw,
+                                 policy=s.effective_policy, stream=i, max_frames=max_frames or cfg.max_frames))
+        maps.append(StageSpec(f"preprocess[{s.name}]", "preprocess", PreprocessConfig(m.spec.mean, m.spec.std),
+                              "map", inbox=raw, outbox=norm, stream=i))
+    device = m.device.replace(":", "")
+    g.specs.append(StageSpec(f"classify[{device}]", "classify.torch", m, "batch", inbox=(to_classify, pools),
+                             outbox=to_sink, n_streams=len(names), max_batch=m.max_batch,
+                             max_wait_s=m.max_wait_ms / 1000))
+    g.specs += maps + sources
+    return g

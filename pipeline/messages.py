@@ -1,0 +1,44 @@
+"""Small records that travel through queues; pixels stay in shared memory."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """A frame waiting in a pool slot."""
+
+    stream: int  # index into the config's stream list
+    seq: int  # 0-based index of the decoded frame in its stream
+    slot: int
+    pts: Optional[float]  # presentation time in seconds (None if the container gives none)
+    time: float  # wall-clock epoch seconds when the frame was decoded
+    t_decoded: float  # time.monotonic() at decode; system-wide, so comparable across processes
+    decode_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A classified frame on its way to the sinks."""
+
+    frame: FrameRecord
+    top: tuple[tuple[str, float], ...]
+    infer_ms: float
+    batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    stream: int
+    frames: int
+    reason: str = "end"  # end | limit | stopped | error
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Child → supervisor status: ready, stats, error, done."""
+
+    kind: str
+    stage: str
+    data: dict[str, Any] = field(default_factory=dict)

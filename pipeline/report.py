@@ -1,0 +1,146 @@
+"""Run report (report.json + terminal table) and the live progress line."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, Optional
+
+from pipeline.config import Config, redact
+from pipeline.errors import VideoclfError
+from pipeline.metrics import Histogram
+
+# live sources jitter around their nominal rate; within 3 % of the target counts as meeting it
+TARGET_TOLERANCE = 0.97
+
+
+def _hist(data: Optional[dict]) -> Histogram:
+    h = Histogram()
+    if data:
+        h.merge(data)
+    return h
+
+
+def _stage(stats: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
+    for title, data in stats.items():
+        if title.startswith(prefix):
+            return data
+    return {}
+
+
+def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, error: Optional[VideoclfError],
+                 error_stage: str, interrupted: bool = False) -> dict[str, Any]:
+    sink = _stage(stats, "sink[")
+    classify = _stage(stats, "classify[")
+    model = dict(classify.get("model") or {"backbone": cfg.model.backbone, "weights": cfg.model.weights,
+                                           "device": cfg.model.device})
+    streams: dict[str, Any] = {}
+    for s in cfg.streams:
+        tally = (sink.get("streams") or {}).get(s.name, {})
+        dec = stats.get(f"decode[{s.name}]", {})
+        frames = tally.get("frames", 0)
+        span = tally.get("span_s")
+        fps = round((frames - 1) / span, 2) if span else 0.0
+        e2e = _hist(tally.get("e2e_ms"))
+        streams[s.name] = {
+            "source": redact(s.source),
+            "frames": frames,
+            "decoded": dec.get("items", 0),
+            "dropped": dec.get("dropped", 0),
+            "sustained_fps": fps,
+            "meets_target": fps >= cfg.target_fps * TARGET_TOLERANCE,
+            "latency_ms": e2e.summary(),
+            "decode_ms": _hist(tally.get("decode_ms")).summary(),
+            "infer_ms": _hist(tally.get("infer_ms")).summary(),
+            "decode_errors": dec.get("decode_errors", 0),
+            "end": tally.get("end"),
+            "input": dec.get("source"),
+        }
+        if dec.get("decode_errors"):
+            streams[s.name]["damage"] = dec.get("last_error")
+    stages = {t: {k: d.get(k) for k in ("items", "busy_s", "wall_s", "busy_fraction")} for t, d in stats.items()}
+    bottleneck = max(stages, key=lambda t: stages[t]["busy_fraction"] or 0.0) if stages else None
+    return {
+        "streams": streams,
+        "target_fps": cfg.target_fps,
+        "model": model,
+        "random_weights": cfg.model.weights == "none",
+        "elapsed_s": round(elapsed, 3),
+        "stages": stages,
+        "bottleneck": bottleneck,
+        "interrupted": interrupted,
+        "error": None if error is None else {"stage": error_stage, "kind": type(error).__name__,
+                                             "message": redact(str(error))},
+    }
+
+
+def write_report(report: dict[str, Any], out_dir: str) -> str:
+    path = os.path.join(out_dir, "report.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, path)  # a reader never sees half a report
+    return path
+
+
+def print_summary(report: dict[str, Any], file: Any = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(file=file or sys.stdout, highlight=False)
+    m = report["model"]
+    title = escape(f"videoclf: {m.get('backbone')} on {m.get('device')} · weights {m.get('weights')}")
+    table = Table(title=title, title_justify="left")
+    for col in ("stream", "frames", "dropped", "FPS", f"≥{report['target_fps']:g}", "p50 ms", "p95 ms", "p99 ms", "errors"):
+        table.add_column(col, justify="left" if col == "stream" else "right")
+    for name, s in report["streams"].items():
+        lat = s["latency_ms"]
+        table.add_row(escape(name), str(s["frames"]), str(s["dropped"]), f"{s['sustained_fps']:.1f}",
+                      "yes" if s["meets_target"] else "NO", *(f"{lat[k]:.0f}" if lat[k] is not None else "-"
+                                                            for k in ("p50", "p95", "p99")),
+                      str(s["decode_errors"]))
+    console.print(table)
+    if report.get("bottleneck"):
+        st = report["stages"][report["bottleneck"]]
+        console.print(f"bottleneck: {escape(report['bottleneck'])} (busy {100 * (st['busy_fraction'] or 0):.0f} %)")
+    if report["random_weights"]:
+        console.print("[yellow]weights: none — random init, labels are meaningless (speed test)[/yellow]")
+
+
+class Progress:
+    """One live line: frames and FPS per stream (a bar when the frame count is known)."""
+
+    def __init__(self, cfg: Config, enabled: bool = True) -> None:
+        self.names = [s.name for s in cfg.streams]
+        self.enabled = enabled and sys.stderr.isatty()
+        self.t0 = time.monotonic()
+        self._last_plain = time.monotonic()
+        self._live = None
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+            self._live = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[fps]} fps"), TimeElapsedColumn(), transient=True)
+            self._tasks = {n: self._live.add_task(n, total=None, fps="-") for n in self.names}
+            self._live.start()
+
+    def update(self, stats: dict[str, dict[str, Any]]) -> None:
+        sink = _stage(stats, "sink[").get("streams") or {}
+        now = time.monotonic()
+        if self._live is not None:
+            for n in self.names:
+                t = sink.get(n, {})
+                frames = t.get("frames", 0)
+                fps = f"{(frames - 1) / t['span_s']:.1f}" if t.get("span_s") else "-"
+                src = (stats.get(f"decode[{n}]") or {}).get("source") or {}
+                self._live.update(self._tasks[n], completed=frames, fps=fps, total=src.get("frames"))
+        elif now - self._last_plain >= 10 and sink:
+            self._last_plain = now
+            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames" for n in self.names]
+            print(f"[{now - self.t0:6.0f}s] " + ", ".join(parts), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()

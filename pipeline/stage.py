@@ -1,0 +1,378 @@
+"""Stage contract and the loops that drive stages inside their processes.
+
+Stages only transform data: ``setup()`` in the child, ``process``/``frames``/``write``,
+``teardown()``. The loops here own getting, putting, slot hand-over, back-pressure, stop
+checks, metrics and error reporting, identically for every stage.
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import queue
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Optional, Protocol, Sequence
+
+import numpy as np
+
+from pipeline.errors import StageError, VideoclfError
+from pipeline.messages import EndOfStream, Event, FrameRecord, Result
+from pipeline.metrics import StageCounters
+from pipeline.registry import Registry
+from pipeline.shm import SlotPool
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.1  # every blocking wait in a loop is bounded by this, then the stop event is checked
+STATS_EVERY_S = 0.5
+
+
+class Source(Protocol):
+    def setup(self) -> None: ...
+    def frames(self) -> Iterator[tuple[np.ndarray, Optional[float]]]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def teardown(self) -> None: ...
+
+
+class Transform(Protocol):
+    def setup(self) -> None: ...
+    def process(self, src: np.ndarray, dst: np.ndarray) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def teardown(self) -> None: ...
+
+
+class BatchStage(Protocol):
+    def setup(self) -> None: ...
+    def process(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> list[Result]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def teardown(self) -> None: ...
+
+
+class Sink(Protocol):
+    def setup(self) -> None: ...
+    def write(self, result: Result) -> None: ...
+    def end(self, eos: EndOfStream) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def teardown(self) -> None: ...
+
+
+class StageBase:
+    """Defaults for the optional hooks."""
+
+    def setup(self) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def teardown(self) -> None:
+        pass
+
+
+STAGES: Registry[Any] = Registry("stage")
+# stage kinds are registered by their modules; a child imports only the module it runs
+STAGE_MODULES = {"decode": "stages.decode", "preprocess": "stages.preprocess",
+                 "classify": "stages.classify", "sink": "stages.sinks"}
+
+
+def build_stage(kind: str, config: Any) -> Any:
+    import importlib
+
+    module = STAGE_MODULES.get(kind.split(".")[0])
+    if module:
+        importlib.import_module(module)
+    return STAGES.get(kind)(config)
+
+
+@dataclass(frozen=True)
+class Control:
+    """Shared by every child: one stop event, one drain event, the event and log queues."""
+
+    stop: Any  # set: every loop exits at once
+    drain: Any  # set: sources stop reading and send end-of-stream; the rest finishes
+    events: Any
+    logs: Any
+
+
+@dataclass(frozen=True)
+class Link:
+    """Producer → consumer through a slot pool: records travel on ``channel``."""
+
+    pool: SlotPool
+    channel: Any
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Everything a child needs, all picklable: heavy objects are built in the child."""
+
+    title: str  # e.g. "decode[cam1]"; the process title is "videoclf: <title>"
+    kind: str  # STAGES registry name
+    config: Any
+    role: str  # source | map | batch | sink
+    inbox: Any = None  # Link, or for batch: (channel, {stream: pool})
+    outbox: Any = None  # Link, or a plain queue for results
+    policy: str = "lossless"  # for sources: lossless | drop_oldest
+    stream: int = -1
+    max_frames: Optional[int] = None
+    n_streams: int = 1
+    max_batch: int = 1
+    max_wait_s: float = 0.0
+
+
+class _Reporter:
+    def __init__(self, spec: StageSpec, ctrl: Control, stage: Any) -> None:
+        self.spec, self.ctrl, self.stage = spec, ctrl, stage
+        self.counters = StageCounters()
+        self._next = time.monotonic() + STATS_EVERY_S
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**self.counters.to_dict(), **self.stage.stats(), "stream": self.spec.stream}
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + STATS_EVERY_S
+            self.ctrl.events.put(Event("stats", self.spec.title, self.snapshot()))
+
+
+def _get(channel: Any, timeout: float = POLL_S) -> Any:
+    """Bounded get that returns None on timeout so the caller can check the stop event."""
+    try:
+        return channel.get(timeout=timeout) if timeout > 0 else channel.get_nowait()
+    except queue.Empty:
+        return None
+
+
+def _acquire_lossless(pool: SlotPool, ctrl: Control) -> int | None:
+    while not ctrl.stop.is_set():
+        slot = pool.acquire(POLL_S)
+        if slot is not None:
+            return slot
+    return None
+
+
+def _acquire_drop_oldest(link: Link, ctrl: Control) -> tuple[int | None, int]:
+    """Never block for long: take a free slot, else reclaim the oldest queued frame's slot."""
+    dropped = 0
+    while not ctrl.stop.is_set():
+        slot = link.pool.acquire(0)
+        if slot is not None:
+            return slot, dropped
+        try:
+            oldest = link.channel.get_nowait()
+        except queue.Empty:
+            slot = link.pool.acquire(0.005)  # the consumer holds every slot; it releases soon
+            if slot is not None:
+                return slot, dropped
+            continue
+        dropped += 1
+        return oldest.slot, dropped
+    return None, dropped
+
+
+def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
+    out: Link = spec.outbox
+    seq = 0
+    reason = "end"
+    dropped = 0
+    frames = stage.frames()
+    while True:
+        if ctrl.stop.is_set() or ctrl.drain.is_set():
+            reason = "stopped"
+            break
+        if spec.max_frames is not None and seq >= spec.max_frames:
+            reason = "limit"
+            break
+        t0 = time.monotonic()
+        item = next(frames, None)
+        if item is None:
+            break
+        array, pts = item
+        t1 = time.monotonic()
+        if spec.policy == "drop_oldest":
+            slot, d = _acquire_drop_oldest(out, ctrl)
+            dropped += d
+        else:
+            slot = _acquire_lossless(out.pool, ctrl)
+        if slot is None:
+            reason = "stopped"
+            break
+        np.copyto(out.pool.view(slot), array)
+        out.channel.put(FrameRecord(spec.stream, seq, slot, pts, time.time(), t1, (t1 - t0) * 1000))
+        seq += 1
+        rep.counters.items = seq
+        rep.counters.busy_s += t1 - t0  # decoding only: waiting for a free slot is not work
+        rep.counters.dropped = dropped
+        rep.tick()
+    close = getattr(frames, "close", None)
+    if close:
+        close()
+    out.channel.put(EndOfStream(spec.stream, seq, reason))
+
+
+def run_map(stage: Transform, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
+    inp: Link = spec.inbox
+    out: Link = spec.outbox
+    while not ctrl.stop.is_set():
+        msg = _get(inp.channel)
+        if msg is None:
+            rep.tick()
+            continue
+        if isinstance(msg, EndOfStream):
+            out.channel.put(msg)
+            return
+        slot = _acquire_lossless(out.pool, ctrl)
+        if slot is None:
+            return
+        t0 = time.monotonic()
+        stage.process(inp.pool.view(msg.slot), out.pool.view(slot))
+        inp.pool.release(msg.slot)
+        out.channel.put(replace(msg, slot=slot))
+        rep.counters.items += 1
+        rep.counters.busy_s += time.monotonic() - t0
+        rep.tick()
+
+
+def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
+    channel, pools = spec.inbox
+    out = spec.outbox
+    open_streams = set(pools)
+    while open_streams and not ctrl.stop.is_set():
+        first = _get(channel)
+        if first is None:
+            rep.tick()
+            continue
+        batch: list[FrameRecord] = []
+        ended: list[EndOfStream] = []
+        (ended if isinstance(first, EndOfStream) else batch).append(first)
+        deadline = time.monotonic() + spec.max_wait_s
+        # take what is ready, up to max_batch, waiting at most max_wait: a stalled stream
+        # never holds the others back
+        while batch and len(batch) < spec.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                msg = channel.get(timeout=remaining) if remaining > 0 else channel.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(msg, EndOfStream):
+                ended.append(msg)
+                break
+            batch.append(msg)
+        if batch:
+            t0 = time.monotonic()
+            results = stage.process([pools[r.stream].view(r.slot) for r in batch], batch)
+            for r in batch:
+                pools[r.stream].release(r.slot)
+            out.put(results)
+            rep.counters.items += len(batch)
+            rep.counters.busy_s += time.monotonic() - t0
+        for eos in ended:
+            out.put(eos)
+            open_streams.discard(eos.stream)
+        rep.tick()
+
+
+def run_sink(stage: Sink, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
+    open_streams = set(range(spec.n_streams))
+    while open_streams:
+        stopping = ctrl.stop.is_set()
+        # on stop, write what is already classified before leaving: results are never lost
+        msg = _get(spec.inbox, 0.0 if stopping else POLL_S)
+        if msg is None:
+            if stopping:
+                return
+            rep.tick()
+            continue
+        t0 = time.monotonic()
+        if isinstance(msg, EndOfStream):
+            stage.end(msg)
+            open_streams.discard(msg.stream)
+        else:
+            for result in msg:
+                stage.write(result)
+            rep.counters.items += len(msg)
+        rep.counters.busy_s += time.monotonic() - t0
+        rep.tick()
+
+
+LOOPS = {"source": run_source, "map": run_map, "batch": run_batch, "sink": run_sink}
+
+
+def _setup_child_logging(ctrl: Control) -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(ctrl.logs)]
+    root.setLevel(logging.DEBUG if os.environ.get("VIDEOCLF_DEBUG") else logging.INFO)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this child if the supervisor dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+        if os.getppid() == 1:  # the parent was already gone before prctl took effect
+            os._exit(1)
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(f"videoclf: {title}")
+    except ImportError:  # optional: titles only help people reading `ps`
+        pass
+
+
+def _attach_all(spec: StageSpec) -> list[SlotPool]:
+    pools: list[SlotPool] = []
+    for port in (spec.inbox, spec.outbox):
+        if isinstance(port, Link):
+            pools.append(port.pool.attach())
+        elif isinstance(port, tuple):
+            pools.extend(p.attach() for p in port[1].values())
+    return pools
+
+
+def child_main(spec: StageSpec, ctrl: Control) -> None:
+    """Entry point of every stage process."""
+    # the supervisor owns SIGINT/SIGTERM handling and tells children through the events
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    _set_title(spec.title)
+    _setup_child_logging(ctrl)
+    stage = None
+    pools: list[SlotPool] = []
+    code = 0
+    try:
+        pools = _attach_all(spec)
+        stage = build_stage(spec.kind, spec.config)
+        stage.setup()
+        rep = _Reporter(spec, ctrl, stage)
+        ctrl.events.put(Event("ready", spec.title, {}))
+        LOOPS[spec.role](stage, spec, ctrl, rep)
+        ctrl.events.put(Event("done", spec.title, rep.snapshot()))
+    except VideoclfError as exc:
+        code = exc.exit_code
+        ctrl.events.put(Event("error", spec.title, {"kind": type(exc).__name__, "message": str(exc)}))
+    except Exception as exc:  # unexpected: report it with the stage name, keep the traceback in debug
+        code = 1
+        log.debug("%s failed:\n%s", spec.title, traceback.format_exc())
+        ctrl.events.put(Event("error", spec.title, {"kind": StageError.__name__,
+                                                     "message": f"{type(exc).__name__}: {exc}"}))
+    finally:
+        if stage is not None:
+            try:
+                stage.teardown()
+            except Exception as exc:  # a failing teardown must not hide the first error
+                log.warning("%s: teardown failed: %s", spec.title, exc)
+        for p in pools:
+            p.close()
+    sys.exit(code)

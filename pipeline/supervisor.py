@@ -1,0 +1,270 @@
+"""The supervisor: owns every segment and process of a run, from preflight to report.
+
+Start order is sinks → classifier → preprocess → decoders, so no frame is decoded before
+the model is ready (file FPS is not diluted by model load; live sources do not drop while
+it loads). Teardown is the reverse, with bounded joins: join → terminate → kill.
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from pipeline.config import Config, redact
+from pipeline.errors import ResourceError, StageError, VideoclfError, error_from_event
+from pipeline.graph import Graph, build_graph, ring_bytes
+from pipeline.messages import Event
+from pipeline.report import Progress, build_report
+from pipeline.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
+from pipeline.stage import Control, StageSpec, child_main
+
+log = logging.getLogger("videoclf")
+
+READY_TIMEOUT_S = 300.0  # model load on a cold cache can be slow; beyond this something is wrong
+DRAIN_GRACE_S = 2.0  # after a failure, time given to flush classified frames before stopping
+JOIN_S = 3.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    max_frames: Optional[int] = None
+    duration: Optional[float] = None
+    sink: str = "auto"  # auto → the config's output.format; "null" for benchmarks
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    report: dict[str, Any]
+    exit_code: int
+    error: Optional[VideoclfError] = None
+
+
+@dataclass
+class _State:
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # latest per stage title
+    ready: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+    error: Optional[VideoclfError] = None
+    error_stage: str = ""
+    interrupted: int = 0
+
+
+class _Redact(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def preflight(cfg: Config) -> None:
+    """Checks that need no child process: sources, weights path, output dir, /dev/shm."""
+    from stages.decode import probe
+
+    for s in cfg.streams:
+        if not s.is_live:
+            probe(s.source)
+    w = cfg.model.weights
+    if w not in ("imagenet", "none") and not os.path.isfile(w):
+        from pipeline.errors import InputError
+
+        raise InputError(f"model.weights: weights file {w} not found")
+    try:
+        os.makedirs(cfg.output.dir, exist_ok=True)
+    except OSError as exc:
+        raise ResourceError(f"output.dir {cfg.output.dir}: cannot create ({exc.strerror or exc})") from exc
+    if not os.access(cfg.output.dir, os.W_OK):
+        raise ResourceError(f"output.dir {cfg.output.dir}: not writable")
+    check_free_space(ring_bytes(cfg))
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, opts: RunOptions) -> None:
+        self.cfg = cfg
+        self.opts = opts
+        self.ctx = mp.get_context("spawn")
+        self.run_id = new_run_id()
+        self.state = _State()
+        self.procs: dict[str, Any] = {}
+
+    # -- lifecycle -----------------------------------------------------------------
+    def run(self) -> RunResult:
+        remove_stale_segments()
+        preflight(self.cfg)
+        owner = PoolOwner(self.ctx, self.run_id)
+        ctrl = Control(self.ctx.Event(), self.ctx.Event(), self.ctx.Queue(), self.ctx.Queue())
+        listener = self._start_log_listener(ctrl.logs)
+        graph: Graph | None = None
+        t_start = time.monotonic()
+        previous = self._install_signals(ctrl)
+        try:
+            sink = "sink.null" if self.opts.sink == "null" else f"sink.{self.cfg.output.format}"
+            graph = build_graph(self.cfg, owner, self.ctx, self.opts.max_frames, sink)
+            self._start(graph.by_role("sink", "batch"), ctrl)
+            self._await_ready(graph, ctrl)
+            if self.state.error is None and not self.state.interrupted:
+                self._start(graph.by_role("map", "source"), ctrl)
+                t_start = time.monotonic()
+                self._monitor(graph, ctrl)
+        finally:
+            self._restore_signals(previous)
+            self._teardown(ctrl, graph)
+            owner.unlink_all()
+            listener.stop()
+        report = build_report(self.cfg, self.state.stats, time.monotonic() - t_start, self.state.error,
+                              self.state.error_stage, interrupted=bool(self.state.interrupted))
+        err = self.state.error
+        return RunResult(report, err.exit_code if err else 0, err)
+
+    def _start(self, specs: list[StageSpec], ctrl: Control) -> None:
+        for spec in specs:
+            p = self.ctx.Process(target=child_main, args=(spec, ctrl), name=spec.title, daemon=True)
+            p.start()
+            self.procs[spec.title] = p
+
+    def _await_ready(self, graph: Graph, ctrl: Control) -> None:
+        want = {s.title for s in graph.by_role("sink", "batch")}
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not want <= self.state.ready:
+            self._pump(ctrl, 0.2)
+            self._check_exits()
+            if self.state.error or ctrl.stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                self._fail(StageError(f"{', '.join(sorted(want - self.state.ready))} not ready after {READY_TIMEOUT_S:.0f} s"), "")
+                return
+
+    def _monitor(self, graph: Graph, ctrl: Control) -> None:
+        progress = Progress(self.cfg, enabled=self.opts.progress)
+        duration = self.opts.duration or self.cfg.duration
+        t0 = time.monotonic()
+        failed_at: float | None = None
+        try:
+            while any(p.is_alive() for p in self.procs.values()) or not self._events_drained(ctrl):
+                self._pump(ctrl, 0.2)
+                self._check_exits()
+                progress.update(self.state.stats)
+                if duration and time.monotonic() - t0 >= duration and not ctrl.drain.is_set():
+                    log.info("duration of %.0f s reached: stopping", duration)
+                    ctrl.drain.set()
+                if self.state.error and failed_at is None:
+                    failed_at = time.monotonic()
+                    ctrl.drain.set()
+                if failed_at and time.monotonic() - failed_at > DRAIN_GRACE_S:
+                    ctrl.stop.set()
+                    break
+                if self.state.interrupted >= 2:
+                    ctrl.stop.set()
+                    break
+        finally:
+            progress.close()
+
+    def _events_drained(self, ctrl: Control) -> bool:
+        return ctrl.events.empty()
+
+    def _pump(self, ctrl: Control, timeout: float) -> None:
+        try:
+            ev: Event = ctrl.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self._handle(ev, ctrl)
+            try:
+                ev = ctrl.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, ev: Event, ctrl: Control) -> None:
+        if ev.kind == "ready":
+            self.state.ready.add(ev.stage)
+        elif ev.kind in ("stats", "done"):
+            self.state.stats[ev.stage] = ev.data
+            if ev.kind == "done":
+                self.state.done.add(ev.stage)
+        elif ev.kind == "error":
+            self._fail(error_from_event(ev.data["kind"], ev.data["message"]), ev.stage)
+
+    def _fail(self, err: VideoclfError, stage: str) -> None:
+        if self.state.error is None:
+            self.state.error, self.state.error_stage = err, stage
+            log.debug("failure in %s: %s", stage or "supervisor", err)
+
+    def _check_exits(self) -> None:
+        for title, p in self.procs.items():
+            if p.exitcode not in (None, 0) and title not in self.state.done and self.state.error is None:
+                # a stage that died without an error event: killed, or crashed in native code
+                time.sleep(0.05)  # its error event, if any, may still be in flight
+                if self.state.error is None:
+                    code = p.exitcode
+                    how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                    self._fail(StageError(f"stage {title} {how}"), title)
+
+    # -- signals -------------------------------------------------------------------
+    def _install_signals(self, ctrl: Control) -> dict[int, Any]:
+        def handler(signum: int, _frame: Any) -> None:
+            self.state.interrupted += 1
+            ctrl.drain.set()
+            if self.state.interrupted == 1:
+                log.warning("%s: finishing in-flight frames and writing the report (again to abort)",
+                            signal.Signals(signum).name)
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    # -- teardown ------------------------------------------------------------------
+    def _teardown(self, ctrl: Control, graph: Graph | None) -> None:
+        ctrl.drain.set()
+        deadline = time.monotonic() + JOIN_S
+        for p in self.procs.values():
+            p.join(max(deadline - time.monotonic(), 0.05))
+        ctrl.stop.set()
+        for p in self.procs.values():
+            p.join(JOIN_S)
+        for p in self.procs.values():
+            if p.is_alive():
+                log.warning("stage %s did not stop: terminating", p.name)
+                p.terminate()
+                p.join(JOIN_S)
+            if p.is_alive():
+                p.kill()
+                p.join(JOIN_S)
+        self._pump(ctrl, 0.0)  # last stats / errors
+        for q in (graph.queues if graph else []) + [ctrl.events]:
+            _drain(q)
+        for p in self.procs.values():
+            p.close()
+
+    def _start_log_listener(self, logs: Any) -> logging.handlers.QueueListener:
+        handlers = logging.getLogger().handlers or [logging.StreamHandler()]
+        for h in handlers:
+            h.addFilter(_Redact())
+        listener = logging.handlers.QueueListener(logs, *handlers, respect_handler_level=True)
+        listener.start()
+        return listener
+
+
+def _drain(q: Any) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except (queue.Empty, OSError, ValueError):
+        pass
+    q.close()
+    q.join_thread()
+
+
+def run_pipeline(cfg: Config, opts: RunOptions | None = None) -> RunResult:
+    return Supervisor(cfg, opts or RunOptions()).run()

@@ -1,0 +1,1 @@
+"""videoclf stages: decode, preprocess, classify, sinks and backbones."""
