@@ -48,7 +48,11 @@ class PoolSpec:
 
 
 def new_run_id() -> str:
-    return f"{os.getpid()}_{secrets.token_hex(4)}"
+    # VIDEOCLF_SHM_TAG (hex) lets a test session recognise its own segments among others'
+    tag = os.environ.get("VIDEOCLF_SHM_TAG", "")
+    if not re.fullmatch(r"[0-9a-f]{0,16}", tag):
+        tag = ""
+    return f"{os.getpid()}_{tag}{secrets.token_hex(4)}"
 
 
 def segment_name(run_id: str, label: str) -> str:

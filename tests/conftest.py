@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "bigbuckbunny_360p.mp4"
 
 
+# segments of this test session carry this tag, so parallel sessions do not confuse the check
+SHM_TAG = os.environ.setdefault("VIDEOCLF_SHM_TAG", os.urandom(3).hex())
+
+
 def shm_segments() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("videoclf")}
+    """This session's segments (name: videoclf_<pid>_<tag><hex>_<ring>)."""
+    return {n for n in os.listdir("/dev/shm") if n.startswith("videoclf_") and f"_{SHM_TAG}" in n}
 
 
 @pytest.fixture(autouse=True)
