@@ -32,8 +32,12 @@ STATS_EVERY_S = 0.5
 
 
 class Source(Protocol):
+    """``frames()`` yields (model-ready array, pts seconds) per frame, or ``None`` as a
+    heartbeat while waiting (reconnect back-off, a quiet camera) so the loop can check the
+    stop event and report stats; it ends by returning."""
+
     def setup(self) -> None: ...
-    def frames(self) -> Iterator[tuple[np.ndarray, Optional[float]]]: ...
+    def frames(self) -> Iterator[Optional[tuple[np.ndarray, Optional[float]]]]: ...
     def stats(self) -> dict[str, Any]: ...
     def teardown(self) -> None: ...
 
@@ -175,6 +179,9 @@ def _acquire_drop_oldest(link: Link, ctrl: Control) -> tuple[int | None, int]:
     return None, dropped
 
 
+_END = object()
+
+
 def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
     out: Link = spec.outbox
     seq = 0
@@ -189,9 +196,12 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
             reason = "limit"
             break
         t0 = time.monotonic()
-        item = next(frames, None)
-        if item is None:
+        item = next(frames, _END)
+        if item is _END:
             break
+        if item is None:  # heartbeat: nothing decoded yet
+            rep.tick()
+            continue
         array, pts = item
         t1 = time.monotonic()
         if spec.policy == "drop_oldest":
