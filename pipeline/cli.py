@@ -30,9 +30,11 @@ class _JsonFormat(logging.Formatter):
 def _setup_logging(verbose: bool, quiet: bool, json_logs: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormat() if json_logs else _Format())
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler.setLevel(level)  # records from children arrive via a queue and skip the root level
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    root.setLevel(level)
     if verbose:
         os.environ["VIDEOCLF_DEBUG"] = "1"  # children read it when they set up logging
 

@@ -1,0 +1,132 @@
+"""Stage units: configs pickle, decode geometry at odd sizes, normalisation, registry rules."""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import pickle
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import Roi, parse_config
+from pipeline.errors import ConfigError, InputError
+from pipeline.graph import build_graph
+from pipeline.registry import Registry
+from pipeline.shm import PoolOwner, new_run_id
+from stages.decode import DecodeConfig, FileDecoder, fit_geometry, probe, to_model_rgb
+from stages.preprocess import Normalize, PreprocessConfig
+
+
+def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
+    """Specs cross the process boundary (spawn): all of them must pickle."""
+    cfg = parse_config({"streams": [{"name": "a", "source": "a.mp4", "roi": {"x": 0, "y": 0, "w": 8, "h": 8}},
+                                    {"name": "b", "source": "b.mp4"}],
+                        "output": {"dir": str(tmp_path)}})
+    ctx = mp.get_context("spawn")
+    owner = PoolOwner(ctx, new_run_id())
+    try:
+        graph = build_graph(cfg, owner, ctx, None, "sink.jsonl")
+        kinds = sorted({s.kind for s in graph.specs})
+        assert kinds == ["classify.torch", "decode.file", "preprocess", "sink.jsonl"]
+        for spec in graph.specs:
+            # queues and pools travel by process inheritance; everything else must pickle
+            bare = dataclasses.replace(spec, inbox=None, outbox=None)
+            back = pickle.loads(pickle.dumps(bare))
+            assert back == bare and back.config == spec.config
+    finally:
+        owner.unlink_all()
+
+
+def test_registry_refuses_duplicates_and_lists_valid_names():
+    reg: Registry[int] = Registry("widget")
+    reg.add("a", 1)
+    with pytest.raises(KeyError, match="already registered"):
+        reg.add("a", 2)
+    with pytest.raises(ConfigError, match="unknown widget 'b'; valid: a"):
+        reg.get("b")
+
+
+@pytest.mark.parametrize("w, h", [(33, 7), (7, 33), (16, 16), (640, 360), (1920, 1080)])
+def test_geometry_gives_the_crop_size_for_any_frame_size(w, h):
+    frame = av.VideoFrame.from_ndarray(np.random.randint(0, 255, (h, w, 3), np.uint8), format="rgb24").reformat(
+        format="yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p")
+    out = to_model_rgb(frame, DecodeConfig("s", "x", 256, 224))
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+
+
+def test_center_crop_keeps_the_middle_of_a_wide_frame():
+    # given a 512x256 frame: left half black, middle white band, right half black
+    img = np.zeros((256, 512, 3), np.uint8)
+    img[:, 200:312] = 255
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+    out = to_model_rgb(frame, DecodeConfig("s", "x", 256, 224))
+    # then the crop (columns 144..368 of the source) holds the band in its middle columns
+    assert out[:, 112].mean() > 250 and out[:, 5].mean() < 5 and out[:, 218].mean() < 5
+
+
+def test_roi_classifies_only_that_zone():
+    img = np.zeros((360, 640, 3), np.uint8)
+    img[100:200, 300:400] = (255, 0, 0)  # a red square; the ROI is exactly it
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+    out = to_model_rgb(frame, DecodeConfig("s", "x", 256, 224, Roi(x=300, y=100, w=100, h=100)))
+    assert out.shape == (224, 224, 3)
+    assert out[..., 0].mean() > 240 and out[..., 1].mean() < 15
+
+
+def test_roi_outside_the_frame_names_the_stream():
+    with pytest.raises(InputError, match=r"streams\.cam2\.roi: \(600, 0, 100, 100\) lies outside the 640x360 frame"):
+        fit_geometry(640, 360, Roi(x=600, y=0, w=100, h=100), 256, "cam2")
+
+
+def test_normalize_matches_the_torchvision_recipe():
+    rgb = np.random.randint(0, 256, (224, 224, 3), np.uint8)
+    cfg = PreprocessConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    dst = np.empty((3, 224, 224), np.float32)
+    Normalize(cfg).process(rgb, dst)
+    ref = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - torch.tensor(cfg.mean)[:, None, None]) / torch.tensor(cfg.std)[:, None, None]
+    assert np.allclose(dst, ref.numpy(), atol=1e-5)
+
+
+def test_file_decoder_yields_every_frame_with_pts(video_factory):
+    path = video_factory(width=33 * 2, height=7 * 2, frames=12, fps=24)
+    dec = FileDecoder(DecodeConfig("s", str(path), 64, 56))
+    dec.setup()
+    try:
+        frames = list(dec.frames())
+    finally:
+        dec.teardown()
+    assert len(frames) == 12
+    assert all(a.shape == (56, 56, 3) for a, _ in frames)
+    assert [round(p, 4) for _, p in frames] == [round(i / 24, 4) for i in range(12)]
+    assert dec.stats()["decode_errors"] == 0
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "file not found"),
+    (b"", "file is empty (0 bytes)"),
+    (b"this is a text file, not a video\n" * 20, "not a readable video"),
+])
+def test_probe_rejects_bad_files_with_one_line(tmp_path, content, expected):
+    path = tmp_path / "clip.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        probe(str(path))
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_probe_rejects_a_file_without_video(tmp_path):
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for _ in range(5):
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(InputError, match="has no video stream"):
+        probe(str(path))
