@@ -215,3 +215,30 @@ _CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(
 def redact(text: str) -> str:
     """Hide passwords in URLs: rtsp://user:secret@host → rtsp://user:***@host."""
     return _CRED.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
+
+
+def reference_table() -> str:
+    """The config reference as a Markdown table (README's copy is checked against it)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            if f.is_required():
+                default = "required"
+            elif f.default_factory is not None:
+                default = "…"
+            else:
+                default = "—" if f.default is None else f.default
+            rows.append(f"| `{prefix}{name}` | `{default}` | {f.description} |")
+        for name, f in model.model_fields.items():
+            for sub in (*getattr(f.annotation, "__args__", ()), f.annotation):
+                if isinstance(sub, type) and issubclass(sub, _Model):
+                    walk(sub, f"{prefix}{name}{'[]' if 'list' in str(f.annotation) else ''}.")
+                    break
+
+    walk(Config, "")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(reference_table())

@@ -63,8 +63,19 @@ class _Redact(logging.Filter):
         return True
 
 
+def check_output_dir(path: str) -> None:
+    """The output directory, or the nearest existing parent it would be made in, must be writable."""
+    probe_dir = os.path.abspath(path)
+    while not os.path.exists(probe_dir):
+        probe_dir = os.path.dirname(probe_dir)
+    if not os.path.isdir(probe_dir):
+        raise ResourceError(f"output.dir {path}: {probe_dir} is not a directory")
+    if not os.access(probe_dir, os.W_OK):
+        raise ResourceError(f"output.dir {path}: {probe_dir} is not writable")
+
+
 def preflight(cfg: Config) -> None:
-    """Checks that need no child process: sources, weights path, output dir, /dev/shm."""
+    """Checks that need no child process and change nothing: sources, weights path, output dir, /dev/shm."""
     from stages.decode import probe
 
     for s in cfg.streams:
@@ -75,12 +86,7 @@ def preflight(cfg: Config) -> None:
         from pipeline.errors import InputError
 
         raise InputError(f"model.weights: weights file {w} not found")
-    try:
-        os.makedirs(cfg.output.dir, exist_ok=True)
-    except OSError as exc:
-        raise ResourceError(f"output.dir {cfg.output.dir}: cannot create ({exc.strerror or exc})") from exc
-    if not os.access(cfg.output.dir, os.W_OK):
-        raise ResourceError(f"output.dir {cfg.output.dir}: not writable")
+    check_output_dir(cfg.output.dir)
     check_free_space(ring_bytes(cfg))
 
 
@@ -97,6 +103,10 @@ class Supervisor:
     def run(self) -> RunResult:
         remove_stale_segments()
         preflight(self.cfg)
+        try:
+            os.makedirs(self.cfg.output.dir, exist_ok=True)
+        except OSError as exc:
+            raise ResourceError(f"output.dir {self.cfg.output.dir}: cannot create ({exc.strerror or exc})") from exc
         owner = PoolOwner(self.ctx, self.run_id)
         ctrl = Control(self.ctx.Event(), self.ctx.Event(), self.ctx.Queue(), self.ctx.Queue())
         listener = self._start_log_listener(ctrl.logs)

@@ -1,0 +1,85 @@
+"""Each bad input: one clear line naming the culprit, exit 2, no traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from conftest import SAMPLE, run_cli
+
+
+def _audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for _ in range(4):
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def _assert_one_line_error(res, *needles: str) -> None:
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in res.stderr
+    errors = [ln for ln in lines if ln.startswith("videoclf: error: ")]
+    assert len(errors) == 1, lines
+    for n in needles:
+        assert n in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda d: d / "missing.mp4", "file not found"),
+    (lambda d: (d / "notes.mp4").write_text("not a video\n" * 50) and d / "notes.mp4", "not a readable video"),
+    (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "file is empty (0 bytes)"),
+    (lambda d: _audio_only(d / "audio.m4a"), "has no video stream"),
+], ids=["missing", "text-as-mp4", "zero-byte", "audio-only"])
+def test_bad_source_file(tmp_path, write_config, make, needle):
+    src = make(tmp_path)
+    cfg = write_config([{"name": "ok", "source": str(SAMPLE)}, {"name": "bad", "source": str(src)}])
+    _assert_one_line_error(run_cli("run", str(cfg)), str(src), needle)
+    assert not (tmp_path / "out" / "ok.jsonl").exists()  # nothing started on bad input
+
+
+@pytest.mark.parametrize("yaml_text, needles", [
+    ("streams: []\n", ["streams"]),
+    ("streams:\n  - {name: a, source: x.mp4, colour: red}\n", ["streams.0.colour: unknown key"]),
+    ("streams:\n  - {name: a, source: x.mp4}\ntarget_fps: lots\n", ["target_fps", "'lots'"]),
+    ("streams:\n  - {name: a, source: x.mp4}\nmodel: {backbone: alexnet}\n", ["unknown backbone 'alexnet'", "resnet18"]),
+    ("streams:\n  - {name: a, source: x.mp4}\n  - {name: a, source: y.mp4}\n", ["duplicate stream name 'a'"]),
+    ("streams:\n  - name: a\n    source: x.mp4\n   bad indent: 1\n", ["line 4", "invalid YAML"]),
+], ids=["no-streams", "unknown-key", "wrong-type", "unknown-backbone", "duplicate-names", "bad-yaml"])
+def test_bad_config(tmp_path, yaml_text, needles):
+    cfg = tmp_path / "cam.yaml"
+    cfg.write_text(yaml_text)
+    for cmd in ("run", "validate"):
+        _assert_one_line_error(run_cli(cmd, str(cfg)), str(cfg), *needles)
+
+
+def test_missing_weights_file(tmp_path, write_config):
+    cfg = write_config([{"name": "a", "source": str(SAMPLE)}], model={"backbone": "resnet18", "weights": str(tmp_path / "w.pth")})
+    _assert_one_line_error(run_cli("run", str(cfg)), "model.weights", str(tmp_path / "w.pth"), "not found")
+
+
+def test_checkpoint_with_wrong_shapes(tmp_path, write_config):
+    from stages.backbones import load_model
+
+    ckpt = tmp_path / "five_classes.pth"
+    torch.save(load_model("resnet18", "none", 5, None).model.state_dict(), ckpt)
+    cfg = write_config([{"name": "a", "source": str(SAMPLE)}], model={"backbone": "resnet18", "weights": str(ckpt)})
+    res = run_cli("run", str(cfg))
+    _assert_one_line_error(res, str(ckpt), "does not fit resnet18 with 1000 classes")
+    assert not (tmp_path / "out" / "a.jsonl").read_text()  # no frame was decoded before the model failed
+
+
+def test_output_dir_that_is_a_file(tmp_path, write_config):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cfg = write_config([{"name": "a", "source": str(SAMPLE)}], output={"dir": str(blocker / "out")})
+    _assert_one_line_error(run_cli("run", str(cfg)), "output.dir", "is not a directory")

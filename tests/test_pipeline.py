@@ -1,0 +1,144 @@
+"""The real multiprocess pipeline end to end, through the CLI as users run it."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from conftest import ROOT, SAMPLE, read_jsonl, run_cli
+
+FAST_MODEL = {"backbone": "mobilenet_v3_small", "weights": "none"}
+
+
+def _decoded_frames(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_sample_gives_one_line_per_decoded_frame_and_a_report(tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("run", "configs/sample.yaml", "--output", str(out))
+    assert res.returncode == 0, res.stderr
+    lines = read_jsonl(out / "bbb.jsonl")
+    assert len(lines) == _decoded_frames(SAMPLE) == 132
+    assert [r["frame"] for r in lines] == list(range(132))
+    first = lines[0]
+    assert set(first) >= {"stream", "frame", "pts", "time", "top"} and first["stream"] == "bbb"
+    assert len(first["top"]) == 3 and all(set(t) == {"label", "score"} for t in first["top"])
+    assert [round(r["pts"], 3) for r in lines[:3]] == [0.0, 0.04, 0.08]
+    assert all(lines[i]["time"] <= lines[i + 1]["time"] for i in range(len(lines) - 1))
+    # real weights: Big Buck Bunny's bird is an albatross in ImageNet terms
+    assert sum(r["top"][0]["label"] == "albatross" for r in lines) > 30
+    report = json.loads((out / "report.json").read_text())
+    s = report["streams"]["bbb"]
+    assert s["frames"] == 132 and s["dropped"] == 0 and s["decode_errors"] == 0
+    assert s["sustained_fps"] > 0 and isinstance(s["meets_target"], bool)
+    assert set(s["latency_ms"]) == {"p50", "p95", "p99"} and s["latency_ms"]["p50"] > 0
+    assert report["model"]["backbone"] == "efficientnet_lite0" and report["model"]["pretrained"] is True
+    assert report["bottleneck"] in report["stages"]
+    assert "FPS" in res.stdout and "bbb" in res.stdout
+
+
+CODECS = [  # file, encoder, pixel format, width, height: odd sizes catch H/W mix-ups
+    ("a.mp4", "libx264", "yuv420p", 66, 14),
+    ("b.mkv", "libvpx-vp9", "yuv420p", 50, 30),
+    ("c.avi", "mpeg4", "yuv420p", 48, 32),
+    ("d.mov", "libx264", "yuv444p", 33, 7),
+    ("e.mkv", "libx265", "yuv420p", 64, 64),
+]
+
+
+def test_many_streams_containers_and_codecs_each_frame_exactly_once(tmp_path, video_factory, write_config):
+    streams, expected = [], {}
+    for i, (name, codec, pix, w, h) in enumerate(CODECS):
+        n = 9 + i
+        path = video_factory(name, width=w, height=h, frames=n, codec=codec, pix_fmt=pix)
+        streams.append({"name": f"s{i}", "source": str(path)})
+        expected[f"s{i}"] = _decoded_frames(path)
+        assert expected[f"s{i}"] == n
+    cfg = write_config(streams, model={**FAST_MODEL, "max_batch": 4})
+    res = run_cli("run", str(cfg))
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["random_weights"] is True
+    for name, n in expected.items():
+        lines = read_jsonl(tmp_path / "out" / f"{name}.jsonl")
+        assert [r["frame"] for r in lines] == list(range(n)), name
+        assert all(r["weights"].startswith("none") for r in lines)  # random weights are labelled
+        assert report["streams"][name]["frames"] == n
+
+
+def test_max_frames_and_csv_output(tmp_path, video_factory, write_config):
+    path = video_factory(width=48, height=64, frames=20)
+    cfg = write_config([{"name": "cam", "source": str(path)}], model=FAST_MODEL, output={"dir": str(tmp_path / "o"), "format": "csv"})
+    res = run_cli("run", str(cfg), "--max-frames", "7")
+    assert res.returncode == 0, res.stderr
+    rows = (tmp_path / "o" / "cam.csv").read_text().splitlines()
+    assert rows[0] == "stream,frame,pts,time,label1,score1,label2,score2,label3,score3"
+    assert [r.split(",")[1] for r in rows[1:]] == [str(i) for i in range(7)]
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["streams"]["cam"]["end"] == "limit"
+
+
+def test_validate_checks_without_running(tmp_path, write_config):
+    cfg = write_config([{"name": "cam", "source": str(SAMPLE)}])
+    res = run_cli("validate", str(cfg))
+    assert res.returncode == 0 and "ok" in res.stdout and "cam" in res.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_models_lists_every_backbone():
+    res = run_cli("models", "--json")
+    rows = {r["backbone"]: r for r in json.loads(res.stdout)}
+    assert {"resnet18", "mobilenet_v2", "efficientnet_lite0"} <= set(rows)
+    assert rows["efficientnet_lite0"]["input"] == 224
+
+
+def _truncate(src: Path, dst: Path, fraction: float) -> None:
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * fraction)])
+
+
+def test_truncated_file_keeps_every_decodable_frame(tmp_path, video_factory, write_config):
+    # given a clip whose index is at the front (faststart) cut off in the middle
+    full = video_factory("full.mkv", width=64, height=48, frames=60, gop=10)
+    cut = tmp_path / "cut.mkv"
+    _truncate(full, cut, 0.5)
+    decodable = 0
+    with av.open(str(cut)) as c:
+        try:
+            for _ in c.decode(video=0):
+                decodable += 1
+        except av.FFmpegError:
+            pass
+    assert 0 < decodable < 60
+    cfg = write_config([{"name": "cut", "source": str(cut)}], model=FAST_MODEL)
+    res = run_cli("run", str(cfg))
+    assert res.returncode == 0, res.stderr
+    lines = read_jsonl(tmp_path / "out" / "cut.jsonl")
+    assert len(lines) >= decodable - 1 and [r["frame"] for r in lines] == list(range(len(lines)))
+
+
+def test_sigint_stops_cleanly_with_flushed_logs_and_a_report(tmp_path, write_config):
+    cfg = write_config([{"name": "bbb", "source": str(SAMPLE)}], model={**FAST_MODEL, "backbone": "resnet50"})
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "out" / "bbb.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 5):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    lines = read_jsonl(log)
+    assert report["interrupted"] is True
+    assert report["streams"]["bbb"]["frames"] == len(lines) >= 5
+    assert [r["frame"] for r in lines] == list(range(len(lines)))
