@@ -1,4 +1,4 @@
-"""Command line: videoclf run | validate | models."""
+"""Command line: videoclf run | validate | models | serve."""
 from __future__ import annotations
 
 import argparse
@@ -91,6 +91,25 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's GStreamer GI bindings live there, not in the venv
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.errors import InputError
+    from pipeline.rtsp_server import PACKAGES
+
+    if not os.path.isfile(args.file):
+        raise InputError(f"{args.file}: file not found")
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        raise InputError(f"videoclf serve needs {SYSTEM_PYTHON} with GStreamer; install: apt-get install {PACKAGES}")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rtsp_server.py")
+    sys.stdout.flush()
+    # exec, not a child: signals (Ctrl-C, SIGSTOP in tests) reach the server itself
+    os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON, script, args.file, "--port", str(args.port), "--path", args.path,
+                             "--host", args.host])
+    return 1  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="videoclf", description="Streaming video classification for files and cameras.")
     p.add_argument("--version", action="version", version=f"videoclf {__version__}")
@@ -114,7 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_cmd_models)
 
-    for sp in (run, val, models):
+    serve = sub.add_parser("serve", help="serve a video file as a looping live RTSP camera (needs GStreamer)")
+    serve.add_argument("file", help="H.264 video in an MP4/MOV container")
+    serve.add_argument("--port", type=int, default=8554, help="RTSP port (default 8554)")
+    serve.add_argument("--path", default="/cam", help="mount path (default /cam → rtsp://127.0.0.1:8554/cam)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.set_defaults(func=_cmd_serve)
+
+    for sp in (run, val, models, serve):
         sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         sp.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
         sp.add_argument("--json-logs", action="store_true", help="log lines as JSON objects")

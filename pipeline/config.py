@@ -31,6 +31,19 @@ class Roi(_Model):
     h: int = Field(gt=0, description="height in pixels")
 
 
+class LiveOptions(_Model):
+    """Network behaviour of a live source (rtsp://, http(s)://, /dev/videoN); files ignore it."""
+
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport: tcp (default, no packet loss) or udp")
+    open_timeout_s: float = Field(5.0, gt=0, le=300, description="an attempt to open the source fails after this long")
+    read_timeout_s: float = Field(5.0, gt=0, le=300, description="a network read that waits longer than this fails")
+    watchdog_s: float = Field(10.0, gt=0, le=3600, description="reconnect when no frame arrived for this long")
+    backoff_s: float = Field(0.5, gt=0, le=60, description="first wait before reconnecting; doubles after each failure")
+    backoff_max_s: float = Field(10.0, gt=0, le=3600, description="longest wait between reconnect attempts")
+    max_reconnects: Optional[int] = Field(
+        None, ge=0, description="failed attempts in a row before the stream is given up (default: retry forever)")
+
+
 class StreamConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                       description="unique stream name; used for file names and metrics labels")
@@ -40,6 +53,8 @@ class StreamConfig(_Model):
         None, description="back-pressure: lossless (files, default) or drop_oldest (live, default)")
     ring_slots: int = Field(8, ge=2, le=256, description="shared-memory slots between decode and preprocess")
     decode_threads: int = Field(0, ge=0, le=64, description="FFmpeg decode threads (0 = auto)")
+    live: LiveOptions = Field(default_factory=LiveOptions,
+                              description="timeouts, watchdog and reconnect back-off of a live source")
 
     @property
     def is_live(self) -> bool:

@@ -8,6 +8,7 @@ from pipeline.config import Config
 from pipeline.shm import PoolOwner
 from pipeline.stage import Link, StageSpec
 from stages.decode import DecodeConfig
+from stages.live import live_config
 from stages.preprocess import PreprocessConfig
 from stages.sinks import SinkConfig
 
@@ -53,8 +54,11 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
         norm = Link(owner.create(f"{s.name}_chw", _model_slots(cfg), (3, crop, crop), "float32"), to_classify)
         g.queues.append(raw.channel)
         pools[i] = norm.pool
-        dec = DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads)
-        sources.append(StageSpec(f"decode[{s.name}]", "decode.file", dec, "source", outbox=raw,
+        if s.is_live:
+            kind, dec = "decode.live", live_config(s, m.resize_to, crop)
+        else:
+            kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads)
+        sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=raw,
                                  policy=s.effective_policy, stream=i, max_frames=max_frames or cfg.max_frames))
         maps.append(StageSpec(f"preprocess[{s.name}]", "preprocess", PreprocessConfig(m.spec.mean, m.spec.std),
                               "map", inbox=raw, outbox=norm, stream=i))

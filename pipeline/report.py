@@ -47,7 +47,7 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
             "source": redact(s.source),
             "frames": frames,
             "decoded": dec.get("items", 0),
-            "dropped": dec.get("dropped", 0),
+            "dropped": dec.get("dropped", 0) + dec.get("buffer_dropped", 0),
             "sustained_fps": fps,
             "meets_target": fps >= cfg.target_fps * TARGET_TOLERANCE,
             "latency_ms": e2e.summary(),
@@ -57,6 +57,11 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
             "end": tally.get("end"),
             "input": dec.get("source"),
         }
+        if s.is_live:  # reconnect bookkeeping of stages.live
+            streams[s.name].update({k: dec.get(k, 0) for k in ("input_fps", "reconnects", "disconnects", "downtime_s")})
+            streams[s.name]["connected"] = dec.get("connected", False)
+            if dec.get("last_error"):
+                streams[s.name]["last_error"] = redact(dec["last_error"])
         if dec.get("decode_errors"):
             streams[s.name]["damage"] = dec.get("last_error")
     stages = {t: {k: d.get(k) for k in ("items", "busy_s", "wall_s", "busy_fraction")} for t, d in stats.items()}
@@ -109,6 +114,14 @@ def print_summary(report: dict[str, Any], file: Any = None) -> None:
         console.print("[yellow]weights: none — random init, labels are meaningless (speed test)[/yellow]")
 
 
+def _live_status(dec: Optional[dict[str, Any]]) -> str:
+    if not dec or "reconnects" not in dec:
+        return ""
+    state = "" if dec.get("connected") else ", DOWN"
+    return (f" ({dec.get('input_fps', 0):.1f} fps in, {dec.get('dropped', 0) + dec.get('buffer_dropped', 0)} dropped, "
+            f"{dec['reconnects']} reconnects{state})")
+
+
 class Progress:
     """One live line: frames and FPS per stream (a bar when the frame count is known)."""
 
@@ -138,7 +151,8 @@ class Progress:
                 self._live.update(self._tasks[n], completed=frames, fps=fps, total=src.get("frames"))
         elif now - self._last_plain >= 10 and sink:
             self._last_plain = now
-            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames" for n in self.names]
+            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames{_live_status(stats.get(f'decode[{n}]'))}"
+                     for n in self.names]
             print(f"[{now - self.t0:6.0f}s] " + ", ".join(parts), file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -37,7 +37,7 @@ class Source(Protocol):
     stop event and report stats; it ends by returning."""
 
     def setup(self) -> None: ...
-    def frames(self) -> Iterator[Optional[tuple[np.ndarray, Optional[float]]]]: ...
+    def frames(self) -> Iterator[Optional[tuple[Any, ...]]]: ...  # (array, pts[, t_decoded, decode_ms])
     def stats(self) -> dict[str, Any]: ...
     def teardown(self) -> None: ...
 
@@ -79,14 +79,14 @@ class StageBase:
 
 STAGES: Registry[Any] = Registry("stage")
 # stage kinds are registered by their modules; a child imports only the module it runs
-STAGE_MODULES = {"decode": "stages.decode", "preprocess": "stages.preprocess",
+STAGE_MODULES = {"decode": "stages.decode", "decode.live": "stages.live", "preprocess": "stages.preprocess",
                  "classify": "stages.classify", "sink": "stages.sinks"}
 
 
 def build_stage(kind: str, config: Any) -> Any:
     import importlib
 
-    module = STAGE_MODULES.get(kind.split(".")[0])
+    module = STAGE_MODULES.get(kind) or STAGE_MODULES.get(kind.split(".")[0])
     if module:
         importlib.import_module(module)
     return STAGES.get(kind)(config)
@@ -202,8 +202,10 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
         if item is None:  # heartbeat: nothing decoded yet
             rep.tick()
             continue
-        array, pts = item
+        array, pts = item[0], item[1]
         t1 = time.monotonic()
+        # a threaded live source hands over when it decoded the frame and how long that took
+        t_dec, dec_ms = (item[2], item[3]) if len(item) > 2 else (t1, (t1 - t0) * 1000)
         if spec.policy == "drop_oldest":
             slot, d = _acquire_drop_oldest(out, ctrl)
             dropped += d
@@ -213,10 +215,10 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
             reason = "stopped"
             break
         np.copyto(out.pool.view(slot), array)
-        out.channel.put(FrameRecord(spec.stream, seq, slot, pts, time.time(), t1, (t1 - t0) * 1000))
+        out.channel.put(FrameRecord(spec.stream, seq, slot, pts, time.time(), t_dec, dec_ms))
         seq += 1
         rep.counters.items = seq
-        rep.counters.busy_s += t1 - t0  # decoding only: waiting for a free slot is not work
+        rep.counters.busy_s += dec_ms / 1000  # decoding only: waiting for a free slot is not work
         rep.counters.dropped = dropped
         rep.tick()
     close = getattr(frames, "close", None)

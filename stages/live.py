@@ -1,0 +1,265 @@
+"""Live decode stage: RTSP / HTTP streams and capture devices that drop, freeze and come back.
+
+A reader thread owns the PyAV container and does every blocking network call, each bounded
+by FFmpeg's ``timeout`` (µs) and PyAV's interrupt timeouts. ``frames()`` only waits on the
+thread's hand-over buffer in short steps and yields ``None`` heartbeats meanwhile, so the
+stage loop always sees the stop/drain events. A connection that ends (a killed server ends
+PyAV's decode iterator silently), fails, or delivers no frame for ``watchdog_s`` is dropped
+and reopened with exponential back-off; a stalled reader thread is abandoned, never joined
+without bound, and closes its own container when its read times out. Frames are only ever
+real decoded frames: nothing is synthesised while a camera is down.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import av
+import numpy as np
+
+from pipeline.config import LiveOptions, Roi, StreamConfig, redact
+from pipeline.stage import STAGES, StageBase
+from stages.decode import DecodeConfig, to_model_rgb
+
+log = logging.getLogger(__name__)
+
+WAIT_S = 0.1  # longest wait inside frames() before a heartbeat
+BUFFER = 4  # frames held between the reader thread and the loop; the ring does the real dropping
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    name: str
+    source: str
+    resize: int
+    crop: int
+    roi: Optional[Roi]
+    threads: int
+    live: LiveOptions
+
+    @property
+    def geometry(self) -> DecodeConfig:
+        return DecodeConfig(self.name, self.source, self.resize, self.crop, self.roi, self.threads)
+
+
+def live_config(s: StreamConfig, resize: int, crop: int) -> LiveConfig:
+    return LiveConfig(s.name, s.source, resize, crop, s.roi, s.decode_threads, s.live)
+
+
+def open_options(source: str, opts: LiveOptions) -> tuple[dict[str, str], Optional[str]]:
+    """FFmpeg options and input format for a live source."""
+    if source.startswith("/dev/video"):
+        return {}, "v4l2"
+    # `timeout` is in microseconds and bounds every socket read/connect (`stimeout` is ignored
+    # by FFmpeg >= 5); a small probe gets the first frame in ~0.1 s instead of ~1 s
+    options = {"timeout": str(int(opts.read_timeout_s * 1e6)), "analyzeduration": "100000", "probesize": "32"}
+    if source.startswith(("rtsp://", "rtsps://")):
+        options["rtsp_transport"] = opts.transport
+    return options, None
+
+
+class _Reader(threading.Thread):
+    """One connection attempt: open, decode until the stream ends or fails, close."""
+
+    def __init__(self, cfg: LiveConfig, out: "_Handover", attempt: int) -> None:
+        super().__init__(name=f"live-{cfg.name}-{attempt}", daemon=True)
+        self.cfg, self.out, self.attempt = cfg, out, attempt
+        self.abandoned = threading.Event()  # set when the loop gave up on this connection
+
+    def run(self) -> None:
+        options, fmt = open_options(self.cfg.source, self.cfg.live)
+        try:
+            container = av.open(self.cfg.source, mode="r", format=fmt, options=options,
+                                timeout=(self.cfg.live.open_timeout_s, self.cfg.live.read_timeout_s))
+        except Exception as exc:  # any failure to open is a failed attempt, retried by the loop
+            self.out.put(self, ("failed", _describe(exc)))
+            return
+        try:
+            if not container.streams.video:
+                self.out.put(self, ("failed", "no video stream"))
+                return
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if self.cfg.threads:
+                stream.codec_context.thread_count = self.cfg.threads
+            geometry = self.cfg.geometry
+            for frame in container.decode(stream):
+                if self.abandoned.is_set():
+                    return
+                t0 = time.monotonic()
+                array = to_model_rgb(frame, geometry)
+                t1 = time.monotonic()
+                info = (frame.width, frame.height, stream.codec_context.name)
+                self.out.put(self, ("frame", (array, frame.time, t0, (t1 - t0) * 1000, info)))
+            self.out.put(self, ("ended", "the stream ended"))
+        except Exception as exc:  # timeouts, resets, corrupt data: all end this connection
+            self.out.put(self, ("ended", _describe(exc)))
+        finally:
+            container.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError) and "timed out" not in text.lower():
+        text = f"timed out ({text})"
+    return redact(text)
+
+
+class _Handover:
+    """Bounded drop-oldest buffer from the current reader to the loop; stale readers are ignored."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.items: collections.deque[tuple[str, Any]] = collections.deque()
+        self.current: Optional[_Reader] = None
+        self.dropped = 0
+
+    def put(self, reader: _Reader, item: tuple[str, Any]) -> None:
+        with self.cond:
+            if reader is not self.current:
+                return
+            if item[0] == "frame" and sum(1 for k, _ in self.items if k == "frame") >= BUFFER:
+                for i, (k, _) in enumerate(self.items):
+                    if k == "frame":  # drop the oldest frame: the freshest frames win
+                        del self.items[i]
+                        self.dropped += 1
+                        break
+            self.items.append(item)
+            self.cond.notify()
+
+    def get(self, timeout: float) -> Optional[tuple[str, Any]]:
+        with self.cond:
+            if not self.items:
+                self.cond.wait(timeout)
+            return self.items.popleft() if self.items else None
+
+    def switch(self, reader: Optional[_Reader]) -> None:
+        with self.cond:
+            if self.current is not None:
+                self.current.abandoned.set()
+            self.current = reader
+            self.items.clear()
+
+
+@STAGES.register("decode.live")
+class LiveDecoder(StageBase):
+    """Reconnecting live source with a no-frame watchdog; counts losses, downtime and input FPS."""
+
+    def __init__(self, cfg: LiveConfig) -> None:
+        self.cfg = cfg
+        self.shown = redact(cfg.source)
+        self.handover = _Handover()
+        self.attempts = 0  # connection attempts so far
+        self.failures = 0  # failed attempts in a row (since the last frame)
+        self.disconnects = 0
+        self.reconnects = 0  # losses followed by frames again
+        self.downtime_s = 0.0  # finished outages
+        self.down_since: Optional[float] = time.monotonic()  # not streaming yet
+        self.had_frames = False
+        self.frames_in = 0
+        self.first_frame: Optional[float] = None
+        self.last_frame: Optional[float] = None
+        self.last_error = ""
+        self.info: dict[str, Any] = {}
+        self.gave_up = False
+        self.connect_started = time.monotonic()
+
+    # -- connection management ----------------------------------------------------
+    def _connect(self) -> None:
+        self.attempts += 1
+        reader = _Reader(self.cfg, self.handover, self.attempts)
+        self.handover.switch(reader)
+        self.connect_started = time.monotonic()
+        reader.start()
+
+    def _lost(self, why: str, now: float) -> float:
+        """Drop the connection; return when to try again."""
+        self.handover.switch(None)
+        self.last_error = why
+        if self.down_since is None:  # was streaming: this is a loss
+            self.down_since = now
+            self.disconnects += 1
+            log.warning("%s: connection lost (%s); reconnecting", self.cfg.name, why)
+        else:
+            self.failures += 1
+            if self.failures <= 3 or self.failures % 10 == 0:  # a camera that is off for hours must not flood the log
+                log.warning("%s: cannot connect to %s (%s); attempt %d failed", self.cfg.name, self.shown, why, self.failures)
+        o = self.cfg.live
+        return now + min(o.backoff_s * 2 ** max(self.failures - 1, 0), o.backoff_max_s)
+
+    def _got_frame(self, now: float, info: tuple[int, int, str]) -> None:
+        if self.down_since is not None:
+            outage = now - self.down_since
+            if self.had_frames:
+                self.reconnects += 1
+                self.downtime_s += outage
+                log.warning("%s: reconnected after %.1f s down (%d reconnects so far)", self.cfg.name, outage, self.reconnects)
+            else:
+                log.info("%s: streaming from %s (%dx%d %s)", self.cfg.name, self.shown, *info)
+                if self.failures:  # unreachable at start: that outage counts too
+                    self.downtime_s += outage
+            self.info = {"codec": info[2], "width": info[0], "height": info[1], "fps": None}
+            self.down_since = None
+            self.failures = 0
+            self.had_frames = True
+        self.frames_in += 1
+        self.first_frame = self.first_frame or now
+        self.last_frame = now
+
+    # -- the Source protocol ------------------------------------------------------
+    def frames(self) -> Iterator[Optional[tuple[np.ndarray, Optional[float], float, float]]]:
+        o = self.cfg.live
+        retry_at: Optional[float] = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if retry_at is not None and now >= retry_at:
+                    if o.max_reconnects is not None and self.failures > o.max_reconnects:
+                        self.gave_up = True
+                        log.error("%s: giving up on %s after %d failed attempts (%s)", self.cfg.name, self.shown,
+                                  self.failures, self.last_error)
+                        return
+                    retry_at = None
+                    self._connect()
+                item = self.handover.get(WAIT_S) if retry_at is None else None
+                now = time.monotonic()
+                if item is None:
+                    if retry_at is None and self.handover.current is not None:
+                        since = self.last_frame if self.down_since is None else self.connect_started
+                        if since is not None and now - since > o.watchdog_s:
+                            retry_at = self._lost(f"no frame for {o.watchdog_s:g} s (watchdog)", now)
+                    elif retry_at is not None:
+                        time.sleep(min(WAIT_S, max(retry_at - now, 0)))
+                    yield None
+                    continue
+                kind, data = item
+                if kind == "frame":
+                    array, pts, t_decoded, decode_ms, info = data
+                    self._got_frame(now, info)
+                    yield array, pts, t_decoded, decode_ms
+                else:  # "failed" to open, or "ended": for a live source both mean reconnect
+                    retry_at = self._lost(data, now)
+                    yield None
+        finally:
+            self.handover.switch(None)  # the reader closes its own container and exits
+
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        span = (self.last_frame - self.first_frame) if self.first_frame and self.last_frame else 0.0
+        ongoing = now - self.down_since if self.down_since is not None and (self.had_frames or self.failures) else 0.0
+        return {"input_frames": self.frames_in,
+                "input_fps": round((self.frames_in - 1) / span, 2) if span > 0 else 0.0,
+                "reconnects": self.reconnects, "disconnects": self.disconnects,
+                "downtime_s": round(self.downtime_s + ongoing, 3), "connected": self.down_since is None,
+                "connect_attempts": self.attempts, "buffer_dropped": self.handover.dropped,
+                "gave_up": self.gave_up, "last_error": self.last_error, "source": self.info}
+
+    def teardown(self) -> None:
+        reader = self.handover.current
+        self.handover.switch(None)
+        if reader is not None:
+            reader.join(0.5)  # bounded: a reader blocked in a read exits on its own timeout
