@@ -255,5 +255,19 @@ def reference_table() -> str:
     return "\n".join(rows)
 
 
+def update_readme(path: str = "README.md") -> None:
+    """Rewrite the config reference between README's markers."""
+    text = Path(path).read_text(encoding="utf-8")
+    start, end = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    Path(path).write_text(f"{head}{start}\n{reference_table()}\n{end}{tail}", encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(reference_table())
+    import sys
+
+    if sys.argv[1:] == ["--update-readme"]:
+        update_readme()
+    else:
+        print(reference_table())
