@@ -53,7 +53,7 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
         norm = Link(owner.create(f"{s.name}_chw", _model_slots(cfg), (3, crop, crop), "float32"), to_classify)
         g.queues.append(raw.channel)
         pools[i] = norm.pool
-        dec = DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads)
+        dec = DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads, s.loop)
         sources.append(StageSpec(f"decode[{s.name}]", "decode.file", dec, "source", outbox=raw,
                                  policy=s.effective_policy, stream=i, max_frames=max_frames or cfg.max_frames))
         maps.append(StageSpec(f"preprocess[{s.name}]", "preprocess", PreprocessConfig(m.spec.mean, m.spec.std),
