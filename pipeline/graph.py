@@ -34,7 +34,9 @@ def _model_slots(cfg: Config) -> int:
     return max(2, cfg.model.max_batch + 1)
 
 
-def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None, sink_kind: str) -> Graph:
+def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None, sink_kind: str,
+                resume: bool = False) -> Graph:
+    """``resume``: a restart after a crash; the sinks append to the label logs."""
     g = Graph()
     m = cfg.model
     crop = m.crop
@@ -43,7 +45,7 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
     g.queues += [to_classify, to_sink]
     names = tuple(s.name for s in cfg.streams)
     g.specs.append(StageSpec(f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]",
-                             sink_kind, SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none"),
+                             sink_kind, SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none", resume),
                              "sink", inbox=to_sink, n_streams=len(names)))
     pools = {}
     sources: list[StageSpec] = []
