@@ -88,7 +88,11 @@ def to_model_rgb(frame: av.VideoFrame, cfg: DecodeConfig) -> np.ndarray:
         img = cv2.resize(img, (max(round(w * s), cfg.resize), max(round(h * s), cfg.resize)), interpolation=cv2.INTER_LINEAR)
     ih, iw = img.shape[:2]
     top, left = (ih - cfg.crop) // 2, (iw - cfg.crop) // 2
-    return img[top:top + cfg.crop, left:left + cfg.crop]
+    img = img[top:top + cfg.crop, left:left + cfg.crop]
+    # phone videos store pixels sideways plus a display matrix: classify the upright picture.
+    # The crop is a centred square, so rotating it equals cropping the rotated frame.
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.rot90(img, turns) if turns else img
 
 
 @STAGES.register("decode.file")
