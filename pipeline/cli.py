@@ -50,7 +50,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     opts = RunOptions(max_frames=args.max_frames, duration=args.duration,
                       sink="null" if args.null_sink else "auto", progress=not args.quiet)
     result = run_pipeline(cfg, opts)
-    path = write_report(result.report, cfg.output.dir)
+    try:
+        path = write_report(result.report, cfg.output.dir)
+    except OSError as exc:  # disk full or directory gone: the run's own error, if any, says more
+        if result.error is None:
+            from pipeline.errors import ResourceError
+
+            raise ResourceError(f"output.dir {cfg.output.dir}: cannot write report.json ({exc.strerror or exc})") from None
+        log.warning("report.json not written (%s)", exc.strerror or exc)
+        path = None
     if not args.quiet:
         print_summary(result.report)
         print(f"report: {path}")

@@ -55,6 +55,7 @@ class StreamConfig(_Model):
     decode_threads: int = Field(0, ge=0, le=64, description="FFmpeg decode threads (0 = auto)")
     live: LiveOptions = Field(default_factory=LiveOptions,
                               description="timeouts, watchdog and reconnect back-off of a live source")
+    loop: bool = Field(False, description="files only: start again at the end, forever (soak tests, demos)")
 
     @property
     def is_live(self) -> bool:
@@ -108,6 +109,13 @@ class OutputConfig(_Model):
     format: Literal["jsonl", "csv"] = Field("jsonl", description="label log format")
 
 
+class SupervisionConfig(_Model):
+    """What the supervisor does when a stage process dies."""
+
+    restart: Optional[bool] = Field(None, description="restart the stages after a crash (default: on when any stream is live)")
+    max_restarts_per_min: int = Field(5, ge=0, le=100, description="restarts allowed in any 60 s; past it the run fails")
+
+
 class Config(_Model):
     streams: list[StreamConfig] = Field(min_length=1, description="video sources to classify")
     model: ModelConfig = Field(default_factory=ModelConfig, description="backbone and inference settings")
@@ -115,6 +123,12 @@ class Config(_Model):
     target_fps: float = Field(30.0, gt=0, description="sustained FPS each stream should reach")
     max_frames: Optional[int] = Field(None, gt=0, description="stop each stream after this many frames")
     duration: Optional[float] = Field(None, gt=0, description="stop the run after this many seconds")
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig, description="crash handling")
+
+    @property
+    def restart_enabled(self) -> bool:
+        r = self.supervision.restart
+        return any(s.is_live for s in self.streams) if r is None else r
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":

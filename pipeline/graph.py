@@ -35,7 +35,9 @@ def _model_slots(cfg: Config) -> int:
     return max(2, cfg.model.max_batch + 1)
 
 
-def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None, sink_kind: str) -> Graph:
+def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None, sink_kind: str,
+                resume: bool = False) -> Graph:
+    """``resume``: a restart after a crash; the sinks append to the label logs."""
     g = Graph()
     m = cfg.model
     crop = m.crop
@@ -44,7 +46,7 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
     g.queues += [to_classify, to_sink]
     names = tuple(s.name for s in cfg.streams)
     g.specs.append(StageSpec(f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]",
-                             sink_kind, SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none"),
+                             sink_kind, SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none", resume),
                              "sink", inbox=to_sink, n_streams=len(names)))
     pools = {}
     sources: list[StageSpec] = []
@@ -57,7 +59,7 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
         if s.is_live:
             kind, dec = "decode.live", live_config(s, m.resize_to, crop)
         else:
-            kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads)
+            kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads, s.loop)
         sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=raw,
                                  policy=s.effective_policy, stream=i, max_frames=max_frames or cfg.max_frames))
         maps.append(StageSpec(f"preprocess[{s.name}]", "preprocess", PreprocessConfig(m.spec.mean, m.spec.std),

@@ -83,8 +83,13 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
 def write_report(report: dict[str, Any], out_dir: str) -> str:
     path = os.path.join(out_dir, "report.json")
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    except OSError:
+        if os.path.exists(tmp):  # a half-written temporary file helps nobody (and fills the disk)
+            os.unlink(tmp)
+        raise
     os.replace(tmp, path)  # a reader never sees half a report
     return path
 

@@ -21,6 +21,7 @@ from pipeline.errors import ResourceError, StageError, VideoclfError, error_from
 from pipeline.graph import Graph, build_graph, ring_bytes
 from pipeline.messages import Event
 from pipeline.report import Progress, build_report
+from pipeline.restart import RestartPolicy
 from pipeline.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
 from pipeline.stage import Control, StageSpec, child_main
 
@@ -98,6 +99,9 @@ class Supervisor:
         self.run_id = new_run_id()
         self.state = _State()
         self.procs: dict[str, Any] = {}
+        self.restarts = RestartPolicy(cfg.restart_enabled, cfg.supervision.max_restarts_per_min)
+        self.carried: dict[str, int] = {}  # frames written per stream by earlier generations
+        self.t_first: Optional[float] = None  # first frames started: --duration counts from here
 
     # -- lifecycle -----------------------------------------------------------------
     def run(self) -> RunResult:
@@ -107,30 +111,69 @@ class Supervisor:
             os.makedirs(self.cfg.output.dir, exist_ok=True)
         except OSError as exc:
             raise ResourceError(f"output.dir {self.cfg.output.dir}: cannot create ({exc.strerror or exc})") from exc
-        owner = PoolOwner(self.ctx, self.run_id)
-        ctrl = Control(self.ctx.Event(), self.ctx.Event(), self.ctx.Queue(), self.ctx.Queue())
-        listener = self._start_log_listener(ctrl.logs)
-        graph: Graph | None = None
+        logs = self.ctx.Queue()  # one log queue for every generation of processes
+        listener = self._start_log_listener(logs)
+        self.ctrl = self._new_control(logs)
+        previous = self._install_signals()
         t_start = time.monotonic()
-        previous = self._install_signals(ctrl)
+        try:
+            while True:
+                t_start = self._generation(logs, resume=self.restarts.total > 0) or t_start
+                err = self.state.error
+                if err is None or self.state.interrupted or not self.restarts.allow(err, self.state.error_stage):
+                    if err is not None:
+                        self.state.error = self.restarts.exhausted(err)
+                    break
+                log.warning("restarting the pipeline after: %s (restart %d)", err, self.restarts.total)
+                self._carry_over()
+        finally:
+            self._restore_signals(previous)
+            listener.stop()
+        report = build_report(self.cfg, self.state.stats, time.monotonic() - t_start, self.state.error,
+                              self.state.error_stage, interrupted=bool(self.state.interrupted))
+        self._add_restarts(report)
+        err = self.state.error
+        return RunResult(report, err.exit_code if err else 0, err)
+
+    def _new_control(self, logs: Any) -> Control:
+        return Control(self.ctx.Event(), self.ctx.Event(), self.ctx.Queue(), logs)
+
+    def _generation(self, logs: Any, resume: bool) -> Optional[float]:
+        """Build, start, watch and tear down one set of pools and processes."""
+        if resume:
+            self.ctrl = self._new_control(logs)
+        ctrl = self.ctrl
+        owner = PoolOwner(self.ctx, self.run_id)
+        graph: Graph | None = None
+        t_start = None
         try:
             sink = "sink.null" if self.opts.sink == "null" else f"sink.{self.cfg.output.format}"
-            graph = build_graph(self.cfg, owner, self.ctx, self.opts.max_frames, sink)
+            graph = build_graph(self.cfg, owner, self.ctx, self.opts.max_frames, sink, resume)
             self._start(graph.by_role("sink", "batch"), ctrl)
             self._await_ready(graph, ctrl)
             if self.state.error is None and not self.state.interrupted:
                 self._start(graph.by_role("map", "source"), ctrl)
                 t_start = time.monotonic()
+                self.t_first = self.t_first or t_start
                 self._monitor(graph, ctrl)
         finally:
-            self._restore_signals(previous)
             self._teardown(ctrl, graph)
             owner.unlink_all()
-            listener.stop()
-        report = build_report(self.cfg, self.state.stats, time.monotonic() - t_start, self.state.error,
-                              self.state.error_stage, interrupted=bool(self.state.interrupted))
-        err = self.state.error
-        return RunResult(report, err.exit_code if err else 0, err)
+        return t_start
+
+    def _carry_over(self) -> None:
+        """Forget the dead generation's processes, keeping what its sink wrote for the report."""
+        sink = next((d for t, d in self.state.stats.items() if t.startswith("sink[")), {})
+        for name, tally in (sink.get("streams") or {}).items():
+            self.carried[name] = self.carried.get(name, 0) + tally.get("frames", 0)
+        self.state = _State(interrupted=self.state.interrupted)
+        self.procs = {}
+
+    def _add_restarts(self, report: dict[str, Any]) -> None:
+        report["restarts"] = dict(self.restarts.counts)
+        for name, n in self.carried.items():
+            if name in report["streams"]:
+                report["streams"][name]["frames"] += n  # label logs are appended across restarts
 
     def _start(self, specs: list[StageSpec], ctrl: Control) -> None:
         for spec in specs:
@@ -153,7 +196,7 @@ class Supervisor:
     def _monitor(self, graph: Graph, ctrl: Control) -> None:
         progress = Progress(self.cfg, enabled=self.opts.progress)
         duration = self.opts.duration or self.cfg.duration
-        t0 = time.monotonic()
+        t0 = self.t_first or time.monotonic()  # restarts do not extend the run
         failed_at: float | None = None
         try:
             while any(p.is_alive() for p in self.procs.values()) or not self._events_drained(ctrl):
@@ -216,10 +259,10 @@ class Supervisor:
                     self._fail(StageError(f"stage {title} {how}"), title)
 
     # -- signals -------------------------------------------------------------------
-    def _install_signals(self, ctrl: Control) -> dict[int, Any]:
+    def _install_signals(self) -> dict[int, Any]:
         def handler(signum: int, _frame: Any) -> None:
             self.state.interrupted += 1
-            ctrl.drain.set()
+            self.ctrl.drain.set()  # the current generation's
             if self.state.interrupted == 1:
                 log.warning("%s: finishing in-flight frames and writing the report (again to abort)",
                             signal.Signals(signum).name)

@@ -29,6 +29,7 @@ class DecodeConfig:
     crop: int  # center crop fed to the model
     roi: Optional[Roi] = None
     threads: int = 0
+    loop: bool = False  # start again at the end of the file (soak tests, demos)
 
 
 def open_video(source: str) -> tuple[Any, Any]:
@@ -87,7 +88,11 @@ def to_model_rgb(frame: av.VideoFrame, cfg: DecodeConfig) -> np.ndarray:
         img = cv2.resize(img, (max(round(w * s), cfg.resize), max(round(h * s), cfg.resize)), interpolation=cv2.INTER_LINEAR)
     ih, iw = img.shape[:2]
     top, left = (ih - cfg.crop) // 2, (iw - cfg.crop) // 2
-    return img[top:top + cfg.crop, left:left + cfg.crop]
+    img = img[top:top + cfg.crop, left:left + cfg.crop]
+    # phone videos store pixels sideways plus a display matrix: classify the upright picture.
+    # The crop is a centred square, so rotating it equals cropping the rotated frame.
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.rot90(img, turns) if turns else img
 
 
 @STAGES.register("decode.file")
@@ -100,6 +105,7 @@ class FileDecoder(StageBase):
         self.errors = 0
         self.last_error = ""
         self.info: dict[str, Any] = {}
+        self.passes = 1
 
     def setup(self) -> None:
         self.container, stream = open_video(self.cfg.source)
@@ -118,6 +124,19 @@ class FileDecoder(StageBase):
             log.warning("%s: skipped undecodable data (%s)", self.cfg.name, exc)
 
     def frames(self) -> Iterator[tuple[np.ndarray, Optional[float]]]:
+        offset = 0.0  # a looped file keeps its timestamps increasing across passes
+        while True:
+            last = None
+            for array, t in self._one_pass():
+                last = t
+                yield array, None if t is None else t + offset
+            if not self.cfg.loop or last is None:  # nothing decodable in a pass: do not spin
+                return
+            offset += last + (1.0 / self.info["fps"] if self.info.get("fps") else 0.0)
+            self.container.seek(0)
+            self.passes += 1
+
+    def _one_pass(self) -> Iterator[tuple[np.ndarray, Optional[float]]]:
         packets = self.container.demux(self.stream)
         while True:
             try:
@@ -136,7 +155,8 @@ class FileDecoder(StageBase):
                 yield to_model_rgb(frame, self.cfg), frame.time
 
     def stats(self) -> dict[str, Any]:
-        return {"decode_errors": self.errors, "last_error": self.last_error, "source": self.info}
+        return {"decode_errors": self.errors, "last_error": self.last_error, "source": self.info,
+                "passes": self.passes}
 
     def teardown(self) -> None:
         if self.container is not None:

@@ -20,6 +20,7 @@ class SinkConfig:
     streams: tuple[str, ...]
     top_k: int = 3
     random_weights: bool = False
+    append: bool = False  # after a restart: keep what the crashed generation wrote
 
 
 class StreamTally:
@@ -62,7 +63,8 @@ class _LabelLogSink(StageBase):
             os.makedirs(self.cfg.dir, exist_ok=True)
             for i, name in enumerate(self.cfg.streams):
                 # line-buffered: every frame's line reaches the file as it is written
-                self.files[i] = open(os.path.join(self.cfg.dir, name + self.suffix), "w", buffering=1, encoding="utf-8")
+                self.files[i] = open(os.path.join(self.cfg.dir, name + self.suffix), "a" if self.cfg.append else "w",
+                                     buffering=1, encoding="utf-8")
                 self._start(i)
         except OSError as exc:
             raise ResourceError(f"output.dir {self.cfg.dir}: cannot write ({exc.strerror or exc})") from exc
@@ -122,6 +124,8 @@ class CsvSink(_LabelLogSink):
 
     def _start(self, i: int) -> None:
         self.writers[i] = csv.writer(self.files[i])
+        if self.cfg.append:  # the header is already there
+            return
         ranks = [f"{c}{j + 1}" for j in range(self.cfg.top_k) for c in ("label", "score")]
         self.writers[i].writerow(["stream", "frame", "pts", "time", *ranks])
 

@@ -1,0 +1,71 @@
+"""Process helpers for the failure tests: start the real CLI, find its stage processes by
+their titles (``videoclf: classify[cpu]``), kill one, and prove nothing outlives the run."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=str(ROOT), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def stages_of(pid: int) -> dict[str, psutil.Process]:
+    """Stage processes below ``pid`` by title, e.g. {"decode[a]": Process}."""
+    out = {}
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return out
+    for k in kids:
+        try:
+            cmd = " ".join(k.cmdline())
+        except psutil.Error:
+            continue
+        if cmd.startswith("videoclf: "):
+            out[cmd.removeprefix("videoclf: ").strip()] = k
+    return out
+
+
+def line_count(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def kill_stage(pid: int, prefix: str, sig: int = signal.SIGKILL) -> psutil.Process:
+    procs = {t: p for t, p in stages_of(pid).items() if t.startswith(prefix)}
+    assert procs, f"no stage {prefix}* below {pid}: {sorted(stages_of(pid))}"
+    victim = next(iter(procs.values()))
+    victim.send_signal(sig)
+    return victim
+
+
+def assert_all_gone(procs: list[psutil.Process], timeout: float = 5.0) -> None:
+    """No stage process may outlive the run (orphans are what this guards against)."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"orphan stage processes: {[(p.pid, ' '.join(p.cmdline())) for p in alive]}"

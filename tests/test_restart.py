@@ -1,0 +1,122 @@
+"""Restart from the specs with a rate limit (the live-run behaviour, enabled here for a looping
+file with supervision.restart so it does not depend on a camera)."""
+from __future__ import annotations
+
+import json
+import pickle
+import signal
+import time
+
+import pytest
+
+from conftest import make_video, read_jsonl, shm_segments
+from helpers_proc import assert_all_gone, kill_stage, line_count, stages_of, start_cli, wait_for
+from pipeline.config import parse_config
+from pipeline.errors import ConfigError, StageError
+from pipeline.restart import RestartPolicy
+from test_supervision import FAST_MODEL
+
+
+@pytest.fixture
+def restart_config(tmp_path, write_config):
+    video = make_video(tmp_path / "clip.mp4", width=96, height=64, frames=60)
+
+    def make(per_min: int):
+        return write_config([{"name": "cam1", "source": str(video), "loop": True}], model=FAST_MODEL,
+                            supervision={"restart": True, "max_restarts_per_min": per_min})
+
+    return make
+
+
+def _next_generation(pid: int, log, seen: list) -> None:
+    """Wait for four stages none of which was seen before, then for 10 labels from them."""
+    old = {p.pid for p in seen}
+    wait_for(lambda: len(stages_of(pid)) == 4 and not old & {p.pid for p in stages_of(pid).values()}, 90,
+             "a fresh set of four stages")
+    seen += stages_of(pid).values()
+    n = line_count(log)
+    wait_for(lambda: line_count(log) >= n + 10, 90, "labels from the fresh stages")
+
+
+def test_each_killed_stage_is_restarted_and_counted(restart_config, tmp_path):
+    # given a supervised run allowed 5 restarts a minute
+    log = tmp_path / "out" / "cam1.jsonl"
+    proc = start_cli("run", str(restart_config(5)), "-q", "--duration", "240")
+    seen = []
+    try:
+        for victim in ("decode[cam1]", "preprocess[cam1]", "classify[", "sink["):
+            # when each stage kind in turn is SIGKILLed once labels flow
+            _next_generation(proc.pid, log, seen)
+            kill_stage(proc.pid, victim)
+        # then the run keeps classifying after the last restart
+        _next_generation(proc.pid, log, seen)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert err.count("restarting the pipeline after") == 4, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert set(report["restarts"]) == {"decode[cam1]", "preprocess[cam1]", "classify[cpu]", "sink[cam1]"}
+    assert all(v == 1 for v in report["restarts"].values())
+    # and the label log holds whole lines from every generation, all counted in the report
+    rows = read_jsonl(log)
+    # (a SIGKILLed sink's last stats are up to 0.5 s old, so the count may trail the log a little)
+    assert len(rows) - 40 <= report["streams"]["cam1"]["frames"] <= len(rows)
+    starts = [i for i, r in enumerate(rows) if r["frame"] == 0]
+    assert len(starts) == 5  # one per generation: frame numbers count from 0 after a restart
+    assert_all_gone(seen)
+    assert not shm_segments()
+
+
+def test_past_the_restart_limit_the_run_fails_naming_the_stage(restart_config, tmp_path):
+    # given a supervised run allowed one restart a minute
+    log = tmp_path / "out" / "cam1.jsonl"
+    proc = start_cli("run", str(restart_config(1)), "-q", "--duration", "240")
+    seen = []
+    try:
+        for _ in range(2):
+            # when the classifier is killed twice
+            _next_generation(proc.pid, log, seen)
+            kill_stage(proc.pid, "classify[")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # then the second death fails the run like a file run: exit 1, one line, the limit named
+    assert proc.returncode == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("videoclf: error:")]
+    assert len(lines) == 1 and "classify[cpu] killed by signal SIGKILL" in lines[0]
+    assert "max_restarts_per_min=1" in lines[0]
+    assert_all_gone(seen)
+    assert not shm_segments()
+
+
+def test_rate_limit_counts_a_sliding_minute():
+    # given a policy of 2 restarts a minute
+    p = RestartPolicy(True, 2)
+    err = StageError("stage x killed by signal SIGKILL")
+    # then two are allowed, the third within the minute is not, and one after it is
+    assert p.allow(err, "x", now=0.0) and p.allow(err, "x", now=10.0)
+    assert not p.allow(err, "x", now=50.0)
+    assert p.allow(err, "y", now=61.0)
+    assert p.counts == {"x": 2, "y": 1}
+
+
+def test_bad_input_and_disabled_policy_never_restart():
+    err = StageError("boom")
+    assert not RestartPolicy(False, 5).allow(err, "x", now=0.0)
+    assert not RestartPolicy(True, 5).allow(ConfigError("bad key"), "x", now=0.0)
+
+
+def test_restart_defaults_follow_liveness_and_configs_pickle():
+    # given a file stream and a live one, then restarts default off for files, on for live
+    files = parse_config({"streams": [{"name": "a", "source": "a.mp4"}]})
+    live = parse_config({"streams": [{"name": "a", "source": "rtsp://cam/1"}]})
+    assert not files.restart_enabled and live.restart_enabled
+    forced = parse_config({"streams": [{"name": "a", "source": "a.mp4"}], "supervision": {"restart": True}})
+    assert forced.restart_enabled
+    assert pickle.loads(pickle.dumps(forced)) == forced
+    with pytest.raises(ConfigError, match="supervision.bogus"):
+        parse_config({"streams": [{"name": "a", "source": "a.mp4"}], "supervision": {"bogus": 1}})
