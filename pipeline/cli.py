@@ -118,6 +118,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 1  # not reached
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import SAMPLE_CLIP, print_table, run_bench, write_outputs
+
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()]  # noqa: E731
+    clip = args.clip or SAMPLE_CLIP
+    rows = run_bench(clip, split(args.backbones), split(args.backends), split(args.precisions), args.frames, args.weights)
+    print_table(rows, clip)
+    md, csv_path = write_outputs(rows, args.out)
+    print(f"markdown: {md}\ncsv: {csv_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="videoclf", description="Streaming video classification for files and cameras.")
     p.add_argument("--version", action="version", version=f"videoclf {__version__}")
@@ -148,7 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.set_defaults(func=_cmd_serve)
 
-    for sp in (run, val, models, serve):
+    bench = sub.add_parser("bench", help="compare backbones x backends x precisions on a clip")
+    bench.add_argument("clip", nargs="?", help="video file (default: the shipped sample)")
+    bench.add_argument("--backbones", default="resnet18,mobilenet_v2,efficientnet_lite0")
+    bench.add_argument("--backends", default="auto", help="comma list of auto,torch,onnxruntime,openvino")
+    bench.add_argument("--precisions", default="fp32,bf16", help="comma list of auto,fp32,bf16,fp16,int8")
+    bench.add_argument("--weights", default="auto", help="auto (imagenet where offline, else none), imagenet, none")
+    bench.add_argument("--frames", type=int, default=300, help="frames of the clip the pipeline classifies")
+    bench.add_argument("--out", default="out/bench", help="directory for bench.md and bench.csv")
+    bench.set_defaults(func=_cmd_bench)
+
+    for sp in (run, val, models, serve, bench):
         sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         sp.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
         sp.add_argument("--json-logs", action="store_true", help="log lines as JSON objects")

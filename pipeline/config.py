@@ -72,8 +72,17 @@ class ModelConfig(_Model):
     num_classes: Optional[int] = Field(None, gt=0, description="classes of a fine-tuned checkpoint (default 1000)")
     labels: Optional[str] = Field(None, description="labels file, one label per line, for a fine-tuned checkpoint")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on CPUs with AVX-512 BF16/AMX, fp16 on CUDA, else fp32")
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        "auto", description="auto: bf16 on CPUs with AVX-512 BF16/AMX, fp16 on CUDA, else fp32; "
+                            "int8: post-training static quantisation calibrated on `calibration` frames")
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
+        "auto", description="inference engine; auto picks the fastest installed one for the device and "
+                            "says in the report when it fell back")
+    compile: bool = Field(False, description="torch backend: wrap the model in torch.compile (slow first batch)")
+    calibration: Optional[str] = Field(None, description="video whose frames calibrate int8 (default: the "
+                                                         "first file stream, else the shipped sample)")
+    cache_dir: Optional[str] = Field(None, description="where exported/quantised models are cached "
+                                                       "(default: $VIDEOCLF_CACHE or ~/.cache/videoclf)")
     max_batch: int = Field(8, ge=1, le=256, description="largest batch the classifier forms across streams")
     max_wait_ms: float = Field(10.0, ge=0, le=10_000, description="longest wait to fill a batch")
     top_k: int = Field(3, ge=1, le=20, description="labels written per frame")
@@ -218,7 +227,7 @@ def _resolve_relative(data: Any, base: Path) -> Any:
             s["source"] = fix(s["source"])
     model = data.get("model")
     if isinstance(model, dict):
-        for key in ("weights", "labels"):
+        for key in ("weights", "labels", "calibration"):
             if key in model and model[key] not in ("imagenet", "none"):
                 model[key] = fix(model[key])
     return data

@@ -1,56 +1,38 @@
-"""Classify stage: one process per device, batches across streams, softmax top-k."""
+"""Classify stage: one process per device, batches across streams, softmax top-k.
+
+The engine (torch, onnxruntime, OpenVINO) sits behind stages.backends; this stage only
+turns a batch of slots into logits and logits into labelled results.
+"""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
 from pipeline.config import ModelConfig
-from pipeline.errors import ConfigError
 from pipeline.messages import FrameRecord, Result
 from pipeline.metrics import Histogram
 from pipeline.stage import STAGES, StageBase
+# re-exported: these resolvers lived here before the backends package existed
+from stages.backends import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 
-def cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and indices of the k best classes per row, best first."""
+    z = logits - logits.max(axis=1, keepdims=True)  # stable: exp never overflows
+    probs = np.exp(z)
+    probs /= probs.sum(axis=1, keepdims=True)
+    idx = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    part = np.take_along_axis(probs, idx, axis=1)
+    order = np.argsort(-part, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
-def resolve_precision(requested: str, device: str) -> str:
-    if requested == "auto":
-        if device.startswith("cuda"):
-            return "fp16"
-        return "bf16" if cpu_has_bf16() else "fp32"
-    if requested == "fp16" and not device.startswith("cuda"):
-        raise ConfigError("model.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    return requested
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"model.device: {requested!r} requested but no CUDA device is available")
-        index = int(requested.split(":")[1]) if ":" in requested else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"model.device: {requested!r} but only {torch.cuda.device_count()} CUDA device(s)")
-    return requested
-
-
-@STAGES.register("classify.torch")
+@STAGES.register("classify.torch")  # registry name kept from issue 2: the graph refers to it
 class TorchClassifier(StageBase):
     def __init__(self, cfg: ModelConfig) -> None:
         self.cfg = cfg
@@ -59,48 +41,25 @@ class TorchClassifier(StageBase):
         self.info: dict[str, Any] = {}
 
     def setup(self) -> None:
-        import torch
+        from stages.backends import open_backend
 
-        from stages.backbones import load_model
-
-        if self.cfg.threads:
-            torch.set_num_threads(self.cfg.threads)
-        self.device = resolve_device(self.cfg.device)
-        loaded = load_model(self.cfg.backbone, self.cfg.weights, self.cfg.num_classes, self.cfg.labels)
-        self.labels = loaded.labels
-        self.precision = resolve_precision(self.cfg.precision, self.device)
-        # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels
-        self.model = loaded.model.to(self.device, memory_format=torch.channels_last)
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        self.info = {"backbone": self.cfg.backbone, "weights": loaded.weights, "pretrained": loaded.pretrained,
-                     "device": self.device, "precision": self.precision, "threads": torch.get_num_threads(),
-                     "input": self.cfg.crop}
+        opened = open_backend(self.cfg)
+        self.backend, self.labels, self.info = opened.backend, opened.labels, opened.info
         # warm-up passes at batch sizes we will see, so the first real batches carry no setup cost
         for n in sorted({1, self.cfg.max_batch}):
-            self._forward(np.zeros((n, 3, self.cfg.crop, self.cfg.crop), np.float32))
-        log.info("classifier ready: %s on %s, weights %s", self.cfg.backbone, self.device, loaded.weights)
+            self.backend.run(np.zeros((n, 3, self.cfg.crop, self.cfg.crop), np.float32))
+        log.info("classifier ready: %s on %s (%s %s), weights %s", self.cfg.backbone, self.info["device"],
+                 self.info["backend"], self.info["precision"], self.info["weights"])
 
     def process(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> list[Result]:
-        import torch
-
         t0 = time.perf_counter()
-        scores, idx = self._forward(np.stack(inputs))
+        scores, idx = top_k(self.backend.run(np.stack(inputs)), self.cfg.top_k)
         ms = (time.perf_counter() - t0) * 1000
         self.infer.add(ms)
         self.batches += 1
         n = len(records)
         return [Result(rec, tuple((self.labels[i], round(float(s), 5)) for i, s in zip(idx[k], scores[k])), ms, n)
                 for k, rec in enumerate(records)]
-
-    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.dtype or torch.float32,
-                                                   enabled=self.dtype is not None):
-            probs = self.model(x).float().softmax(dim=1)
-            scores, idx = probs.topk(self.cfg.top_k, dim=1)
-        return scores.cpu().numpy(), idx.cpu().numpy()
 
     def stats(self) -> dict[str, Any]:
         return {"model": self.info, "batches": self.batches, "infer_ms": self.infer.to_dict()}
