@@ -358,6 +358,10 @@ def child_main(spec: StageSpec, ctrl: Control) -> None:
     # the supervisor owns SIGINT/SIGTERM handling and tells children through the events
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    # Stages share few cores. Spinning OpenMP workers (the default) then stall each other:
+    # measured here, 2 inference threads beside a busy decoder ran 10-15x slower than with
+    # passive waits. Must be set before torch/oneDNN load; a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _set_title(spec.title)
     _setup_child_logging(ctrl)
     stage = None
