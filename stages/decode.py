@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import Roi, redact
+from pipeline.display import DisplayGeom
 from pipeline.errors import InputError
 from pipeline.stage import STAGES, StageBase
 
@@ -29,6 +31,7 @@ class DecodeConfig:
     crop: int  # center crop fed to the model
     roi: Optional[Roi] = None
     threads: int = 0
+    display: Optional[DisplayGeom] = None  # also yield display frames (annotated video, alerts, web)
 
 
 def open_video(source: str) -> tuple[Any, Any]:
@@ -100,6 +103,7 @@ class FileDecoder(StageBase):
         self.errors = 0
         self.last_error = ""
         self.info: dict[str, Any] = {}
+        self._next_preview = 0.0
 
     def setup(self) -> None:
         self.container, stream = open_video(self.cfg.source)
@@ -117,7 +121,7 @@ class FileDecoder(StageBase):
         if self.errors <= 3:
             log.warning("%s: skipped undecodable data (%s)", self.cfg.name, exc)
 
-    def frames(self) -> Iterator[tuple[np.ndarray, Optional[float]]]:
+    def frames(self) -> Iterator[tuple[np.ndarray, Optional[float], Optional[np.ndarray]]]:
         packets = self.container.demux(self.stream)
         while True:
             try:
@@ -133,7 +137,22 @@ class FileDecoder(StageBase):
                 self._damage(exc)
                 continue
             for frame in decoded:
-                yield to_model_rgb(frame, self.cfg), frame.time
+                yield to_model_rgb(frame, self.cfg), frame.time, self._display(frame)
+
+    def _display(self, frame: av.VideoFrame) -> Optional[np.ndarray]:
+        """The whole frame as I420 at the display size: every frame for the annotated video,
+        else a preview every ``preview_interval_s`` (the web view and alert snapshots)."""
+        g = self.cfg.display
+        if g is None:
+            return None
+        if not g.every_frame:
+            now = time.monotonic()
+            if now < self._next_preview:
+                return None
+            self._next_preview = now + g.preview_interval_s
+        if frame.format.name == "yuv420p" and (frame.width, frame.height) == (g.width, g.height):
+            return frame.to_ndarray()  # already what the encoder wants: no scaling pass
+        return frame.to_ndarray(width=g.width, height=g.height, format="yuv420p")
 
     def stats(self) -> dict[str, Any]:
         return {"decode_errors": self.errors, "last_error": self.last_error, "source": self.info}
