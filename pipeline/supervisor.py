@@ -21,6 +21,7 @@ from pipeline.errors import ResourceError, StageError, VideoclfError, error_from
 from pipeline.graph import Graph, build_graph, ring_bytes
 from pipeline.messages import Event
 from pipeline.report import Progress, build_report
+from pipeline.services import Services
 from pipeline.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
 from pipeline.stage import Control, StageSpec, child_main
 
@@ -103,7 +104,9 @@ class Supervisor:
         graph: Graph | None = None
         t_start = time.monotonic()
         previous = self._install_signals(ctrl)
+        services = None
         try:
+            services = Services(self.cfg, self.state.stats)  # /metrics and the web view, if configured
             sink = "sink.null" if self.opts.sink == "null" else f"sink.{self.cfg.output.format}"
             graph = build_graph(self.cfg, owner, self.ctx, self.opts.max_frames, sink)
             self._start(graph.by_role("sink", "batch"), ctrl)
@@ -115,6 +118,8 @@ class Supervisor:
         finally:
             self._restore_signals(previous)
             self._teardown(ctrl, graph)
+            if services is not None:
+                services.stop()
             owner.unlink_all()
             listener.stop()
         report = build_report(self.cfg, self.state.stats, time.monotonic() - t_start, self.state.error,
