@@ -8,7 +8,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_ADDR = re.compile(r"^(?:(?P<host>[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\]))?:?(?P<port>\d{1,5})$")
+_ADDR = re.compile(r"^(?:(?P<host>[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\])?:)?(?P<port>\d{1,5})$")
 
 
 class AlertRule(BaseModel):
