@@ -35,18 +35,23 @@ def draw_overlay(yuv: np.ndarray, height: int, lines: Sequence[str]) -> None:
 
 
 class RateMeter:
-    """Processed frames per second over the last ~2 s (what the viewer calls current FPS)."""
+    """Processed frames per second over the last ``window_s`` (what the viewer calls current
+    FPS). Counted over the window, not between first and last tick: Results arrive in
+    batches, and a batch's frames land within microseconds of each other."""
 
     def __init__(self, window_s: float = 2.0) -> None:
         self.window = window_s
         self.times: deque[float] = deque()
+        self.start: float | None = None
 
     def tick(self, now: float) -> float:
+        if self.start is None:
+            self.start = now
         self.times.append(now)
         while self.times and now - self.times[0] > self.window:
             self.times.popleft()
-        span = self.times[-1] - self.times[0]
-        return (len(self.times) - 1) / span if span > 0 else 0.0
+        elapsed = min(self.window, now - self.start)
+        return len(self.times) / elapsed if elapsed >= 0.5 else 0.0
 
 
 def yuv_to_bgr(yuv: np.ndarray, max_width: int = 0) -> np.ndarray:
