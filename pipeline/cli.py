@@ -47,6 +47,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.output:
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": args.output})})
+    for key in ("web", "metrics", "video"):  # --web/--metrics/--video override the config
+        value = getattr(args, key, None)
+        if value:
+            from pipeline.config import parse_config
+
+            data = cfg.model_dump()
+            data["output"][key] = value
+            cfg = parse_config(data, f"--{key}")
     opts = RunOptions(max_frames=args.max_frames, duration=args.duration,
                       sink="null" if args.null_sink else "auto", progress=not args.quiet)
     result = run_pipeline(cfg, opts)
@@ -141,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     run.add_argument("--null-sink", action="store_true", help="measure without writing label logs (benchmarks)")
+    run.add_argument("--web", metavar="[HOST]:PORT", help="serve the live web view (loopback unless HOST is given)")
+    run.add_argument("--metrics", metavar="[HOST]:PORT", help="serve Prometheus metrics at /metrics")
+    run.add_argument("--video", action="store_true", help="write annotated MP4s (output.video: true)")
     run.set_defaults(func=_cmd_run)
 
     val = sub.add_parser("validate", help="check a config without running it")

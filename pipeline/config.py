@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.outputs_config import AlertRule, check_address
 
 MAX_CONFIG_BYTES = 1 << 20  # a camera config is a few KB; refuse YAML bombs early
 
@@ -116,6 +117,19 @@ class ModelConfig(_Model):
 class OutputConfig(_Model):
     dir: str = Field("out", description="directory for label logs and report.json")
     format: Literal["jsonl", "csv"] = Field("jsonl", description="label log format")
+    # watched outputs; the models live in pipeline/outputs_config.py
+    video: bool = Field(False, description="write an annotated H.264 MP4 per stream (top-k, stream, time, FPS drawn)")
+    segment_seconds: Optional[float] = Field(
+        None, gt=0, description="rotate annotated videos after this many seconds of video; default: one file per "
+                                "file source, 300 s segments for live sources; when set it applies to every stream")
+    alerts: list[AlertRule] = Field(default_factory=list, description="alert rules → <dir>/events.jsonl (+ webhook)")
+    web: Optional[str] = Field(None, description="serve the live web view on PORT, :PORT or HOST:PORT (loopback default)")
+    metrics: Optional[str] = Field(None, description="serve Prometheus /metrics on PORT, :PORT or HOST:PORT (loopback default)")
+
+    @field_validator("web", "metrics")
+    @classmethod
+    def _address(cls, v: Optional[str], info: Any) -> Optional[str]:
+        return check_address(v)
 
 
 class SupervisionConfig(_Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import outputs_graph
 from pipeline.config import Config
 from pipeline.shm import PoolOwner
 from pipeline.stage import Link, StageSpec
@@ -27,7 +28,7 @@ def ring_bytes(cfg: Config) -> int:
     crop = cfg.model.crop
     per_stream = sum(s.ring_slots for s in cfg.streams) * crop * crop * 3
     per_stream += len(cfg.streams) * _model_slots(cfg) * crop * crop * 3 * 4
-    return per_stream
+    return per_stream + outputs_graph.display_bytes(cfg, _model_slots(cfg))
 
 
 def _model_slots(cfg: Config) -> int:
@@ -45,9 +46,16 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
     to_sink = ctx.Queue()
     g.queues += [to_classify, to_sink]
     names = tuple(s.name for s in cfg.streams)
+    sink_cfg: Any = SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none", resume)
+    geoms = outputs_graph.plan(cfg)  # None unless video, alerts or the web view need pixels
+    if geoms:
+        sink_kind, sink_cfg = outputs_graph.outputs_sink(cfg, sink_kind, sink_cfg, geoms)
+    displays = {i: outputs_graph.display_port(owner, ctx, cfg, i, geom, _model_slots(cfg))
+                for i, geom in enumerate(geoms or [])}
+    g.queues += [d.link.channel for d in displays.values()]
     g.specs.append(StageSpec(f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]",
-                             sink_kind, SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none", resume),
-                             "sink", inbox=to_sink, n_streams=len(names)))
+                             sink_kind, sink_cfg, "sink", inbox=to_sink, n_streams=len(names),
+                             display=displays or None))
     pools = {}
     sources: list[StageSpec] = []
     maps: list[StageSpec] = []
@@ -56,16 +64,19 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
         norm = Link(owner.create(f"{s.name}_chw", _model_slots(cfg), (3, crop, crop), "float32"), to_classify)
         g.queues.append(raw.channel)
         pools[i] = norm.pool
+        geom = geoms[i] if geoms else None
         if s.is_live:
-            kind, dec = "decode.live", live_config(s, m.resize_to, crop)
+            kind, dec = "decode.live", live_config(s, m.resize_to, crop, geom)
         else:
-            kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads, s.loop)
+            kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads,
+                                                    s.loop, geom)
         sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=raw,
-                                 policy=s.effective_policy, stream=i, max_frames=max_frames or cfg.max_frames))
+                                 policy=s.effective_policy, stream=i, max_frames=max_frames or cfg.max_frames,
+                                 display=displays.get(i)))
         maps.append(StageSpec(f"preprocess[{s.name}]", "preprocess", PreprocessConfig(m.spec.mean, m.spec.std),
                               "map", inbox=raw, outbox=norm, stream=i))
     device = m.device.replace(":", "")
-    g.specs.append(StageSpec(f"classify[{device}]", "classify.torch", m, "batch", inbox=(to_classify, pools),
+    g.specs.append(StageSpec(f"classify[{device}]", "classify", m, "batch", inbox=(to_classify, pools),
                              outbox=to_sink, n_streams=len(names), max_batch=m.max_batch,
                              max_wait_s=m.max_wait_ms / 1000))
     g.specs += maps + sources

@@ -2,7 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
+
+
+class Decoded(NamedTuple):
+    """What a source yields per frame. A plain (array, pts) tuple is accepted too."""
+
+    array: Any  # model-ready crop×crop RGB uint8
+    pts: Optional[float]
+    display: Any = None  # whole frame (I420) for the display path, when one is configured
+    t_decoded: Optional[float] = None  # time.monotonic() when decoded, if not "now" (threaded sources)
+    decode_ms: Optional[float] = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from typing import Any, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
+from pipeline.display import DisplayMatcher, display_links, send_display
 from pipeline.errors import StageError, VideoclfError
-from pipeline.messages import EndOfStream, Event, FrameRecord, Result
+from pipeline.messages import Decoded, EndOfStream, Event, FrameRecord, Result
 from pipeline.metrics import StageCounters
 from pipeline.registry import Registry
 from pipeline.shm import SlotPool
@@ -32,7 +33,7 @@ STATS_EVERY_S = 0.5
 
 
 class Source(Protocol):
-    """``frames()`` yields (model-ready array, pts seconds) per frame, or ``None`` as a
+    """``frames()`` yields (model-ready array, pts seconds[, display frame or None]) per frame, or ``None`` as a
     heartbeat while waiting (reconnect back-off, a quiet camera) so the loop can check the
     stop event and report stats; it ends by returning."""
 
@@ -80,7 +81,7 @@ class StageBase:
 STAGES: Registry[Any] = Registry("stage")
 # stage kinds are registered by their modules; a child imports only the module it runs
 STAGE_MODULES = {"decode": "stages.decode", "decode.live": "stages.live", "preprocess": "stages.preprocess",
-                 "classify": "stages.classify", "sink": "stages.sinks"}
+                 "classify": "stages.classify", "sink": "stages.sinks", "outputs": "stages.outputs"}
 
 
 def build_stage(kind: str, config: Any) -> Any:
@@ -126,6 +127,7 @@ class StageSpec:
     n_streams: int = 1
     max_batch: int = 1
     max_wait_s: float = 0.0
+    display: Any = None  # DisplayPort (source) or {stream: DisplayPort} (sink): see pipeline/display.py
 
 
 class _Reporter:
@@ -202,10 +204,20 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
         if item is None:  # heartbeat: nothing decoded yet
             rep.tick()
             continue
-        array, pts = item[0], item[1]
+        d = item if isinstance(item, Decoded) else Decoded(*item)
+        array, pts = d.array, d.pts
         t1 = time.monotonic()
         # a threaded live source hands over when it decoded the frame and how long that took
-        t_dec, dec_ms = (item[2], item[3]) if len(item) > 2 else (t1, (t1 - t0) * 1000)
+        t_dec = d.t_decoded if d.t_decoded is not None else t1
+        dec_ms = d.decode_ms if d.decode_ms is not None else (t1 - t0) * 1000
+        if spec.display is not None and d.display is not None:
+            # the display frame goes first: the sink gets it before the Result it belongs to
+            rec = FrameRecord(spec.stream, seq, -1, pts, time.time(), t_dec, dec_ms)
+            sent, dd = send_display(spec.display, d.display, rec, spec.policy != "drop_oldest", ctrl.stop)
+            dropped += dd
+            if not sent and spec.display.geom.every_frame and spec.policy != "drop_oldest":
+                reason = "stopped"
+                break
         if spec.policy == "drop_oldest":
             slot, d = _acquire_drop_oldest(out, ctrl)
             dropped += d
@@ -291,6 +303,7 @@ def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter)
 
 def run_sink(stage: Sink, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
     open_streams = set(range(spec.n_streams))
+    frames = DisplayMatcher(spec.display, ctrl.stop) if spec.display else None
     while open_streams:
         stopping = ctrl.stop.is_set()
         # on stop, write what is already classified before leaving: results are never lost
@@ -303,10 +316,15 @@ def run_sink(stage: Sink, spec: StageSpec, ctrl: Control, rep: _Reporter) -> Non
         t0 = time.monotonic()
         if isinstance(msg, EndOfStream):
             stage.end(msg)
+            if frames:
+                frames.end(msg.stream)
             open_streams.discard(msg.stream)
         else:
             for result in msg:
-                stage.write(result)
+                if frames:  # a sink fed with display frames takes (result, frame or None)
+                    stage.write_frame(result, frames.frame_for(result.frame.stream, result.frame.seq))
+                else:
+                    stage.write(result)
             rep.counters.items += len(msg)
         rep.counters.busy_s += time.monotonic() - t0
         rep.tick()
@@ -345,7 +363,7 @@ def _set_title(title: str) -> None:
 
 def _attach_all(spec: StageSpec) -> list[SlotPool]:
     pools: list[SlotPool] = []
-    for port in (spec.inbox, spec.outbox):
+    for port in (spec.inbox, spec.outbox, *display_links(spec.display)):
         if isinstance(port, Link):
             pools.append(port.pool.attach())
         elif isinstance(port, tuple):

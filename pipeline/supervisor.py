@@ -22,6 +22,7 @@ from pipeline.graph import Graph, build_graph, ring_bytes
 from pipeline.messages import Event
 from pipeline.report import Progress, build_report
 from pipeline.restart import RestartPolicy
+from pipeline.services import Services
 from pipeline.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
 from pipeline.stage import Control, StageSpec, child_main
 
@@ -116,7 +117,10 @@ class Supervisor:
         self.ctrl = self._new_control(logs)
         previous = self._install_signals()
         t_start = time.monotonic()
+        services = None
         try:
+            # /metrics and the web view, if configured: they outlive restart generations
+            services = Services(self.cfg, lambda: self.state.stats)
             while True:
                 t_start = self._generation(logs, resume=self.restarts.total > 0) or t_start
                 err = self.state.error
@@ -127,6 +131,8 @@ class Supervisor:
                 log.warning("restarting the pipeline after: %s (restart %d)", err, self.restarts.total)
                 self._carry_over()
         finally:
+            if services is not None:
+                services.stop()
             self._restore_signals(previous)
             listener.stop()
         report = build_report(self.cfg, self.state.stats, time.monotonic() - t_start, self.state.error,

@@ -32,7 +32,7 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
-@STAGES.register("classify.torch")  # registry name kept from issue 2: the graph refers to it
+@STAGES.register("classify")
 class TorchClassifier(StageBase):
     def __init__(self, cfg: ModelConfig) -> None:
         self.cfg = cfg

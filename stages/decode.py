@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -15,7 +16,9 @@ import cv2
 import numpy as np
 
 from pipeline.config import Roi, redact
+from pipeline.display import DisplayGeom
 from pipeline.errors import InputError
+from pipeline.messages import Decoded
 from pipeline.stage import STAGES, StageBase
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ class DecodeConfig:
     roi: Optional[Roi] = None
     threads: int = 0
     loop: bool = False  # start again at the end of the file (soak tests, demos)
+    display: Optional[DisplayGeom] = None  # also yield display frames (annotated video, alerts, web)
 
 
 def open_video(source: str) -> tuple[Any, Any]:
@@ -95,6 +99,28 @@ def to_model_rgb(frame: av.VideoFrame, cfg: DecodeConfig) -> np.ndarray:
     return np.rot90(img, turns) if turns else img
 
 
+class DisplayTap:
+    """Whole frames for the display path, as I420 at the display size: every frame for the
+    annotated video, else a preview every ``preview_interval_s`` (web view, alert snapshots)."""
+
+    def __init__(self, geom: Optional[DisplayGeom]) -> None:
+        self.geom = geom
+        self._next_preview = 0.0
+
+    def take(self, frame: av.VideoFrame) -> Optional[np.ndarray]:
+        g = self.geom
+        if g is None:
+            return None
+        if not g.every_frame:
+            now = time.monotonic()
+            if now < self._next_preview:
+                return None
+            self._next_preview = now + g.preview_interval_s
+        if frame.format.name == "yuv420p" and (frame.width, frame.height) == (g.width, g.height):
+            return frame.to_ndarray()  # already what the encoder wants: no scaling pass
+        return frame.to_ndarray(width=g.width, height=g.height, format="yuv420p")
+
+
 @STAGES.register("decode.file")
 class FileDecoder(StageBase):
     """Lossless file decoding. Corrupt packets are skipped and counted, never replaced."""
@@ -106,6 +132,7 @@ class FileDecoder(StageBase):
         self.last_error = ""
         self.info: dict[str, Any] = {}
         self.passes = 1
+        self.tap = DisplayTap(cfg.display)
 
     def setup(self) -> None:
         self.container, stream = open_video(self.cfg.source)
@@ -123,20 +150,20 @@ class FileDecoder(StageBase):
         if self.errors <= 3:
             log.warning("%s: skipped undecodable data (%s)", self.cfg.name, exc)
 
-    def frames(self) -> Iterator[tuple[np.ndarray, Optional[float]]]:
+    def frames(self) -> Iterator[Decoded]:
         offset = 0.0  # a looped file keeps its timestamps increasing across passes
         while True:
             last = None
-            for array, t in self._one_pass():
+            for array, t, display in self._one_pass():
                 last = t
-                yield array, None if t is None else t + offset
+                yield Decoded(array, None if t is None else t + offset, display)
             if not self.cfg.loop or last is None:  # nothing decodable in a pass: do not spin
                 return
             offset += last + (1.0 / self.info["fps"] if self.info.get("fps") else 0.0)
             self.container.seek(0)
             self.passes += 1
 
-    def _one_pass(self) -> Iterator[tuple[np.ndarray, Optional[float]]]:
+    def _one_pass(self) -> Iterator[tuple[np.ndarray, Optional[float], Optional[np.ndarray]]]:
         packets = self.container.demux(self.stream)
         while True:
             try:
@@ -152,7 +179,7 @@ class FileDecoder(StageBase):
                 self._damage(exc)
                 continue
             for frame in decoded:
-                yield to_model_rgb(frame, self.cfg), frame.time
+                yield to_model_rgb(frame, self.cfg), frame.time, self.tap.take(frame)
 
     def stats(self) -> dict[str, Any]:
         return {"decode_errors": self.errors, "last_error": self.last_error, "source": self.info,

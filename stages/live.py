@@ -22,8 +22,10 @@ import av
 import numpy as np
 
 from pipeline.config import LiveOptions, Roi, StreamConfig, redact
+from pipeline.display import DisplayGeom
+from pipeline.messages import Decoded
 from pipeline.stage import STAGES, StageBase
-from stages.decode import DecodeConfig, to_model_rgb
+from stages.decode import DecodeConfig, DisplayTap, to_model_rgb
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,15 @@ class LiveConfig:
     roi: Optional[Roi]
     threads: int
     live: LiveOptions
+    display: Optional[DisplayGeom] = None
 
     @property
     def geometry(self) -> DecodeConfig:
         return DecodeConfig(self.name, self.source, self.resize, self.crop, self.roi, self.threads)
 
 
-def live_config(s: StreamConfig, resize: int, crop: int) -> LiveConfig:
-    return LiveConfig(s.name, s.source, resize, crop, s.roi, s.decode_threads, s.live)
+def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None) -> LiveConfig:
+    return LiveConfig(s.name, s.source, resize, crop, s.roi, s.decode_threads, s.live, display)
 
 
 def open_options(source: str, opts: LiveOptions) -> tuple[dict[str, str], Optional[str]]:
@@ -87,6 +90,7 @@ class _Reader(threading.Thread):
             if self.cfg.threads:
                 stream.codec_context.thread_count = self.cfg.threads
             geometry = self.cfg.geometry
+            tap = DisplayTap(self.cfg.display)
             for frame in container.decode(stream):
                 if self.abandoned.is_set():
                     return
@@ -94,7 +98,7 @@ class _Reader(threading.Thread):
                 array = to_model_rgb(frame, geometry)
                 t1 = time.monotonic()
                 info = (frame.width, frame.height, stream.codec_context.name)
-                self.out.put(self, ("frame", (array, frame.time, t0, (t1 - t0) * 1000, info)))
+                self.out.put(self, ("frame", (Decoded(array, frame.time, tap.take(frame), t0, (t1 - t0) * 1000), info)))
             self.out.put(self, ("ended", "the stream ended"))
         except Exception as exc:  # timeouts, resets, corrupt data: all end this connection
             self.out.put(self, ("ended", _describe(exc)))
@@ -238,9 +242,9 @@ class LiveDecoder(StageBase):
                     continue
                 kind, data = item
                 if kind == "frame":
-                    array, pts, t_decoded, decode_ms, info = data
+                    decoded, info = data
                     self._got_frame(now, info)
-                    yield array, pts, t_decoded, decode_ms
+                    yield decoded
                 else:  # "failed" to open, or "ended": for a live source both mean reconnect
                     retry_at = self._lost(data, now)
                     yield None

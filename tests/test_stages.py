@@ -29,7 +29,7 @@ def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
     try:
         graph = build_graph(cfg, owner, ctx, None, "sink.jsonl")
         kinds = sorted({s.kind for s in graph.specs})
-        assert kinds == ["classify.torch", "decode.file", "preprocess", "sink.jsonl"]
+        assert kinds == ["classify", "decode.file", "preprocess", "sink.jsonl"]
         for spec in graph.specs:
             # queues and pools travel by process inheritance; everything else must pickle
             bare = dataclasses.replace(spec, inbox=None, outbox=None)
@@ -98,8 +98,8 @@ def test_file_decoder_yields_every_frame_with_pts(video_factory):
     finally:
         dec.teardown()
     assert len(frames) == 12
-    assert all(a.shape == (56, 56, 3) for a, _ in frames)
-    assert [round(p, 4) for _, p in frames] == [round(i / 24, 4) for i in range(12)]
+    assert all(f.array.shape == (56, 56, 3) and f.display is None for f in frames)
+    assert [round(f.pts, 4) for f in frames] == [round(i / 24, 4) for i in range(12)]
     assert dec.stats()["decode_errors"] == 0
 
 

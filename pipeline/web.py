@@ -1,0 +1,165 @@
+"""Live web view: a stdlib ThreadingHTTPServer in the supervisor, no build step, no JS deps.
+
+``GET /`` renders every stream (latest preview JPEG written by the outputs sink, top-3,
+FPS, drops, status) on the server, so the page is complete without scripts; a few lines
+of JS re-fetch the stream panel every second. ``POST /api/classify`` takes an image and
+answers its top-3: the model is loaded lazily in this process on the first upload (uploads
+are rare and must not disturb the classifier's batches; the pipeline pays nothing until
+someone uploads)."""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.prom import snapshot, stage_stats
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD = 16 << 20
+LIVE_DIR = "live"  # must match stages/outputs.py (not imported: it pulls in the encoders)
+
+
+def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    sink = stage_stats(stats, "sink[")
+    tallies, live = sink.get("streams") or {}, sink.get("live") or {}
+    rows = []
+    for s in cfg.streams:
+        t, lv, dec = tallies.get(s.name, {}), live.get(s.name) or {}, stats.get(f"decode[{s.name}]", {})
+        if t.get("end"):
+            status = "ended"
+        elif dec.get("state") in ("reconnecting", "connecting"):  # live sources report their state
+            status = dec["state"]
+        else:
+            status = "live" if t.get("frames") else "starting"
+        rows.append({"name": s.name, "status": status, "frames": t.get("frames", 0), "fps": lv.get("fps", 0.0),
+                     "dropped": dec.get("dropped", 0), "top": lv.get("top") or [], "pts": lv.get("pts")})
+    return rows
+
+
+def render_streams(rows: list[dict[str, Any]]) -> str:
+    cards = []
+    for r in rows:
+        name = html.escape(r["name"])
+        tops = "".join(f"<li><span class=label>{html.escape(str(lbl))}</span> <b>{s:.2f}</b></li>" for lbl, s in r["top"][:3])
+        cards.append(
+            f'<div class="card" id="s-{name}"><h2>{name} <small class="{r["status"]}">{r["status"]}</small></h2>'
+            f'<img src="/live/{name}.jpg?f={r["frames"]}" alt="latest frame of {name}">'
+            f'<ol>{tops or "<li>waiting for frames…</li>"}</ol>'
+            f'<p>{r["fps"]:.1f} fps · {r["frames"]} frames · {r["dropped"]} dropped</p></div>')
+    return "".join(cards)
+
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>videoclf live</title>
+<style>body{{font-family:sans-serif;margin:1em;background:#111;color:#eee}}#streams{{display:flex;flex-wrap:wrap;gap:1em}}
+.card{{background:#222;padding:.5em 1em;border-radius:6px;max-width:660px}}img{{max-width:640px;width:100%;background:#000}}
+.live{{color:#6f6}}.ended{{color:#aaa}}.reconnecting,.connecting,.starting{{color:#fc6}}b{{color:#9cf}}</style></head>
+<body><h1>videoclf · live</h1><div id="streams">{streams}</div>
+<h2>Classify an image</h2><input type="file" id="file" accept="image/*"> <span id="result"></span>
+<script>
+setInterval(async()=>{{try{{const r=await fetch('/streams');if(r.ok)document.getElementById('streams').innerHTML=await r.text();}}catch(e){{}}}},1000);
+document.getElementById('file').onchange=async(e)=>{{const f=e.target.files[0];if(!f)return;const out=document.getElementById('result');
+out.textContent='…';const r=await fetch('/api/classify',{{method:'POST',body:f}});const j=await r.json();
+out.textContent=j.error?j.error:j.top.map(t=>t.label+' '+t.score.toFixed(2)).join(' · ');}};
+</script></body></html>"""
+
+
+class Uploads:
+    """Top-3 of an uploaded image with the run's model, loaded on first use."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg.model
+        self.lock = threading.Lock()
+        self.loaded: Any = None
+
+    def classify(self, data: bytes) -> list[dict[str, Any]]:
+        import cv2
+        import torch
+
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError("not a readable image (JPEG, PNG, BMP, WebP…)")
+        m = self.cfg
+        h, w = img.shape[:2]
+        s = m.resize_to / min(h, w)
+        img = cv2.resize(img, (max(round(w * s), m.crop), max(round(h * s), m.crop)), interpolation=cv2.INTER_AREA)
+        top, left = (img.shape[0] - m.crop) // 2, (img.shape[1] - m.crop) // 2
+        rgb = img[top:top + m.crop, left:left + m.crop, ::-1].astype(np.float32) / 255.0
+        x = (rgb - np.asarray(m.spec.mean, np.float32)) / np.asarray(m.spec.std, np.float32)
+        with self.lock:  # one upload at a time; the model is not shared with the pipeline
+            if self.loaded is None:
+                from stages.backbones import load_model
+
+                torch.set_num_threads(1)  # leave the cores to the pipeline
+                self.loaded = load_model(m.backbone, m.weights, m.num_classes, m.labels)
+            with torch.inference_mode():
+                probs = self.loaded.model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None]).softmax(1)[0]
+            scores, idx = probs.topk(3)
+        return [{"label": self.loaded.labels[int(i)], "score": round(float(v), 5)} for v, i in zip(scores, idx)]
+
+
+def make_handler(cfg: Config, stats: Callable[[], dict[str, dict[str, Any]]], uploads: Uploads) -> type:
+    names = {s.name for s in cfg.streams}
+    live_dir = os.path.join(cfg.output.dir, LIVE_DIR)
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "videoclf"
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # requests are not worth a log line each
+            log.debug("web: " + fmt, *args)
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, code: int, obj: Any) -> None:
+            self._send(code, json.dumps(obj).encode(), "application/json")
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0]
+            rows = stream_rows(cfg, snapshot(stats()))
+            if path == "/":
+                self._send(200, PAGE.format(streams=render_streams(rows)).encode(), "text/html; charset=utf-8")
+            elif path == "/streams":
+                self._send(200, render_streams(rows).encode(), "text/html; charset=utf-8")
+            elif path == "/api/state":
+                self._json(200, {"streams": rows})
+            elif path.startswith("/live/") and path.endswith(".jpg") and path[6:-4] in names:
+                try:
+                    with open(os.path.join(live_dir, path[6:-4] + ".jpg"), "rb") as f:
+                        self._send(200, f.read(), "image/jpeg")
+                except FileNotFoundError:
+                    self._send(404, b"no frame yet", "text/plain")
+            else:
+                self._send(404, b"not found", "text/plain")
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path.split("?", 1)[0] != "/api/classify":
+                return self._send(404, b"not found", "text/plain")
+            n = int(self.headers.get("Content-Length") or 0)
+            if not 0 < n <= MAX_UPLOAD:
+                return self._json(400, {"error": f"upload an image of 1 byte to {MAX_UPLOAD >> 20} MiB"})
+            try:
+                self._json(200, {"top": uploads.classify(self.rfile.read(n))})
+            except ValueError as exc:
+                self._json(400, {"error": str(exc)})
+
+    return Handler
+
+
+def start_web(host: str, port: int, cfg: Config, stats: Callable[[], dict[str, dict[str, Any]]]) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), make_handler(cfg, stats, Uploads(cfg)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web", daemon=True).start()
+    return server

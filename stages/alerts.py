@@ -1,0 +1,186 @@
+"""Alert rules → events.jsonl lines, JPEG snapshots and webhook POSTs.
+
+An event opens when a rule has held for ``for_frames`` consecutive frames (one line with
+``"event": "open"``) and closes on the first frame where it no longer holds or when the
+stream ends (``"event": "close"``, with end time, peak score and frame count). Times are
+stream time (pts seconds) so files give the same events on every run; wall-clock epoch
+times are added for people. The webhook runs in a background thread behind a bounded
+queue: a slow or dead receiver costs the pipeline nothing but dropped notifications."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from pipeline.config import redact
+from pipeline.outputs_config import AlertRule
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 256  # pending webhook posts; beyond this new ones are dropped and counted
+BACKOFF_S = 0.5
+CLOSE_S = 2.0  # at shutdown, time left to an in-flight webhook POST
+
+
+@dataclass
+class _RuleState:
+    run: int = 0  # consecutive frames that matched
+    run_start: tuple[float, float] = (0.0, 0.0)  # (stream time, epoch) of the run's first frame
+    event: Optional[dict[str, Any]] = None  # the open event
+    quiet_until: float = float("-inf")  # stream time before which the rule may not fire
+
+
+def match(rule: AlertRule, top: Sequence[tuple[str, float]]) -> Optional[tuple[str, float]]:
+    """The best (label, score) of the frame's top-k that the rule watches for, if any."""
+    hits = [(lbl, s) for lbl, s in top if lbl in rule.when and s >= rule.min_score]
+    return max(hits, key=lambda h: h[1]) if hits else None
+
+
+class AlertEngine:
+    """Evaluates every rule on every frame of every stream; ``emit`` gets each event dict."""
+
+    def __init__(self, rules: Sequence[AlertRule], emit: Callable[[AlertRule, dict[str, Any]], None]) -> None:
+        self.rules = list(rules)
+        self.emit = emit
+        self.state: dict[tuple[str, int], _RuleState] = {}
+        self.opened = 0
+
+    def update(self, stream: str, t: float, epoch: float, top: Sequence[tuple[str, float]],
+               snapshot: Callable[[str], Optional[str]]) -> None:
+        for i, rule in enumerate(self.rules):
+            st = self.state.setdefault((stream, i), _RuleState())
+            hit = match(rule, top)
+            if hit is None:
+                st.run = 0
+                self._close(rule, st, stream)
+                continue
+            st.run += 1
+            if st.run == 1:
+                st.run_start = (t, epoch)
+            ev = st.event
+            if ev is not None:
+                ev["end_pts"], ev["end_time"], ev["frames"] = round(t, 6), round(epoch, 6), ev["frames"] + 1
+                if hit[1] > ev["peak_score"]:
+                    ev["label"], ev["peak_score"] = hit
+            elif st.run >= rule.for_frames and t >= st.quiet_until:
+                st.event = {"event": "open", "stream": stream, "rule": i, "label": hit[0],
+                            "start_pts": round(st.run_start[0], 6), "start_time": round(st.run_start[1], 6),
+                            "end_pts": None, "end_time": None, "peak_score": hit[1], "frames": st.run,
+                            "snapshot": snapshot(hit[0])}
+                self.opened += 1
+                self.emit(rule, dict(st.event))
+                st.event["end_pts"], st.event["end_time"] = round(t, 6), round(epoch, 6)
+
+    def _close(self, rule: AlertRule, st: _RuleState, stream: str) -> None:
+        if st.event is not None:
+            st.event["event"] = "close"
+            st.quiet_until = st.event["end_pts"] + rule.cooldown_s
+            self.emit(rule, st.event)
+            st.event = None
+
+    def end(self, stream: str) -> None:
+        """Close the stream's open events (end of file, or the run stops)."""
+        for (name, i), st in self.state.items():
+            if name == stream:
+                st.run = 0
+                self._close(self.rules[i], st, stream)
+
+    def end_all(self) -> None:
+        for stream in {name for name, _ in self.state}:
+            self.end(stream)
+
+
+class Webhook:
+    """POSTs JSON in a daemon thread: bounded queue, per-attempt timeout, a few retries."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[tuple[AlertRule, bytes]] = queue.Queue(QUEUE_MAX)
+        self.closing = threading.Event()
+        self.sent = self.failed = self.dropped = 0
+        self.thread = threading.Thread(target=self._loop, name="webhook", daemon=True)
+        self.thread.start()
+
+    def submit(self, rule: AlertRule, event: dict[str, Any]) -> None:
+        """Never blocks: when the receiver cannot keep up, the notification is dropped."""
+        try:
+            self.q.put_nowait((rule, json.dumps(event).encode()))
+        except queue.Full:
+            self.dropped += 1
+
+    def _loop(self) -> None:
+        while not (self.closing.is_set() and self.q.empty()):
+            try:
+                rule, body = self.q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if self._post(rule, body):
+                self.sent += 1
+            else:
+                self.failed += 1
+
+    def _post(self, rule: AlertRule, body: bytes) -> bool:
+        assert rule.webhook
+        for attempt in range(rule.webhook_retries + 1):
+            req = urllib.request.Request(rule.webhook, body, {"Content-Type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=rule.webhook_timeout_s) as resp:
+                    if resp.status < 300:
+                        return True
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                err = exc
+            else:
+                err = RuntimeError(f"HTTP {resp.status}")
+            if self.closing.is_set() or attempt == rule.webhook_retries:
+                log.warning("webhook %s failed: %s", redact(rule.webhook), err)
+                return False
+            self.closing.wait(BACKOFF_S * 2 ** attempt)
+        return False
+
+    def close(self, timeout: float) -> None:
+        """Stop retrying, give in-flight posts ``timeout`` seconds, then leave (daemon thread)."""
+        self.closing.set()
+        self.thread.join(timeout)
+        left = self.q.qsize()
+        if left or self.thread.is_alive():
+            self.dropped += left
+            log.warning("webhook: %d notification(s) not delivered at shutdown", left + self.thread.is_alive())
+
+    def stats(self) -> dict[str, int]:
+        return {"sent": self.sent, "failed": self.failed, "dropped": self.dropped}
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60] or "x"
+
+
+class EventLog:
+    """``<dir>/events.jsonl`` (line-buffered) plus the webhook for rules that name one."""
+
+    def __init__(self, out_dir: str, webhook: bool) -> None:
+        self.path = os.path.join(out_dir, "events.jsonl")
+        self.file = open(self.path, "a", buffering=1, encoding="utf-8")
+        self.webhook = Webhook() if webhook else None
+        self.lines = 0
+
+    def __call__(self, rule: AlertRule, event: dict[str, Any]) -> None:
+        self.file.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self.lines += 1
+        if rule.webhook and self.webhook:
+            self.webhook.submit(rule, event)
+
+    def close(self) -> None:
+        if self.webhook:
+            # bounded: a dead receiver delays shutdown by one timeout at most
+            self.webhook.close(CLOSE_S)
+        self.file.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"events": self.lines, "webhook": self.webhook.stats() if self.webhook else None}

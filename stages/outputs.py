@@ -1,0 +1,176 @@
+"""The outputs sink: label log + annotated video + alerts + live previews, in one process.
+
+One process, because every output is driven by the same Result stream and the label log
+costs microseconds per frame: a second process would only add another copy of every Result,
+and writing the video frame and its label line in the same loop is what keeps them matched
+when a run is interrupted. libx264 encodes on its own threads, so the heavy part is not
+serialised behind the label log."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+
+from pipeline.display import DisplayGeom
+from pipeline.errors import ResourceError
+from pipeline.messages import EndOfStream, Result
+from pipeline.outputs_config import AlertRule
+from pipeline.stage import STAGES, StageBase, build_stage
+from stages.alerts import AlertEngine, EventLog, safe_name
+from stages.overlay import RateMeter, draw_overlay, overlay_lines, yuv_to_bgr
+from stages.sinks import SinkConfig
+from stages.video_out import SegmentWriter
+
+log = logging.getLogger(__name__)
+
+LIVE_EVERY_S = 0.5  # the web view refreshes about this often
+LIVE_WIDTH = 640
+LIVE_DIR = "live"  # <output.dir>/live/<stream>.jpg, read by pipeline/web.py
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    label_kind: str  # the label-log sink this one wraps: sink.jsonl | sink.csv | sink.null
+    label: SinkConfig
+    geoms: tuple[Optional[DisplayGeom], ...]  # per stream
+    video: bool = False
+    segment_s: tuple[Optional[float], ...] = ()  # per stream; None: one file
+    alerts: tuple[AlertRule, ...] = ()
+    live: bool = False  # write the web view's preview JPEGs
+
+
+@dataclass
+class _Live:
+    top: list[tuple[str, float]] = field(default_factory=list)
+    seq: int = -1
+    pts: Optional[float] = None
+    fps: float = 0.0
+    next_jpeg: float = 0.0
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    # the supervisor's last resort before SIGKILL: unwind so teardown() finalises the MP4s
+    sys.exit(143)
+
+
+@STAGES.register("outputs.sink")
+class OutputsSink(StageBase):
+    def __init__(self, cfg: OutputsConfig) -> None:
+        self.cfg = cfg
+        self.names = cfg.label.streams
+        self.label: Any = None
+        self.writers: dict[int, SegmentWriter] = {}
+        self.rates = [RateMeter() for _ in self.names]
+        self.live = [_Live() for _ in self.names]
+        self.events: Optional[EventLog] = None
+        self.alerts: Optional[AlertEngine] = None
+        self.without_frame = 0
+        self._done_files: dict[int, SegmentWriter] = {}  # closed writers, still reported
+
+    def setup(self) -> None:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        self.label = build_stage(self.cfg.label_kind, self.cfg.label)
+        self.label.setup()
+        out = self.cfg.label.dir
+        try:
+            if self.cfg.live:
+                os.makedirs(os.path.join(out, LIVE_DIR), exist_ok=True)
+            if self.cfg.alerts:
+                os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
+                self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts))
+                self.alerts = AlertEngine(self.cfg.alerts, self.events)
+        except OSError as exc:
+            raise ResourceError(f"output.dir {out}: cannot write ({exc.strerror or exc})") from exc
+        if self.cfg.video:
+            for i, g in enumerate(self.cfg.geoms):
+                if g is not None:
+                    seg = self.cfg.segment_s[i] if self.cfg.segment_s else None
+                    self.writers[i] = SegmentWriter(out, self.names[i], (g.width, g.height), g.fps, seg)
+
+    def write(self, result: Result) -> None:
+        self.write_frame(result, None)
+
+    def write_frame(self, result: Result, frame: Optional[np.ndarray]) -> None:
+        self.label.write(result)  # first: the label line exists for every frame the video shows
+        rec, i = result.frame, result.frame.stream
+        now = time.monotonic()
+        live = self.live[i]
+        live.top, live.seq, live.pts = list(result.top), rec.seq, rec.pts
+        live.fps = self.rates[i].tick(now)
+        if frame is None:
+            self.without_frame += 1
+        if self.alerts is not None:
+            t = rec.pts if rec.pts is not None else rec.time
+            self.alerts.update(self.names[i], t, rec.time, result.top,
+                               lambda label: self._snapshot(i, rec.seq, label, frame))
+        if self.cfg.live and frame is not None and now >= live.next_jpeg:
+            live.next_jpeg = now + LIVE_EVERY_S
+            self._write_jpeg(os.path.join(self.cfg.label.dir, LIVE_DIR, f"{self.names[i]}.jpg"),
+                             yuv_to_bgr(frame, LIVE_WIDTH))
+        w = self.writers.get(i)
+        if w is not None and frame is not None:
+            g = self.cfg.geoms[i]
+            assert g is not None
+            # the slot is ours until the loop releases it: draw in place, no copy
+            draw_overlay(frame, g.height, overlay_lines(self.names[i], rec.pts, live.fps, result.top))
+            w.write(frame, rec.pts)
+
+    def _snapshot(self, i: int, seq: int, label: str, frame: Optional[np.ndarray]) -> Optional[str]:
+        if frame is None:
+            return None
+        path = os.path.join(self.cfg.label.dir, "snapshots", f"{self.names[i]}_{seq:07d}_{safe_name(label)}.jpg")
+        self._write_jpeg(path, yuv_to_bgr(frame))
+        return path
+
+    @staticmethod
+    def _write_jpeg(path: str, bgr: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            return
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf.tobytes())
+            os.replace(tmp, path)  # the web server never reads half a JPEG
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
+
+    def end(self, eos: EndOfStream) -> None:
+        self.label.end(eos)
+        w = self.writers.pop(eos.stream, None)
+        if w is not None:
+            w.close()
+            self._done_files[eos.stream] = w
+        if self.alerts is not None:
+            self.alerts.end(self.names[eos.stream])
+        self.live[eos.stream].fps = 0.0
+
+    def stats(self) -> dict[str, Any]:
+        out = dict(self.label.stats()) if self.label else {}
+        out["live"] = {n: {"top": l.top, "seq": l.seq, "pts": l.pts, "fps": round(l.fps, 2)}
+                       for n, l in zip(self.names, self.live)}
+        if self.cfg.video:
+            ws = {**self._done_files, **self.writers}
+            out["video"] = {self.names[i]: {"files": w.files, "frames": w.frames} for i, w in ws.items()}
+        if self.events is not None:
+            out["alerts"] = self.events.stats()
+        out["frames_without_display"] = self.without_frame
+        return out
+
+    def teardown(self) -> None:
+        # finalise every container first: an interrupted run must leave playable files
+        for w in self.writers.values():
+            w.close()
+        if self.alerts is not None:
+            self.alerts.end_all()
+        if self.events is not None:
+            self.events.close()
+        if self.label is not None:
+            self.label.teardown()
