@@ -62,6 +62,20 @@ def make_video(path: Path, width: int = 64, height: int = 48, frames: int = 30, 
     return path
 
 
+def make_audio_only(path: Path, seconds: float = 0.5, rate: int = 44100) -> Path:
+    """A real AAC file with no video stream."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=rate)
+        for i in range(int(seconds * rate / 1024) + 1):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = rate, i * 1024
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
 @pytest.fixture
 def video_factory(tmp_path: Path) -> Callable[..., Path]:
     counter = iter(range(10_000))

@@ -8,20 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLE, run_cli
-
-
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for _ in range(4):
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+from conftest import SAMPLE, make_audio_only, run_cli
 
 
 def _assert_one_line_error(res, *needles: str) -> None:
@@ -38,7 +25,7 @@ def _assert_one_line_error(res, *needles: str) -> None:
     (lambda d: d / "missing.mp4", "file not found"),
     (lambda d: (d / "notes.mp4").write_text("not a video\n" * 50) and d / "notes.mp4", "not a readable video"),
     (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "file is empty (0 bytes)"),
-    (lambda d: _audio_only(d / "audio.m4a"), "has no video stream"),
+    (lambda d: make_audio_only(d / "audio.m4a"), "has no video stream"),
 ], ids=["missing", "text-as-mp4", "zero-byte", "audio-only"])
 def test_bad_source_file(tmp_path, write_config, make, needle):
     src = make(tmp_path)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_video, read_jsonl, run_cli
+from conftest import make_audio_only, make_video, read_jsonl, run_cli
 from pipeline.config import MAX_CONFIG_BYTES
 from stages.decode import DecodeConfig, to_model_rgb
 from test_supervision import FAST_MODEL
@@ -151,16 +151,7 @@ def test_variable_frame_rate_keeps_each_frames_timestamp(tmp_path, write_config)
 
 
 def test_audio_only_file(tmp_path, write_config):
-    path = tmp_path / "song.m4a"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=44100)
-        for i in range(20):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 44100, i * 1024
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    path = make_audio_only(tmp_path / "song.m4a")
     res, _ = classify(tmp_path, write_config, path)
     assert res.returncode == 2 and f"{path}: has no video stream" in one_error_line(res)
 

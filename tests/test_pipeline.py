@@ -126,7 +126,8 @@ def test_truncated_file_keeps_every_decodable_frame(tmp_path, video_factory, wri
 
 
 def test_sigint_stops_cleanly_with_flushed_logs_and_a_report(tmp_path, write_config):
-    cfg = write_config([{"name": "bbb", "source": str(SAMPLE)}], model={**FAST_MODEL, "backbone": "resnet50"})
+    # looped, so the run is still going when the signal comes however fast this machine is
+    cfg = write_config([{"name": "bbb", "source": str(SAMPLE), "loop": True}], model=FAST_MODEL)
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "out" / "bbb.jsonl"

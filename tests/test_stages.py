@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_audio_only
+
 from pipeline.config import Roi, parse_config
 from pipeline.errors import ConfigError, InputError
 from pipeline.graph import build_graph
@@ -118,15 +120,6 @@ def test_probe_rejects_bad_files_with_one_line(tmp_path, content, expected):
 
 
 def test_probe_rejects_a_file_without_video(tmp_path):
-    path = tmp_path / "sound.m4a"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for _ in range(5):
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    path = make_audio_only(tmp_path / "sound.m4a")
     with pytest.raises(InputError, match="has no video stream"):
         probe(str(path))

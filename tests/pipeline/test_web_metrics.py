@@ -63,8 +63,9 @@ def headless(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
     # given a run of the shipped sample with real weights, metrics and the web view on loopback
     mport, wport = free_port(), free_port()
-    cfg = write_config([{"name": "bbb", "source": str(SAMPLE)}], output={"dir": str(tmp_path / "out")})
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "-q",
+    # (looped, so the run is still going however fast this machine classifies the clip)
+    cfg = write_config([{"name": "bbb", "source": str(SAMPLE), "loop": True}], output={"dir": str(tmp_path / "out")})
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "-q", "--duration", "300",
                              "--metrics", str(mport), "--web", f":{wport}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     web = f"http://127.0.0.1:{wport}"
