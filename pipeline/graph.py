@@ -37,8 +37,10 @@ def _model_slots(cfg: Config) -> int:
 
 
 def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None, sink_kind: str,
-                resume: bool = False) -> Graph:
-    """``resume``: a restart after a crash; the sinks append to the label logs."""
+                next_seq: dict[str, int] | None = None) -> Graph:
+    """``next_seq`` (a restart after a crash): per stream, the first frame number to log; the
+    sinks append to the label logs."""
+    resume = next_seq is not None
     g = Graph()
     m = cfg.model
     crop = m.crop
@@ -71,7 +73,8 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
             kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads,
                                                     s.loop, geom)
         sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=raw,
-                                 policy=s.effective_policy, stream=i, max_frames=max_frames or cfg.max_frames,
+                                 policy=s.effective_policy, stream=i, seq_start=(next_seq or {}).get(s.name, 0),
+                                 max_frames=max_frames or cfg.max_frames,
                                  display=displays.get(i)))
         maps.append(StageSpec(f"preprocess[{s.name}]", "preprocess", PreprocessConfig(m.spec.mean, m.spec.std),
                               "map", inbox=raw, outbox=norm, stream=i))

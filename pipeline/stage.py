@@ -123,6 +123,7 @@ class StageSpec:
     outbox: Any = None  # Link, or a plain queue for results
     policy: str = "lossless"  # for sources: lossless | drop_oldest
     stream: int = -1
+    seq_start: int = 0  # first frame number (after a restart: where the label log stopped)
     max_frames: Optional[int] = None
     n_streams: int = 1
     max_batch: int = 1
@@ -186,7 +187,10 @@ _END = object()
 
 def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
     out: Link = spec.outbox
-    seq = 0
+    lossless = spec.policy != "drop_oldest"
+    # after a restart, numbering goes on where the label log stopped; a file is decoded again
+    # from the start and frames already classified are skipped, so each is logged once
+    seq = 0 if lossless else spec.seq_start
     reason = "end"
     dropped = 0
     frames = stage.frames()
@@ -204,6 +208,9 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
         if item is None:  # heartbeat: nothing decoded yet
             rep.tick()
             continue
+        if lossless and seq < spec.seq_start:
+            seq += 1
+            continue
         d = item if isinstance(item, Decoded) else Decoded(*item)
         array, pts = d.array, d.pts
         t1 = time.monotonic()
@@ -213,23 +220,23 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
         if spec.display is not None and d.display is not None:
             # the display frame goes first: the sink gets it before the Result it belongs to
             rec = FrameRecord(spec.stream, seq, -1, pts, time.time(), t_dec, dec_ms)
-            sent, dd = send_display(spec.display, d.display, rec, spec.policy != "drop_oldest", ctrl.stop)
-            dropped += dd
-            if not sent and spec.display.geom.every_frame and spec.policy != "drop_oldest":
+            sent, n_dropped = send_display(spec.display, d.display, rec, lossless, ctrl.stop)
+            dropped += n_dropped
+            if not sent and spec.display.geom.every_frame and lossless:
                 reason = "stopped"
                 break
-        if spec.policy == "drop_oldest":
-            slot, d = _acquire_drop_oldest(out, ctrl)
-            dropped += d
-        else:
+        if lossless:
             slot = _acquire_lossless(out.pool, ctrl)
+        else:
+            slot, n_dropped = _acquire_drop_oldest(out, ctrl)
+            dropped += n_dropped
         if slot is None:
             reason = "stopped"
             break
         np.copyto(out.pool.view(slot), array)
         out.channel.put(FrameRecord(spec.stream, seq, slot, pts, time.time(), t_dec, dec_ms))
         seq += 1
-        rep.counters.items = seq
+        rep.counters.items += 1
         rep.counters.busy_s += dec_ms / 1000  # decoding only: waiting for a free slot is not work
         rep.counters.dropped = dropped
         rep.tick()

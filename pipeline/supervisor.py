@@ -6,6 +6,7 @@ it loads). Teardown is the reverse, with bounded joins: join → terminate → k
 """
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import multiprocessing as mp
@@ -102,6 +103,7 @@ class Supervisor:
         self.procs: dict[str, Any] = {}
         self.restarts = RestartPolicy(cfg.restart_enabled, cfg.supervision.max_restarts_per_min)
         self.carried: dict[str, int] = {}  # frames written per stream by earlier generations
+        self.next_seq: dict[str, int] = {}  # per stream: first frame number of the next generation
         self.t_first: Optional[float] = None  # first frames started: --duration counts from here
 
     # -- lifecycle -----------------------------------------------------------------
@@ -122,7 +124,7 @@ class Supervisor:
             # /metrics and the web view, if configured: they outlive restart generations
             services = Services(self.cfg, lambda: self.state.stats)
             while True:
-                t_start = self._generation(logs, resume=self.restarts.total > 0) or t_start
+                t_start = self._generation(logs) or t_start
                 err = self.state.error
                 if err is None or self.state.interrupted or not self.restarts.allow(err, self.state.error_stage):
                     if err is not None:
@@ -144,8 +146,9 @@ class Supervisor:
     def _new_control(self, logs: Any) -> Control:
         return Control(self.ctx.Event(), self.ctx.Event(), self.ctx.Queue(), logs)
 
-    def _generation(self, logs: Any, resume: bool) -> Optional[float]:
+    def _generation(self, logs: Any) -> Optional[float]:
         """Build, start, watch and tear down one set of pools and processes."""
+        resume = self.restarts.total > 0
         if resume:
             self.ctrl = self._new_control(logs)
         ctrl = self.ctrl
@@ -154,7 +157,8 @@ class Supervisor:
         t_start = None
         try:
             sink = "sink.null" if self.opts.sink == "null" else f"sink.{self.cfg.output.format}"
-            graph = build_graph(self.cfg, owner, self.ctx, self.opts.max_frames, sink, resume)
+            graph = build_graph(self.cfg, owner, self.ctx, self.opts.max_frames, sink,
+                                self.next_seq if resume else None)
             self._start(graph.by_role("sink", "batch"), ctrl)
             self._await_ready(graph, ctrl)
             if self.state.error is None and not self.state.interrupted:
@@ -168,10 +172,18 @@ class Supervisor:
         return t_start
 
     def _carry_over(self) -> None:
-        """Forget the dead generation's processes, keeping what its sink wrote for the report."""
+        """Forget the dead generation's processes, keeping what its sink wrote for the report
+        and where each stream's numbering goes on."""
         sink = next((d for t, d in self.state.stats.items() if t.startswith("sink[")), {})
         for name, tally in (sink.get("streams") or {}).items():
             self.carried[name] = self.carried.get(name, 0) + tally.get("frames", 0)
+        for s in self.cfg.streams:
+            # the label log itself is the truth (the sink's last stats may be up to 0.5 s old)
+            last = last_logged_frame(self.cfg.output, s.name)
+            if last is None:
+                last = ((sink.get("streams") or {}).get(s.name) or {}).get("last_seq")
+            if last is not None:
+                self.next_seq[s.name] = max(self.next_seq.get(s.name, 0), last + 1)
         self.state = _State(interrupted=self.state.interrupted)
         self.procs = {}
 
@@ -313,6 +325,25 @@ class Supervisor:
         listener = logging.handlers.QueueListener(logs, *handlers, respect_handler_level=True)
         listener.start()
         return listener
+
+
+def last_logged_frame(output: Any, stream: str) -> Optional[int]:
+    """Frame number on the last complete line of a stream's label log, if there is one."""
+    path = os.path.join(output.dir, f"{stream}.{output.format}")
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(os.path.getsize(path) - 4096, 0))
+            lines = f.read().split(b"\n")
+    except OSError:
+        return None
+    for line in reversed(lines[:-1]):  # the part after the last newline may be half written
+        try:
+            if output.format == "jsonl":
+                return int(json.loads(line)["frame"])
+            return int(line.split(b",")[1])
+        except (ValueError, KeyError, IndexError):
+            continue
+    return None
 
 
 def _drain(q: Any) -> None:

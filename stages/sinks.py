@@ -28,6 +28,7 @@ class StreamTally:
 
     def __init__(self) -> None:
         self.frames = 0
+        self.last_seq: int | None = None
         self.first_decoded: float | None = None
         self.last_written: float | None = None
         self.end_reason: str | None = None
@@ -37,6 +38,7 @@ class StreamTally:
 
     def add(self, r: Result, now: float) -> None:
         self.frames += 1
+        self.last_seq = r.frame.seq
         if self.first_decoded is None:
             self.first_decoded = r.frame.t_decoded
         self.last_written = now
@@ -46,7 +48,7 @@ class StreamTally:
 
     def to_dict(self) -> dict[str, Any]:
         span = (self.last_written - self.first_decoded) if self.frames > 1 else None
-        return {"frames": self.frames, "span_s": span, "end": self.end_reason,
+        return {"frames": self.frames, "last_seq": self.last_seq, "span_s": span, "end": self.end_reason,
                 "e2e_ms": self.e2e.to_dict(), "decode_ms": self.decode.to_dict(), "infer_ms": self.infer.to_dict()}
 
 
