@@ -280,4 +280,6 @@ class LiveDecoder(StageBase):
         reader = self.handover.current
         self.handover.switch(None)
         if reader is not None:
-            reader.join(0.5)  # bounded: a reader blocked in a read exits on its own timeout
+            # bounded and short: a decoding reader sees `abandoned` within a frame; one blocked in
+            # av.open or a read only exits on its own timeout, and waiting for it would delay Ctrl-C
+            reader.join(0.2)

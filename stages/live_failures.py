@@ -50,7 +50,7 @@ def classify(exc: BaseException, elapsed_s: float = 0.0, timeout_s: Optional[flo
     if isinstance(exc, av.error.HTTPForbiddenError) or "returned 403" in low or "403 forbidden" in low:
         return Failure(AUTH, "access denied (403): check the user's permissions on the camera")
     if isinstance(exc, ConnectionRefusedError) or "connection refused" in low:
-        return Failure(REFUSED, "connection refused (nothing listens at that host/port)")
+        return Failure(REFUSED, "connection refused: nothing listens at that host/port")
     # FFmpeg reports a silent RTSP server as invalid data (or PyAV's interrupt as an exit)
     # once the socket timeout fires: the time taken tells the two apart from real garbage
     slow = timeout_s is not None and elapsed_s >= TIMEOUT_SHARE * timeout_s

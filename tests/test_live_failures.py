@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_video
+from helpers_proc import assert_all_gone, stages_of
 from live_helpers import Camera, SilentHost, free_port, needs_gst
 from stages.live_failures import AUTH, OTHER, REFUSED, TIMEOUT, Failure, ReasonLog, classify
 
@@ -229,13 +230,19 @@ def test_sigint_during_a_long_back_off_and_a_hung_open_stops_within_seconds(tmp_
         wait_for_line(err, "down:", "connection refused")
         time.sleep(1)  # both are now waiting: one in its back-off, one inside av.open
         assert host.accepted >= 1
+        decoders = [p for t, p in stages_of(proc.pid).items() if t.startswith("decode[")]
+        assert len(decoders) == 2
         # when Ctrl-C arrives
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
+        # then both decoders end within seconds (they beat every 0.1 s), not after the 30 s waits;
+        # the bound is loose because this machine is shared (measured 0.6-2.5 s under load 8 on 2 cores)
+        assert_all_gone(decoders, timeout=4)
+        decoders_s = time.monotonic() - t0
         report, text = finish(proc, err, tmp_path, timeout=30)
         took = time.monotonic() - t0
-    # then the run ends within a few seconds (heartbeats every 0.1 s), not after the 30 s waits
-    assert took < 5, took
+    # and the whole run (model teardown, report) ends well before either 30 s wait would have
+    assert took < 15, (decoders_s, took)
     assert report["interrupted"] is True
     # and both never-connected streams are in the report, with what went wrong so far
     down, hung = report["streams"]["down"], report["streams"]["hung"]
