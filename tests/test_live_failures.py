@@ -249,3 +249,12 @@ def test_sigint_during_a_long_back_off_and_a_hung_open_stops_within_seconds(tmp_
     assert down["connected"] is False and "connection refused" in down["last_error"]
     assert down["connect_attempts"] == 1
     assert hung["connected"] is False and hung["frames"] == 0 and hung["connect_attempts"] == 1
+
+
+def test_serve_user_without_password_is_a_one_line_error(clip):
+    # the check comes before GStreamer is imported, so it holds on any machine
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", str(clip), "--user", "admin"],
+                       cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    if r.returncode != 2 or "go together" not in r.stderr:
+        pytest.fail(f"rc={r.returncode} stderr={r.stderr!r}")
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
