@@ -121,8 +121,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rtsp_server.py")
     sys.stdout.flush()
     # exec, not a child: signals (Ctrl-C, SIGSTOP in tests) reach the server itself
+    auth = ["--user", args.user, "--password", args.password] if args.user or args.password else []
     os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON, script, args.file, "--port", str(args.port), "--path", args.path,
-                             "--host", args.host])
+                             "--host", args.host, *auth])
     return 1  # not reached
 
 
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8554, help="RTSP port (default 8554)")
     serve.add_argument("--path", default="/cam", help="mount path (default /cam → rtsp://127.0.0.1:8554/cam)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--user", default="", help="require RTSP Basic auth with this user (with --password)")
+    serve.add_argument("--password", default="", help="password for --user (test cameras: it shows in `ps`)")
     serve.set_defaults(func=_cmd_serve)
 
     bench = sub.add_parser("bench", help="compare backbones x backends x precisions on a clip")

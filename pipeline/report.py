@@ -58,8 +58,10 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
             "input": dec.get("source"),
         }
         if s.is_live:  # reconnect bookkeeping of stages.live
-            streams[s.name].update({k: dec.get(k, 0) for k in ("input_fps", "reconnects", "disconnects", "downtime_s")})
+            streams[s.name].update({k: dec.get(k, 0) for k in ("input_fps", "reconnects", "disconnects", "downtime_s",
+                                                               "connect_attempts", "auth_failures")})
             streams[s.name]["connected"] = dec.get("connected", False)
+            streams[s.name]["gave_up"] = dec.get("gave_up", False)
             if dec.get("last_error"):
                 streams[s.name]["last_error"] = redact(dec["last_error"])
         if dec.get("decode_errors"):

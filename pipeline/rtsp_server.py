@@ -71,13 +71,33 @@ def _loop_on_eos(GLib, Gst, media) -> None:
     parse.get_static_pad("src").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, probe)
 
 
+def _require_auth(GstRtspServer, server, factory, user: str, password: str) -> None:
+    """HTTP Basic auth like an IP camera: without the right user/password DESCRIBE gets 401."""
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "viewer")
+    auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    server.set_auth(auth)
+    # the factory grants access only to the role in the token: anonymous clients have none
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_role("viewer")
+    permissions.add_permission_for_role("viewer", "media.factory.access", True)
+    permissions.add_permission_for_role("viewer", "media.factory.construct", True)
+    factory.set_permissions(permissions)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="videoclf serve", description="serve a video file as a looping RTSP camera")
     ap.add_argument("file", help="H.264 video in an MP4/MOV container")
     ap.add_argument("--port", type=int, default=8554)
     ap.add_argument("--path", default="/cam", help="mount path, e.g. /cam → rtsp://127.0.0.1:8554/cam")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    ap.add_argument("--user", default="", help="require HTTP Basic auth with this user (and --password)")
+    ap.add_argument("--password", default="", help="password for --user")
     args = ap.parse_args(argv)
+    if bool(args.user) != bool(args.password):
+        print("videoclf serve: --user and --password go together", file=sys.stderr)
+        return 2
     if not os.path.isfile(args.file):
         print(f"videoclf serve: {args.file}: file not found", file=sys.stderr)
         return 2
@@ -90,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     factory.set_launch(_launch_line(os.path.abspath(args.file)))
     factory.set_shared(True)  # every client watches the same live "camera"
     factory.connect("media-configure", lambda _f, media: _loop_on_eos(GLib, Gst, media))
+    if args.user:
+        _require_auth(GstRtspServer, server, factory, args.user, args.password)
     server.get_mount_points().add_factory(args.path if args.path.startswith("/") else "/" + args.path, factory)
     if server.attach(None) == 0:
         print(f"videoclf serve: cannot listen on {args.host}:{args.port} (port in use?)", file=sys.stderr)
@@ -97,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     loop = GLib.MainLoop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, lambda *_: (loop.quit(), False)[1])
-    print(f"serving {args.file} at rtsp://{args.host}:{args.port}{args.path} (looping; Ctrl-C stops)", flush=True)
+    auth = f"{args.user}:***@" if args.user else ""  # the password is never printed
+    print(f"serving {args.file} at rtsp://{auth}{args.host}:{args.port}{args.path} (looping; Ctrl-C stops)", flush=True)
     loop.run()
     return 0
 

@@ -26,6 +26,7 @@ from pipeline.display import DisplayGeom
 from pipeline.messages import Decoded
 from pipeline.stage import STAGES, StageBase
 from stages.decode import DecodeConfig, DisplayTap, to_model_rgb
+from stages.live_failures import AUTH, ENDED, OTHER, WATCHDOG, Failure, ReasonLog, classify
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +75,19 @@ class _Reader(threading.Thread):
         self.abandoned = threading.Event()  # set when the loop gave up on this connection
 
     def run(self) -> None:
-        options, fmt = open_options(self.cfg.source, self.cfg.live)
+        o = self.cfg.live
+        options, fmt = open_options(self.cfg.source, o)
+        t0 = time.monotonic()
         try:
             container = av.open(self.cfg.source, mode="r", format=fmt, options=options,
-                                timeout=(self.cfg.live.open_timeout_s, self.cfg.live.read_timeout_s))
+                                timeout=(o.open_timeout_s, o.read_timeout_s))
         except Exception as exc:  # any failure to open is a failed attempt, retried by the loop
-            self.out.put(self, ("failed", _describe(exc)))
+            bound = min(o.open_timeout_s, o.read_timeout_s)  # either one ends a silent server's open
+            self.out.put(self, ("failed", classify(exc, time.monotonic() - t0, bound)))
             return
         try:
             if not container.streams.video:
-                self.out.put(self, ("failed", "no video stream"))
+                self.out.put(self, ("failed", Failure(OTHER, "no video stream")))
                 return
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -99,18 +103,16 @@ class _Reader(threading.Thread):
                 t1 = time.monotonic()
                 info = (frame.width, frame.height, stream.codec_context.name)
                 self.out.put(self, ("frame", (Decoded(array, frame.time, tap.take(frame), t0, (t1 - t0) * 1000), info)))
-            self.out.put(self, ("ended", "the stream ended"))
+            self.out.put(self, ("ended", Failure(ENDED, "the stream ended")))
         except Exception as exc:  # timeouts, resets, corrupt data: all end this connection
-            self.out.put(self, ("ended", _describe(exc)))
+            self.out.put(self, ("ended", _ended(exc)))
         finally:
             container.close()
 
 
-def _describe(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    if isinstance(exc, TimeoutError) and "timed out" not in text.lower():
-        text = f"timed out ({text})"
-    return redact(text)
+def _ended(exc: BaseException) -> Failure:
+    failure = classify(exc)
+    return failure if failure.kind != OTHER else Failure(ENDED, failure.text)
 
 
 class _Handover:
@@ -158,6 +160,8 @@ class LiveDecoder(StageBase):
         self.shown = redact(cfg.source)
         self.handover = _Handover()
         self.attempts = 0  # connection attempts so far
+        self.auth_failures = 0  # attempts the camera refused for the user/password
+        self.reasons = ReasonLog()
         self.failures = 0  # failed attempts in a row (since the last frame)
         self.disconnects = 0
         self.reconnects = 0  # losses followed by frames again
@@ -180,20 +184,28 @@ class LiveDecoder(StageBase):
         self.connect_started = time.monotonic()
         reader.start()
 
-    def _lost(self, why: str, now: float) -> float:
+    def _lost(self, why: Failure, now: float) -> float:
         """Drop the connection; return when to try again."""
         self.handover.switch(None)
-        self.last_error = why
+        self.last_error = why.text
+        o = self.cfg.live
+        # a wrong password stays wrong: retrying at the short initial back-off only hammers the
+        # camera (and may lock the account), so an auth failure waits the longest back-off at once
+        delay = o.backoff_max_s if why.kind == AUTH else min(o.backoff_s * 2 ** max(self.failures, 0), o.backoff_max_s)
         if self.down_since is None:  # was streaming: this is a loss
             self.down_since = now
             self.disconnects += 1
-            log.warning("%s: connection lost (%s); reconnecting", self.cfg.name, why)
-        else:
-            self.failures += 1
-            if self.failures <= 3 or self.failures % 10 == 0:  # a camera that is off for hours must not flood the log
-                log.warning("%s: cannot connect to %s (%s); attempt %d failed", self.cfg.name, self.shown, why, self.failures)
-        o = self.cfg.live
-        return now + min(o.backoff_s * 2 ** max(self.failures - 1, 0), o.backoff_max_s)
+            self.reasons.changed(why)
+            log.warning("%s: connection lost (%s); reconnecting", self.cfg.name, why.text)
+            return now + delay
+        self.failures += 1
+        self.auth_failures += why.kind == AUTH
+        # once per change of reason, not per attempt: a camera that is off for hours logs one line
+        loud = self.reasons.changed(why)
+        log.log(logging.WARNING if loud else logging.DEBUG, "%s: cannot connect to %s (%s); attempt %d failed, "
+                "retrying in %.1f s%s", self.cfg.name, self.shown, why.text, self.failures, delay,
+                " (said once until the reason changes)" if loud else "")
+        return now + delay
 
     def _got_frame(self, now: float, info: tuple[int, int, str]) -> None:
         if self.down_since is not None:
@@ -210,6 +222,7 @@ class LiveDecoder(StageBase):
             self.down_since = None
             self.failures = 0
             self.had_frames = True
+            self.reasons.reset()
         self.frames_in += 1
         self.first_frame = self.first_frame or now
         self.last_frame = now
@@ -224,8 +237,8 @@ class LiveDecoder(StageBase):
                 if retry_at is not None and now >= retry_at:
                     if o.max_reconnects is not None and self.failures > o.max_reconnects:
                         self.gave_up = True
-                        log.error("%s: giving up on %s after %d failed attempts (%s)", self.cfg.name, self.shown,
-                                  self.failures, self.last_error)
+                        log.error("%s: giving up on %s after %d failed attempts in a row (live.max_reconnects=%d): %s",
+                                  self.cfg.name, self.shown, self.failures, o.max_reconnects, self.last_error)
                         return
                     retry_at = None
                     self._connect()
@@ -235,7 +248,7 @@ class LiveDecoder(StageBase):
                     if retry_at is None and self.handover.current is not None:
                         since = self.last_frame if self.down_since is None else self.connect_started
                         if since is not None and now - since > o.watchdog_s:
-                            retry_at = self._lost(f"no frame for {o.watchdog_s:g} s (watchdog)", now)
+                            retry_at = self._lost(Failure(WATCHDOG, f"no frame for {o.watchdog_s:g} s (watchdog)"), now)
                     elif retry_at is not None:
                         time.sleep(min(WAIT_S, max(retry_at - now, 0)))
                     yield None
@@ -259,11 +272,14 @@ class LiveDecoder(StageBase):
                 "input_fps": round((self.frames_in - 1) / span, 2) if span > 0 else 0.0,
                 "reconnects": self.reconnects, "disconnects": self.disconnects,
                 "downtime_s": round(self.downtime_s + ongoing, 3), "connected": self.down_since is None,
-                "connect_attempts": self.attempts, "buffer_dropped": self.handover.dropped,
+                "connect_attempts": self.attempts, "auth_failures": self.auth_failures,
+                "buffer_dropped": self.handover.dropped,
                 "gave_up": self.gave_up, "last_error": self.last_error, "source": self.info}
 
     def teardown(self) -> None:
         reader = self.handover.current
         self.handover.switch(None)
         if reader is not None:
-            reader.join(0.5)  # bounded: a reader blocked in a read exits on its own timeout
+            # bounded and short: a decoding reader sees `abandoned` within a frame; one blocked in
+            # av.open or a read only exits on its own timeout, and waiting for it would delay Ctrl-C
+            reader.join(0.2)

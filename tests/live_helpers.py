@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def _listening(port: int) -> bool:
 class Camera:
     """One simulated camera; `kill()` + `start()` restarts it on the same port."""
 
-    def __init__(self, clip: Path, port: int | None = None) -> None:
+    def __init__(self, clip: Path, port: int | None = None, user: str = "", password: str = "") -> None:
         self.clip, self.port = clip, port or free_port()
+        self.auth = ["--user", user, "--password", password] if user else []  # Basic auth, like an IP camera
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, user: str = "", password: str = "") -> str:
@@ -49,7 +51,7 @@ class Camera:
     def start(self) -> "Camera":
         # `videoclf serve` execs the server, so this pid is the server itself (SIGSTOP reaches it)
         self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", str(self.clip),
-                                      "--port", str(self.port)], cwd=str(ROOT),
+                                      "--port", str(self.port), *self.auth], cwd=str(ROOT),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
         while not _listening(self.port):
@@ -72,3 +74,42 @@ class Camera:
         if self.proc is not None and self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
+
+
+class SilentHost:
+    """A 'camera' on 127.0.0.1 that accepts TCP connections and never says a word (a hung
+    device, or a port forwarded to nothing): the client's RTSP open can only time out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)  # bounded accept, so stop() ends the thread promptly
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="silent-host", daemon=True)
+
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/cam"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.accepted += 1
+            self._conns.append(conn)  # held open, never read or written
+
+    def __enter__(self) -> "SilentHost":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for c in self._conns:
+            c.close()
+        self.sock.close()
