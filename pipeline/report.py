@@ -66,6 +66,9 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
                 streams[s.name]["last_error"] = redact(dec["last_error"])
         if dec.get("decode_errors"):
             streams[s.name]["damage"] = dec.get("last_error")
+        video = (sink.get("video") or {}).get(s.name)
+        if video:  # annotated video files of this stream and the frames they hold
+            streams[s.name]["video"] = video
     stages = {t: {k: d.get(k) for k in ("items", "busy_s", "wall_s", "busy_fraction")} for t, d in stats.items()}
     bottleneck = max(stages, key=lambda t: stages[t]["busy_fraction"] or 0.0) if stages else None
     return {
@@ -76,6 +79,7 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
         "elapsed_s": round(elapsed, 3),
         "stages": stages,
         "bottleneck": bottleneck,
+        "alerts": sink.get("alerts"),
         "interrupted": interrupted,
         "error": None if error is None else {"stage": error_stage, "kind": type(error).__name__,
                                              "message": redact(str(error))},
