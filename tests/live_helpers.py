@@ -1,6 +1,7 @@
 """A real RTSP camera for tests: `videoclf serve` (GStreamer) on 127.0.0.1, a free port."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -113,3 +115,20 @@ class SilentHost:
         for c in self._conns:
             c.close()
         self.sock.close()
+
+
+@contextlib.contextmanager
+def serving(clip: Path) -> Iterator[Callable[..., Camera]]:
+    """A factory of cameras serving ``clip``: start(port=None, user=, password=); all killed at exit."""
+    started: list[Camera] = []
+
+    def start(port: int | None = None, **auth: str) -> Camera:
+        cam = Camera(clip, port, **auth).start()
+        started.append(cam)
+        return cam
+
+    try:
+        yield start
+    finally:
+        for cam in started:
+            cam.kill()

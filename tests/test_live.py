@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_video, read_jsonl
-from live_helpers import Camera, free_port, needs_gst
+from live_helpers import free_port, needs_gst, serving
 
 pytestmark = [needs_gst, pytest.mark.slow]
 
@@ -32,16 +32,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def cameras(clip: Path):
-    started: list[Camera] = []
-
-    def start(port: int | None = None) -> Camera:
-        cam = Camera(clip, port).start()
-        started.append(cam)
-        return cam
-
-    yield start
-    for cam in started:
-        cam.kill()
+    with serving(clip) as start:
+        yield start
 
 
 def live_config(tmp_path: Path, urls: dict[str, str], **live: Any) -> Path:

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import ROOT, make_video
 from helpers_proc import assert_all_gone, stages_of
-from live_helpers import Camera, SilentHost, free_port, needs_gst
+from live_helpers import SilentHost, free_port, needs_gst, serving
 from stages.live_failures import AUTH, OTHER, REFUSED, TIMEOUT, Failure, ReasonLog, classify
 
 RIGHT = "right-pass-7fq2"  # the camera's password, given to the run through ${CAM_PASSWORD}
@@ -34,16 +34,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def camera(clip: Path):
-    started: list[Camera] = []
-
-    def start(**auth: str) -> Camera:
-        cam = Camera(clip, **auth).start()
-        started.append(cam)
-        return cam
-
-    yield start
-    for cam in started:
-        cam.kill()
+    with serving(clip) as start:
+        yield start
 
 
 def try_open(url: str, timeout_s: float = 1.0) -> tuple[BaseException, float]:
