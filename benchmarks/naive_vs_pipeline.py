@@ -27,19 +27,20 @@ SAMPLE = ROOT / "samples" / "bigbuckbunny_360p.mp4"
 TARGETS = {"resnet18": 3.5, "mobilenet_v2": 5.0}  # the issue's ratio targets
 
 
-def make_clip(path: Path, seconds: int = 20, fps: int = 30) -> Path:
-    """1080p30 H.264, GOP 30, no B-frames: the sample looped and upscaled by libswscale."""
+def make_clip(path: Path, seconds: int = 20, fps: int = 30, size: tuple[int, int] = (1920, 1080)) -> Path:
+    """H.264 at ``size`` (1080p by default), GOP = 1 s, no B-frames: the sample looped and
+    scaled by libswscale, so the content is real, not a synthetic pattern."""
     import av
 
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(SAMPLE)) as src:
-        frames = [f.reformat(width=1920, height=1080, format="yuv420p") for f in src.decode(video=0)]
+        frames = [f.reformat(width=size[0], height=size[1], format="yuv420p") for f in src.decode(video=0)]
     tmp = path.with_suffix(".part.mp4")
     with av.open(str(tmp), "w") as dst:
         v = dst.add_stream("libx264", rate=Fraction(fps, 1))
-        v.width, v.height, v.pix_fmt = 1920, 1080, "yuv420p"
+        v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
         v.options = {"g": str(fps), "bf": "0", "crf": "23", "preset": "veryfast"}
         for i in range(seconds * fps):
             f = frames[i % len(frames)]
