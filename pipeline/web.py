@@ -27,6 +27,14 @@ MAX_UPLOAD = 16 << 20
 LIVE_DIR = "live"  # must match stages/outputs.py (not imported: it pulls in the encoders)
 
 
+def _pictured(cfg: Config, stream: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(cfg.output.dir, LIVE_DIR, f"{stream}.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     sink = stage_stats(stats, "sink[")
     tallies, live = sink.get("streams") or {}, sink.get("live") or {}
@@ -35,12 +43,14 @@ def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]]) -> list[dict[str,
         t, lv, dec = tallies.get(s.name, {}), live.get(s.name) or {}, stats.get(f"decode[{s.name}]", {})
         if t.get("end"):
             status = "ended"
-        elif dec.get("state") in ("reconnecting", "connecting"):  # live sources report their state
-            status = dec["state"]
+        elif dec.get("state") in ("reconnecting", "connecting", "gave_up"):  # live sources report their state
+            status = dec["state"].replace("_", " ")
         else:
             status = "live" if t.get("frames") else "starting"
+        pictured = _pictured(cfg, s.name)  # the labels of the frame the picture shows, if written
         rows.append({"name": s.name, "status": status, "frames": t.get("frames", 0), "fps": lv.get("fps", 0.0),
-                     "dropped": dec.get("dropped", 0), "top": lv.get("top") or [], "pts": lv.get("pts")})
+                     "dropped": dec.get("dropped", 0), "top": (pictured or lv).get("top") or [],
+                     "pts": (pictured or lv).get("pts")})
     return rows
 
 

@@ -264,6 +264,15 @@ class LiveDecoder(StageBase):
         finally:
             self.handover.switch(None)  # the reader closes its own container and exits
 
+    @property
+    def state(self) -> str:
+        """connecting | live | reconnecting | gave_up (the web view shows it)."""
+        if self.gave_up:
+            return "gave_up"
+        if self.down_since is None:
+            return "live"
+        return "reconnecting" if self.had_frames else "connecting"
+
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()
         span = (self.last_frame - self.first_frame) if self.first_frame and self.last_frame else 0.0
@@ -274,7 +283,8 @@ class LiveDecoder(StageBase):
                 "downtime_s": round(self.downtime_s + ongoing, 3), "connected": self.down_since is None,
                 "connect_attempts": self.attempts, "auth_failures": self.auth_failures,
                 "buffer_dropped": self.handover.dropped,
-                "gave_up": self.gave_up, "last_error": self.last_error, "source": self.info}
+                "gave_up": self.gave_up, "last_error": self.last_error, "source": self.info,
+                "state": self.state}
 
     def teardown(self) -> None:
         reader = self.handover.current

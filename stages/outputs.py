@@ -8,6 +8,7 @@ serialised behind the label log."""
 from __future__ import annotations
 
 import logging
+import json
 import os
 import signal
 import sys
@@ -58,6 +59,17 @@ class _Live:
 def _on_sigterm(_signum: int, _frame: Any) -> None:
     # the supervisor's last resort before SIGKILL: unwind so teardown() finalises the MP4s
     sys.exit(143)
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Write a file atomically: the web server never reads half of it."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc)
 
 
 @STAGES.register("outputs.sink")
@@ -112,8 +124,10 @@ class OutputsSink(StageBase):
                                lambda label: self._snapshot(i, rec.seq, label, frame))
         if self.cfg.live and frame is not None and now >= live.next_jpeg:
             live.next_jpeg = now + LIVE_EVERY_S
-            self._write_jpeg(os.path.join(self.cfg.label.dir, LIVE_DIR, f"{self.names[i]}.jpg"),
-                             yuv_to_bgr(frame, LIVE_WIDTH))
+            base = os.path.join(self.cfg.label.dir, LIVE_DIR, self.names[i])
+            self._write_jpeg(base + ".jpg", yuv_to_bgr(frame, LIVE_WIDTH))
+            # the labels of the pictured frame (the newest labels may belong to a later frame)
+            _replace(base + ".json", json.dumps({"seq": rec.seq, "pts": rec.pts, "top": result.top}).encode())
         w = self.writers.get(i)
         if w is not None and frame is not None:
             g = self.cfg.geoms[i]
@@ -132,15 +146,8 @@ class OutputsSink(StageBase):
     @staticmethod
     def _write_jpeg(path: str, bgr: np.ndarray) -> None:
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if not ok:
-            return
-        tmp = path + ".tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(buf.tobytes())
-            os.replace(tmp, path)  # the web server never reads half a JPEG
-        except OSError as exc:
-            log.warning("cannot write %s: %s", path, exc)
+        if ok:
+            _replace(path, buf.tobytes())
 
     def end(self, eos: EndOfStream) -> None:
         self.label.end(eos)

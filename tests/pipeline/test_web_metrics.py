@@ -72,6 +72,7 @@ def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
     try:
         # when frames have been classified
         state = wait_for(lambda: (s := json.loads(get(f"{web}/api/state"))) and s["streams"][0]["top"]
+                         and s["streams"][0]["frames"] > 0
                          and (tmp_path / "out" / "live" / "bbb.jpg").exists() and s)
         # then /metrics parses and counts the stream's frames, latency and stage busy time
         text = get(f"http://127.0.0.1:{mport}/metrics").decode()
@@ -86,6 +87,10 @@ def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
         # and the web state has the stream, its status and real labels
         row = state["streams"][0]
         assert row["name"] == "bbb" and row["status"] == "live" and len(row["top"]) == 3
+        # and the picture comes with the labels of the frame it shows (regression: the page put the
+        # newest frame's labels under an older picture)
+        pictured = json.loads((tmp_path / "out" / "live" / "bbb.json").read_text())
+        assert pictured["seq"] >= 0 and len(pictured["top"]) == 3
         # and an uploaded frame comes back with a top-3
         jpeg = (tmp_path / "out" / "live" / "bbb.jpg").read_bytes()
         up = json.loads(get(f"{web}/api/classify", jpeg, timeout=180))  # first upload loads the model
