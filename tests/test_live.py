@@ -169,11 +169,13 @@ def test_three_cameras_and_an_unreachable_one_run_together(tmp_path, cameras):
 
 
 def test_slow_consumer_drops_oldest_frames_and_keeps_latency_bounded(tmp_path, cameras):
-    # given a consumer much slower than the camera: a 512 px input and batches of one
+    # given a consumer much slower than the camera on any CPU: ResNet-50 at 512 px in fp32 eager
+    # torch on one thread, batches of one (a fast backend kept up with the old setting)
     cam = cameras()
     cfg = live_config(tmp_path, {"cam1": cam.url()})
     data = yaml.safe_load(cfg.read_text())
-    data["model"].update({"input_size": 512, "max_batch": 1})
+    data["model"].update({"backbone": "resnet50", "weights": "none", "backend": "torch", "precision": "fp32",
+                          "threads": 1, "input_size": 512, "max_batch": 1})
     data["streams"][0]["ring_slots"] = 2
     cfg.write_text(yaml.safe_dump(data))
     # when it runs
