@@ -4,13 +4,15 @@
 
 1. encode only: the annotated-video encoder alone (overlay + libx264) on the clip's frames;
 2. pipeline, outputs off (null label sink) → pipeline FPS;
-3. pipeline with output.video → FPS; target: ≥ min(encode-only, outputs-off) — enabling the
-   video costs no more than the encode itself;
+3. pipeline with output.video → FPS; target: the time it adds per frame is no more than the
+   encode-only time per frame (on 2 shared cores the encoder cannot run beside the pipeline
+   at its solo speed, so the cost is compared per frame, not as FPS);
 4. pipeline with --web and --metrics (scraped twice a second) → FPS; target: ≥ 98 % of (2).
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import threading
 import time
@@ -78,6 +80,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--weights", default="none", help="'none' (random init: labels meaningless) or 'imagenet'")
+    ap.add_argument("--repeat", type=int, default=3, help="alternate the pipeline runs; medians are quoted")
     a = ap.parse_args()
     w, h = (int(v) for v in a.size.split("x"))
     with tempfile.TemporaryDirectory() as d:
@@ -85,13 +88,19 @@ def main() -> None:
         src = tmp / "clip.mp4"
         make_clip(src, w, h, a.frames)
         enc = encode_only(src, tmp)
-        off = pipeline_fps(src, tmp / "off", a.weights)
-        vid = pipeline_fps(src, tmp / "video", a.weights, video=True)
-        web = pipeline_fps(src, tmp / "web", a.weights, web="18731", metrics="18732")
-    print(f"{a.size} x {a.frames} frames, weights={a.weights}")
-    print(f"encode only (overlay + libx264 {SegmentWriter.__module__}): {enc:7.1f} fps")
+        runs: dict[str, list[float]] = {"off": [], "video": [], "web": []}
+        for i in range(a.repeat):  # alternated, so drifting machine load hits every variant alike
+            runs["off"].append(pipeline_fps(src, tmp / f"off{i}", a.weights))
+            runs["video"].append(pipeline_fps(src, tmp / f"video{i}", a.weights, video=True))
+            runs["web"].append(pipeline_fps(src, tmp / f"web{i}", a.weights, web="18731", metrics="18732"))
+            print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.1f} fps" for k, v in runs.items()), flush=True)
+    off, vid, web = (statistics.median(runs[k]) for k in ("off", "video", "web"))
+    added = 1000 / vid - 1000 / off  # what the video adds per frame, against the encode's own cost
+    print(f"{a.size} x {a.frames} frames, weights={a.weights}, medians of {a.repeat}")
+    print(f"encode only (overlay + libx264 {SegmentWriter.__module__}): {enc:7.1f} fps ({1000 / enc:.1f} ms/frame)")
     print(f"pipeline, outputs off:             {off:7.1f} fps")
-    print(f"pipeline, output.video on:         {vid:7.1f} fps  ratio vs min(encode, off): {vid / min(enc, off):.3f} (target ≥ 1)")
+    print(f"pipeline, output.video on:         {vid:7.1f} fps  adds {added:.1f} ms/frame = "
+          f"{added / (1000 / enc):.2f}x the encode-only time (target ≤ 1)")
     print(f"pipeline, web + metrics on:        {web:7.1f} fps  ratio vs off: {web / off:.3f} (target ≥ 0.98)")
 
 
