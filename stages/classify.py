@@ -15,8 +15,6 @@ from pipeline.config import ModelConfig
 from pipeline.messages import FrameRecord, Result
 from pipeline.metrics import Histogram
 from pipeline.stage import STAGES, StageBase
-# re-exported: these resolvers lived here before the backends package existed
-from stages.backends import cpu_has_bf16, resolve_device, resolve_precision  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @STAGES.register("classify")
-class TorchClassifier(StageBase):
+class Classifier(StageBase):
     def __init__(self, cfg: ModelConfig) -> None:
         self.cfg = cfg
         self.infer = Histogram()
