@@ -1,4 +1,4 @@
-"""Hostile live inputs (issue 6): connection refused, wrong password (401), a host that accepts
+"""Hostile live inputs: connection refused, wrong password (401), a host that accepts
 TCP and never answers, and Ctrl-C while a stream waits. Real PyAV/FFmpeg against real servers
 on 127.0.0.1 only: the GStreamer camera (with Basic auth), a free port where nothing listens,
 and a silent socket server in the test process; the real multiprocess pipeline via the CLI."""
