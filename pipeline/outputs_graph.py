@@ -12,7 +12,7 @@ from pipeline.display import DisplayGeom, DisplayPort, slots_needed
 log = logging.getLogger(__name__)
 
 LIVE_SEGMENT_S = 300.0  # default rotation of live streams' annotated video
-LIVE_SIZE = (1280, 720)  # display size of a live stream that cannot be probed before start
+LIVE_SIZE = (1280, 720)  # display size of a live stream (not probed before start): other aspects are letterboxed
 PREVIEW_SHORT = 360  # previews (web view, snapshots without video) at most this tall
 
 

@@ -103,7 +103,9 @@ def to_model_rgb(frame: av.VideoFrame, cfg: DecodeConfig) -> np.ndarray:
 
 class DisplayTap:
     """Whole frames for the display path, as I420 at the display size: every frame for the
-    annotated video, else a preview every ``preview_interval_s`` (web view, alert snapshots)."""
+    annotated video, else a preview every ``preview_interval_s`` (web view, alert snapshots).
+    A frame whose aspect differs from the display size (a live camera that could not be
+    probed, a resolution change) is letterboxed, never stretched."""
 
     def __init__(self, geom: Optional[DisplayGeom]) -> None:
         self.geom = geom
@@ -120,7 +122,27 @@ class DisplayTap:
             self._next_preview = now + g.preview_interval_s
         if frame.format.name == "yuv420p" and (frame.width, frame.height) == (g.width, g.height):
             return frame.to_ndarray()  # already what the encoder wants: no scaling pass
-        return frame.reformat(width=g.width, height=g.height, format="yuv420p", interpolation="AREA").to_ndarray()
+        s = min(g.width / frame.width, g.height / frame.height)
+        w, h = min(g.width, 2 * round(frame.width * s / 2)), min(g.height, 2 * round(frame.height * s / 2))
+        if abs(w - g.width) <= 2 and abs(h - g.height) <= 2:  # same aspect (rounding aside)
+            w, h = g.width, g.height
+        img = frame.reformat(width=w, height=h, format="yuv420p", interpolation="AREA").to_ndarray()
+        return img if (w, h) == (g.width, g.height) else letterbox_i420(img, w, h, g.width, g.height)
+
+
+def letterbox_i420(img: np.ndarray, w: int, h: int, out_w: int, out_h: int) -> np.ndarray:
+    """Centre a w×h I420 image (planes stacked as PyAV returns them) on a black out_w×out_h one."""
+    out = np.empty((out_h * 3 // 2, out_w), np.uint8)
+    out[:out_h] = 16  # black in limited-range YUV
+    out[out_h:] = 128
+    x, y = (out_w - w) // 2 // 2 * 2, (out_h - h) // 2 // 2 * 2  # even, so chroma lines up
+    out[y:y + h, x:x + w] = img[:h]
+    # U then V planes: each (h/2)×(w/2), stored row-major inside rows of width w (resp. out_w)
+    for k in range(2):
+        src = img[h + k * h // 4: h + (k + 1) * h // 4].reshape(h // 2, w // 2)
+        dst = out[out_h + k * out_h // 4: out_h + (k + 1) * out_h // 4].reshape(out_h // 2, out_w // 2)
+        dst[y // 2: y // 2 + h // 2, x // 2: x // 2 + w // 2] = src
+    return out
 
 
 @STAGES.register("decode.file")

@@ -123,3 +123,23 @@ def test_probe_rejects_a_file_without_video(tmp_path):
     path = make_audio_only(tmp_path / "sound.m4a")
     with pytest.raises(InputError, match="has no video stream"):
         probe(str(path))
+
+
+def test_display_frames_are_letterboxed_not_stretched():
+    """A 4:3 camera shown in a 16:9 display size (live sources are not probed before start)."""
+    from pipeline.display import DisplayGeom
+    from stages.decode import DisplayTap
+
+    # given a 4:3 frame that is white except for a red left edge
+    img = np.full((480, 640, 3), 255, np.uint8)
+    img[:, :40] = (255, 0, 0)
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+    # when it is taken for a 1280x720 display
+    out = DisplayTap(DisplayGeom(1280, 720, 30.0, True)).take(frame)
+    rgb = av.VideoFrame.from_ndarray(out, format="yuv420p").to_ndarray(format="rgb24")
+    # then it keeps its aspect: 960x720 centred between black bars, the red edge at the bars' inner side
+    assert rgb.shape == (720, 1280, 3)
+    assert rgb[:, :150].max() < 30 and rgb[:, -150:].max() < 30
+    assert rgb[360, 640].min() > 220
+    red = rgb[360, 170:190].astype(int)
+    assert (red[:, 0] > 200).all() and (red[:, 1] < 60).all()
