@@ -45,9 +45,12 @@ def main() -> int:
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--size", default="640x360", help="WxH of the N cameras (e.g. 1920x1080)")
     ap.add_argument("--skip-latency", action="store_true", help="skip the single-1080p latency part")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra model setting, e.g. --set threads=1 (repeatable)")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
-    model = {"backbone": args.backbone, "weights": "imagenet" if args.backbone == "efficientnet_lite0" else "none"}
+    model = {"backbone": args.backbone, "weights": "imagenet" if args.backbone == "efficientnet_lite0" else "none",
+             **dict(kv.split("=", 1) for kv in args.set)}
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         # real content (the shipped sample, scaled): a synthetic pattern decodes too cheaply
