@@ -147,11 +147,23 @@ class Config(_Model):
     max_frames: Optional[int] = Field(None, gt=0, description="stop each stream after this many frames")
     duration: Optional[float] = Field(None, gt=0, description="stop the run after this many seconds")
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig, description="crash handling")
+    preprocess: Literal["auto", "process", "fused"] = Field(
+        "auto", description="process: normalise in a process per stream; fused: in the decode process, "
+                            "writing the model input straight into the classifier's ring (one process and one "
+                            "hand-over less per frame); auto: fused when streams outnumber the cores")
 
     @property
     def restart_enabled(self) -> bool:
         r = self.supervision.restart
         return any(s.is_live for s in self.streams) if r is None else r
+
+    @property
+    def fused_preprocess(self) -> bool:
+        if self.preprocess == "auto":
+            from pipeline.budget import usable_cores
+
+            return len(self.streams) > usable_cores()
+        return self.preprocess == "fused"
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":

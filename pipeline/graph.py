@@ -26,14 +26,22 @@ class Graph:
 def ring_bytes(cfg: Config) -> int:
     """Shared memory the run will allocate: checked against /dev/shm before creating anything."""
     crop = cfg.model.crop
-    per_stream = sum(s.ring_slots for s in cfg.streams) * crop * crop * 3
-    per_stream += len(cfg.streams) * _model_slots(cfg) * crop * crop * 3 * 4
-    return per_stream + outputs_graph.display_bytes(cfg, _model_slots(cfg))
+    if cfg.fused_preprocess:
+        rings = sum(_fused_slots(cfg, s.ring_slots) for s in cfg.streams) * crop * crop * 3 * 4
+    else:
+        rings = sum(s.ring_slots for s in cfg.streams) * crop * crop * 3
+        rings += len(cfg.streams) * _model_slots(cfg) * crop * crop * 3 * 4
+    return rings + outputs_graph.display_bytes(cfg, _model_slots(cfg))
 
 
 def _model_slots(cfg: Config) -> int:
     # enough float slots per stream for a full batch in flight plus one being written
     return max(2, cfg.model.max_batch + 1)
+
+
+def _fused_slots(cfg: Config, ring_slots: int) -> int:
+    # decode writes the model input directly: the one ring covers both hand-overs' depth
+    return max(ring_slots, _model_slots(cfg))
 
 
 def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None, sink_kind: str,
@@ -61,10 +69,17 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
     pools = {}
     sources: list[StageSpec] = []
     maps: list[StageSpec] = []
+    fused = cfg.fused_preprocess
+    normalize = ("preprocess", PreprocessConfig(m.spec.mean, m.spec.std))
     for i, s in enumerate(cfg.streams):
-        raw = Link(owner.create(f"{s.name}_rgb", s.ring_slots, (crop, crop, 3), "uint8"), ctx.Queue())
-        norm = Link(owner.create(f"{s.name}_chw", _model_slots(cfg), (3, crop, crop), "float32"), to_classify)
-        g.queues.append(raw.channel)
+        if fused:
+            raw = None
+            norm = Link(owner.create(f"{s.name}_chw", _fused_slots(cfg, s.ring_slots), (3, crop, crop), "float32"),
+                        to_classify)
+        else:
+            raw = Link(owner.create(f"{s.name}_rgb", s.ring_slots, (crop, crop, 3), "uint8"), ctx.Queue())
+            norm = Link(owner.create(f"{s.name}_chw", _model_slots(cfg), (3, crop, crop), "float32"), to_classify)
+            g.queues.append(raw.channel)
         pools[i] = norm.pool
         geom = geoms[i] if geoms else None
         if s.is_live:
@@ -72,12 +87,12 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
         else:
             kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads,
                                                     s.loop, geom)
-        sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=raw,
+        sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=norm if fused else raw,
                                  policy=s.effective_policy, stream=i, seq_start=(next_seq or {}).get(s.name, 0),
                                  max_frames=max_frames or cfg.max_frames,
-                                 display=displays.get(i)))
-        maps.append(StageSpec(f"preprocess[{s.name}]", "preprocess", PreprocessConfig(m.spec.mean, m.spec.std),
-                              "map", inbox=raw, outbox=norm, stream=i))
+                                 display=displays.get(i), transform=normalize if fused else None))
+        if not fused:
+            maps.append(StageSpec(f"preprocess[{s.name}]", *normalize, "map", inbox=raw, outbox=norm, stream=i))
     device = m.device.replace(":", "")
     g.specs.append(StageSpec(f"classify[{device}]", "classify", m, "batch", inbox=(to_classify, pools),
                              outbox=to_sink, n_streams=len(names), max_batch=m.max_batch,

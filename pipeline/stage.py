@@ -28,6 +28,7 @@ from pipeline.shm import SlotPool
 
 log = logging.getLogger(__name__)
 
+FUSED_WAIT_S = 0.05  # a fused live source waits this long for a free slot before dropping a frame
 POLL_S = 0.1  # every blocking wait in a loop is bounded by this, then the stop event is checked
 STATS_EVERY_S = 0.5
 
@@ -129,6 +130,7 @@ class StageSpec:
     max_batch: int = 1
     max_wait_s: float = 0.0
     display: Any = None  # DisplayPort (source) or {stream: DisplayPort} (sink): see pipeline/display.py
+    transform: Any = None  # source with the preprocess fused in: (map kind, its config), built in the child
 
 
 class _Reporter:
@@ -163,6 +165,17 @@ def _acquire_lossless(pool: SlotPool, ctrl: Control) -> int | None:
     return None
 
 
+def _acquire_or_skip(pool: SlotPool, ctrl: Control) -> tuple[int | None, int]:
+    """Drop policy when the ring's channel is shared with other streams (preprocess fused into
+    decode): its queued frames cannot be reclaimed, so wait briefly for a free slot, else drop
+    this frame. A live source keeps its freshest frames meanwhile (its reader's buffer drops
+    the oldest), and every drop is counted."""
+    if ctrl.stop.is_set():
+        return None, 0
+    slot = pool.acquire(FUSED_WAIT_S)
+    return (slot, 0) if slot is not None else (None, 1)
+
+
 def _acquire_drop_oldest(link: Link, ctrl: Control) -> tuple[int | None, int]:
     """Never block for long: take a free slot, else reclaim the oldest queued frame's slot."""
     dropped = 0
@@ -194,6 +207,7 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
     reason = "end"
     dropped = 0
     frames = stage.frames()
+    fused = build_stage(*spec.transform) if spec.transform is not None else None
     while True:
         if ctrl.stop.is_set() or ctrl.drain.is_set():
             reason = "stopped"
@@ -227,13 +241,22 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
                 break
         if lossless:
             slot = _acquire_lossless(out.pool, ctrl)
+        elif fused is not None:
+            slot, n_dropped = _acquire_or_skip(out.pool, ctrl)
+            dropped += n_dropped
+            if slot is None and n_dropped:
+                rep.counters.dropped = dropped
+                continue
         else:
             slot, n_dropped = _acquire_drop_oldest(out, ctrl)
             dropped += n_dropped
         if slot is None:
             reason = "stopped"
             break
-        np.copyto(out.pool.view(slot), array)
+        if fused is not None:
+            fused.process(array, out.pool.view(slot))
+        else:
+            np.copyto(out.pool.view(slot), array)
         out.channel.put(FrameRecord(spec.stream, seq, slot, pts, time.time(), t_dec, dec_ms))
         seq += 1
         rep.counters.items += 1

@@ -43,8 +43,11 @@ class Classifier(StageBase):
 
         opened = open_backend(self.cfg)
         self.backend, self.labels, self.info = opened.backend, opened.labels, opened.info
-        # warm-up passes at batch sizes we will see, so the first real batches carry no setup cost
-        for n in sorted({1, self.cfg.max_batch}):
+        # warm-up passes at batch sizes we will see, so the first real batches carry no setup cost:
+        # OpenVINO and onnxruntime prepare kernels per input shape on first use (a live camera's
+        # first seconds would otherwise drop frames); eager torch has no per-shape setup
+        sizes = {1, self.cfg.max_batch} if self.info["backend"] == "torch" else range(1, self.cfg.max_batch + 1)
+        for n in sorted(sizes):
             self.backend.run(np.zeros((n, 3, self.cfg.crop, self.cfg.crop), np.float32))
         log.info("classifier ready: %s on %s (%s %s), weights %s", self.cfg.backbone, self.info["device"],
                  self.info["backend"], self.info["precision"], self.info["weights"])

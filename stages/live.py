@@ -277,8 +277,10 @@ class LiveDecoder(StageBase):
         now = time.monotonic()
         span = (self.last_frame - self.first_frame) if self.first_frame and self.last_frame else 0.0
         ongoing = now - self.down_since if self.down_since is not None and (self.had_frames or self.failures) else 0.0
-        return {"input_frames": self.frames_in,
-                "input_fps": round((self.frames_in - 1) / span, 2) if span > 0 else 0.0,
+        # every frame the camera delivered: taken by the loop, or dropped (oldest) while it was busy
+        arrived = self.frames_in + self.handover.dropped
+        return {"input_frames": arrived,
+                "input_fps": round((arrived - 1) / span, 2) if span > 0 else 0.0,
                 "reconnects": self.reconnects, "disconnects": self.disconnects,
                 "downtime_s": round(self.downtime_s + ongoing, 3), "connected": self.down_since is None,
                 "connect_attempts": self.attempts, "auth_failures": self.auth_failures,

@@ -143,3 +143,38 @@ def test_sigint_stops_cleanly_with_flushed_logs_and_a_report(tmp_path, write_con
     assert report["interrupted"] is True
     assert report["streams"]["bbb"]["frames"] == len(lines) >= 5
     assert [r["frame"] for r in lines] == list(range(len(lines)))
+
+
+def test_preprocess_fused_into_decode_gives_the_same_labels_with_no_preprocess_process(tmp_path, write_config):
+    # given two streams of the real sample, run with preprocess in its own processes and fused into decode
+    streams = [{"name": "a", "source": str(SAMPLE)}, {"name": "b", "source": str(SAMPLE)}]
+    model = {"backbone": "efficientnet_lite0", "weights": "imagenet", "precision": "fp32"}
+    runs = {}
+    for mode in ("process", "fused"):
+        cfg = write_config(streams, name=f"{mode}.yaml", model=model, preprocess=mode,
+                           output={"dir": str(tmp_path / mode)})
+        res = run_cli("run", str(cfg))
+        assert res.returncode == 0, res.stderr
+        runs[mode] = json.loads((tmp_path / mode / "report.json").read_text())
+    # then fused runs have no preprocess stage, and every frame is classified once with the same top-1
+    assert any(t.startswith("preprocess[") for t in runs["process"]["stages"])
+    assert not any(t.startswith("preprocess[") for t in runs["fused"]["stages"])
+    for name in ("a", "b"):
+        sep = read_jsonl(tmp_path / "process" / f"{name}.jsonl")
+        fused = read_jsonl(tmp_path / "fused" / f"{name}.jsonl")
+        assert [r["frame"] for r in fused] == list(range(132)) and runs["fused"]["streams"][name]["dropped"] == 0
+        same = sum(f["top"][0]["label"] == s["top"][0]["label"] for f, s in zip(fused, sep))
+        assert same >= 131, f"{name}: fused and separate preprocess agree on {same}/132 frames"
+
+
+def test_preprocess_auto_fuses_when_streams_outnumber_the_cores():
+    from pipeline.budget import usable_cores
+    from pipeline.config import parse_config
+
+    cores = usable_cores()
+    few = parse_config({"streams": [{"name": f"s{i}", "source": "a.mp4"} for i in range(cores)]})
+    many = parse_config({"streams": [{"name": f"s{i}", "source": "a.mp4"} for i in range(cores + 1)]})
+    assert not few.fused_preprocess and many.fused_preprocess
+    assert not parse_config({"streams": [{"name": f"s{i}", "source": "a.mp4"} for i in range(cores + 1)], "preprocess": "process"}).fused_preprocess
+    forced = parse_config({"streams": [{"name": "s", "source": "a.mp4"}], "preprocess": "fused"})
+    assert forced.fused_preprocess
