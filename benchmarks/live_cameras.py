@@ -64,6 +64,11 @@ def main() -> int:
                 c.kill()
         print(f"{args.cameras} x {width}x{height}@30 cameras, {args.backbone}, {args.seconds:g} s "
               f"(bottleneck {rep['bottleneck']}):")
+        stages = rep["stages"]
+        cls = next(v for k, v in stages.items() if k.startswith("classify"))
+        dec = [v["busy_fraction"] for k, v in stages.items() if k.startswith("decode")]
+        print(f"  classify busy {cls['busy_fraction']:.2f}, mean batch {cls['items'] / max(cls.get('batches', 0), 1):.1f}; "
+              f"decode busy (mean of streams) {sum(dec) / max(len(dec), 1):.2f}")
         ok = True
         for name, s in rep["streams"].items():
             good = s["sustained_fps"] >= 29 and s["dropped"] == 0

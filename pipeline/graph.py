@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import outputs_graph
+from pipeline.budget import decode_threads
 from pipeline.config import Config
 from pipeline.shm import PoolOwner
 from pipeline.stage import Link, StageSpec
@@ -72,6 +73,8 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
     fused = cfg.fused_preprocess
     normalize = ("preprocess", PreprocessConfig(m.spec.mean, m.spec.std))
     for i, s in enumerate(cfg.streams):
+        # FFmpeg's own default (cores + 1 threads per stream) oversubscribes many-stream runs
+        s = s.model_copy(update={"decode_threads": s.decode_threads or decode_threads(len(cfg.streams))})
         if fused:
             raw = None
             norm = Link(owner.create(f"{s.name}_chw", _fused_slots(cfg, s.ring_slots), (3, crop, crop), "float32"),
