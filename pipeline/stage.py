@@ -245,6 +245,9 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
             slot, n_dropped = _acquire_or_skip(out.pool, ctrl)
             dropped += n_dropped
             if slot is None and n_dropped:
+                # the frame keeps its number (a gap in the log, as with drop-oldest): a display
+                # frame already sent under it is never paired with another frame's result
+                seq += 1
                 rep.counters.dropped = dropped
                 continue
         else:
