@@ -15,7 +15,7 @@ import queue
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from pipeline.config import Config, redact
 from pipeline.errors import ResourceError, StageError, VideoclfError, error_from_event
@@ -175,8 +175,17 @@ class Supervisor:
         """Forget the dead generation's processes, keeping what its sink wrote for the report
         and where each stream's numbering goes on."""
         sink = next((d for t, d in self.state.stats.items() if t.startswith("sink[")), {})
-        for name, tally in (sink.get("streams") or {}).items():
+        tallies = sink.get("streams") or {}
+        for name, tally in tallies.items():
             self.carried[name] = self.carried.get(name, 0) + tally.get("frames", 0)
+        if self.opts.sink != "null":
+            for s in self.cfg.streams:
+                # a SIGKILLed sink's last stats may be up to 0.5 s old (or missing): add the lines
+                # it wrote after them
+                last = (tallies.get(s.name) or {}).get("last_seq")
+                if last is None:
+                    last = self.next_seq.get(s.name, 0) - 1  # nothing counted from this generation yet
+                self.carried[s.name] = self.carried.get(s.name, 0) + logged_after(self.cfg.output, s.name, last)
         for s in self.cfg.streams:
             # the label log itself is the truth (the sink's last stats may be up to 0.5 s old)
             last = last_logged_frame(self.cfg.output, s.name)
@@ -327,23 +336,56 @@ class Supervisor:
         return listener
 
 
-def last_logged_frame(output: Any, stream: str) -> Optional[int]:
-    """Frame number on the last complete line of a stream's label log, if there is one."""
+def logged_frames(output: Any, stream: str, chunk: int = 65536) -> Iterator[int]:
+    """Frame numbers on the complete lines of a stream's label log, last line first (read
+    backwards in chunks, so a long log costs only as much as the lines asked for)."""
     path = os.path.join(output.dir, f"{stream}.{output.format}")
     try:
-        with open(path, "rb") as f:
-            f.seek(max(os.path.getsize(path) - 4096, 0))
-            lines = f.read().split(b"\n")
+        f = open(path, "rb")
     except OSError:
-        return None
-    for line in reversed(lines[:-1]):  # the part after the last newline may be half written
-        try:
-            if output.format == "jsonl":
-                return int(json.loads(line)["frame"])
-            return int(line.split(b",")[1])
-        except (ValueError, KeyError, IndexError):
-            continue
-    return None
+        return
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        tail = b""
+        first = True
+        while end > 0:
+            start = max(end - chunk, 0)
+            f.seek(start)
+            lines = (f.read(end - start) + tail).split(b"\n")
+            end = start
+            tail = lines.pop(0) if start > 0 else b""  # may be the end of a line that starts further back
+            if first:
+                lines.pop()  # the part after the last newline may be half written
+                first = False
+            for line in reversed(lines):
+                n = _frame_of(line, output.format)
+                if n is not None:
+                    yield n
+
+
+def _frame_of(line: bytes, fmt: str) -> Optional[int]:
+    try:
+        if fmt == "jsonl":
+            return int(json.loads(line)["frame"])
+        return int(line.split(b",")[1])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None  # a header, a blank or a torn line
+
+
+def last_logged_frame(output: Any, stream: str) -> Optional[int]:
+    """Frame number on the last complete line of a stream's label log, if there is one."""
+    return next(logged_frames(output, stream), None)
+
+
+def logged_after(output: Any, stream: str, seq: int) -> int:
+    """How many complete lines at the end of the log number a frame after ``seq`` (frame
+    numbers only grow along a log, across restarts too)."""
+    n, prev = 0, None
+    for frame in logged_frames(output, stream):
+        if frame <= seq or (prev is not None and frame >= prev):  # reached the counted part, or an earlier run
+            break
+        n, prev = n + 1, frame
+    return n
 
 
 def _drain(q: Any) -> None:

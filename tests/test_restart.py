@@ -6,6 +6,7 @@ import json
 import pickle
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +15,7 @@ from helpers_proc import assert_all_gone, kill_stage, line_count, stages_of, sta
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError, StageError
 from pipeline.restart import RestartPolicy
+from pipeline.supervisor import last_logged_frame, logged_after, logged_frames
 from test_supervision import FAST_MODEL
 
 
@@ -62,8 +64,9 @@ def test_each_killed_stage_is_restarted_and_counted(restart_config, tmp_path):
     assert all(v == 1 for v in report["restarts"].values())
     # and the label log holds whole lines from every generation, all counted in the report
     rows = read_jsonl(log)
-    # (a SIGKILLed sink's last stats are up to 0.5 s old, so the count may trail the log a little)
-    assert len(rows) - 40 <= report["streams"]["cam1"]["frames"] <= len(rows)
+    # (regression: a SIGKILLed sink's last stats are up to 0.5 s old and the lines it wrote after
+    # them went uncounted; the log's tail is counted now)
+    assert report["streams"]["cam1"]["frames"] == len(rows)
     # and every frame is logged exactly once, in order, across the four restarts (regression:
     # numbering restarted at 0 and the file was classified again from its start)
     assert [r["frame"] for r in rows] == list(range(len(rows)))
@@ -121,3 +124,25 @@ def test_restart_defaults_follow_liveness_and_configs_pickle():
     assert pickle.loads(pickle.dumps(forced)) == forced
     with pytest.raises(ConfigError, match="supervision.bogus"):
         parse_config({"streams": [{"name": "a", "source": "a.mp4"}], "supervision": {"bogus": 1}})
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_log_tail_counts_lines_after_the_last_stats(tmp_path, fmt):
+    # given a log holding an earlier run (frames 0-4), then this run's frames 0-2999 and a torn last line
+    out = SimpleNamespace(dir=str(tmp_path), format=fmt)
+
+    def line(n: int) -> str:
+        return json.dumps({"stream": "cam1", "frame": n}) + "\n" if fmt == "jsonl" else f"cam1,{n},0.0,0.0,x,0.5\n"
+
+    header = "stream,frame,pts,time,label1,score1\n" if fmt == "csv" else ""
+    text = header + "".join(map(line, range(5))) + header + "".join(map(line, range(3000)))
+    (tmp_path / f"cam1.{fmt}").write_text(text + line(3000)[:7])
+    # then the last whole line is found, and lines are counted back to the given frame across chunks
+    assert last_logged_frame(out, "cam1") == 2999
+    assert list(logged_frames(out, "cam1", chunk=100))[:3] == [2999, 2998, 2997]
+    assert logged_after(out, "cam1", 2899) == 100
+    assert logged_after(out, "cam1", 2999) == 0
+    # and counting stops at the start of this run, not in the earlier run's lines
+    assert logged_after(out, "cam1", -1) == 3000
+    # and a missing log counts nothing
+    assert logged_after(SimpleNamespace(dir=str(tmp_path / "none"), format=fmt), "cam1", -1) == 0
