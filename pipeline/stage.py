@@ -404,6 +404,18 @@ def _attach_all(spec: StageSpec) -> list[SlotPool]:
     return pools
 
 
+_ANNOUNCE: Optional[tuple[Any, str]] = None  # (event queue, stage title) inside a stage process
+
+
+def announce_slow_step(seconds: float, what: str) -> None:
+    """Tell the supervisor that a one-time setup step (int8 quantisation on a cold cache) may
+    take up to ``seconds``: it then waits that long for this stage to be ready instead of its
+    usual limit. Outside a stage process (bench, tests) this does nothing."""
+    if _ANNOUNCE is not None:
+        events, title = _ANNOUNCE
+        events.put(Event("slow_step", title, {"seconds": float(seconds), "what": what}))
+
+
 def child_main(spec: StageSpec, ctrl: Control) -> None:
     """Entry point of every stage process."""
     # the supervisor owns SIGINT/SIGTERM handling and tells children through the events
@@ -415,6 +427,8 @@ def child_main(spec: StageSpec, ctrl: Control) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _set_title(spec.title)
     _setup_child_logging(ctrl)
+    global _ANNOUNCE
+    _ANNOUNCE = (ctrl.events, spec.title)
     stage = None
     pools: list[SlotPool] = []
     code = 0

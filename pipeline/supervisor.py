@@ -29,7 +29,9 @@ from pipeline.stage import Control, StageSpec, child_main
 
 log = logging.getLogger("videoclf")
 
-READY_TIMEOUT_S = 300.0  # model load on a cold cache can be slow; beyond this something is wrong
+# model load on a cold cache can be slow; beyond this something is wrong (a stage that announces
+# a longer one-time step gets its own limit; the variable is for very slow machines)
+READY_TIMEOUT_S = float(os.environ.get("VIDEOCLF_READY_TIMEOUT_S", "300"))
 DRAIN_GRACE_S = 2.0  # after a failure, time given to flush classified frames before stopping
 JOIN_S = 3.0
 
@@ -53,6 +55,7 @@ class RunResult:
 class _State:
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # latest per stage title
     ready: set[str] = field(default_factory=set)
+    slow: dict[str, tuple[float, str]] = field(default_factory=dict)  # stage → (ready deadline, what it does)
     done: set[str] = field(default_factory=set)
     error: Optional[VideoclfError] = None
     error_stage: str = ""
@@ -210,14 +213,19 @@ class Supervisor:
 
     def _await_ready(self, graph: Graph, ctrl: Control) -> None:
         want = {s.title for s in graph.by_role("sink", "batch")}
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        start = time.monotonic()
         while not want <= self.state.ready:
             self._pump(ctrl, 0.2)
             self._check_exits()
             if self.state.error or ctrl.stop.is_set():
                 return
+            waiting = sorted(want - self.state.ready)
+            # a stage that announced a long one-time step (int8 quantisation) gets its own limit
+            deadline = max([start + READY_TIMEOUT_S] + [self.state.slow[t][0] for t in waiting if t in self.state.slow])
             if time.monotonic() > deadline:
-                self._fail(StageError(f"{', '.join(sorted(want - self.state.ready))} not ready after {READY_TIMEOUT_S:.0f} s"), "")
+                steps = [self.state.slow[t][1] for t in waiting if t in self.state.slow]
+                self._fail(StageError(f"{', '.join(waiting)} not ready after {time.monotonic() - start:.0f} s"
+                                      + (f" ({'; '.join(steps)})" if steps else "")), "")
                 return
 
     def _monitor(self, graph: Graph, ctrl: Control) -> None:
@@ -263,6 +271,9 @@ class Supervisor:
     def _handle(self, ev: Event, ctrl: Control) -> None:
         if ev.kind == "ready":
             self.state.ready.add(ev.stage)
+        elif ev.kind == "slow_step":
+            self.state.slow[ev.stage] = (time.monotonic() + ev.data["seconds"], ev.data["what"])
+            log.info("%s: %s (allowed %.0f s before it must be ready)", ev.stage, ev.data["what"], ev.data["seconds"])
         elif ev.kind in ("stats", "done"):
             self.state.stats[ev.stage] = ev.data
             if ev.kind == "done":
