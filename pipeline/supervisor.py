@@ -220,6 +220,8 @@ class Supervisor:
             if self.state.error or ctrl.stop.is_set():
                 return
             waiting = sorted(want - self.state.ready)
+            if not waiting:
+                return
             # a stage that announced a long one-time step (int8 quantisation) gets its own limit
             deadline = max([start + READY_TIMEOUT_S] + [self.state.slow[t][0] for t in waiting if t in self.state.slow])
             if time.monotonic() > deadline:
