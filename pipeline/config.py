@@ -75,13 +75,22 @@ class ModelConfig(_Model):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
         "auto", description="auto: bf16 on CPUs with AVX-512 BF16/AMX, fp16 on CUDA, else fp32; "
-                            "int8: post-training static quantisation calibrated on `calibration` frames")
+                            "int8 (openvino, onnxruntime): quantised on `calibration` frames with the ops that "
+                            "cost agreement kept in float (`int8_min_agreement`)")
     backend: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
         "auto", description="inference engine; auto picks the fastest installed one for the device and "
                             "says in the report when it fell back")
     compile: bool = Field(False, description="torch backend: wrap the model in torch.compile (slow first batch)")
-    calibration: Optional[str] = Field(None, description="video whose frames calibrate int8 (default: the "
-                                                         "first file stream, else the shipped sample)")
+    calibration: Union[str, tuple[str, ...], None] = Field(
+        None, description="video, or list of videos, whose frames calibrate int8; use footage like what will be "
+                          "classified (default: the run's file streams, else the shipped sample)")
+    calibration_frames: int = Field(300, ge=8, le=1800, description="int8: frames to calibrate on, spread over the "
+                                                                    "first minute of the `calibration` clips; the "
+                                                                    "one-time quantisation takes ~1-2 s per frame")
+    int8_min_agreement: float = Field(
+        0.95, gt=0, le=1, description="int8: ops go back to float until the top-1 agrees with fp32 on at least this "
+                                      "share of the calibration frames (one-time, cached; unseen frames agree less, "
+                                      "see README)")
     cache_dir: Optional[str] = Field(None, description="where exported/quantised models are cached "
                                                        "(default: $VIDEOCLF_CACHE or ~/.cache/videoclf)")
     max_batch: int = Field(8, ge=1, le=256, description="largest batch the classifier forms across streams")
@@ -164,6 +173,17 @@ class Config(_Model):
 
             return len(self.streams) > usable_cores()
         return self.preprocess == "fused"
+
+    @model_validator(mode="after")
+    def _calibrate_on_the_streams(self) -> "Config":
+        """int8 with no ``model.calibration`` calibrates on the file streams it will classify
+        (live sources cannot be replayed: with none but those, the shipped sample)."""
+        m = self.model
+        if m.precision == "int8" and m.calibration is None:
+            files = tuple(dict.fromkeys(s.source for s in self.streams if not s.is_live))
+            if files:
+                object.__setattr__(self, "model", m.model_copy(update={"calibration": files}))
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
@@ -254,7 +274,9 @@ def _resolve_relative(data: Any, base: Path) -> Any:
     model = data.get("model")
     if isinstance(model, dict):
         for key in ("weights", "labels", "calibration"):
-            if key in model and model[key] not in ("imagenet", "none"):
+            if key in model and isinstance(model[key], list):
+                model[key] = [fix(p) for p in model[key]]
+            elif key in model and model[key] not in ("imagenet", "none"):
                 model[key] = fix(model[key])
     return data
 

@@ -93,6 +93,17 @@ def test_relative_source_found_beside_the_config(tmp_path: Path, monkeypatch):
     assert load_config(cfg_file).streams[0].source == str(tmp_path / "clip.mp4")
 
 
+def test_relative_calibration_clips_found_beside_the_config(tmp_path: Path, monkeypatch):
+    # given int8 calibration on a list of clips named relative to the config file
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("streams:\n  - {name: a, source: a.mp4}\nmodel: {calibration: [a.mp4, b.mp4]}\n")
+    monkeypatch.chdir("/")
+    # then each is resolved beside the config, in order
+    assert load_config(cfg_file).model.calibration == (str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"))
+
+
 def test_config_survives_pickle():
     cfg = parse_config({**BASE, "streams": [{"name": "a", "source": "x.mp4", "roi": {"x": 1, "y": 2, "w": 3, "h": 4}}]})
     assert pickle.loads(pickle.dumps(cfg)) == cfg
@@ -108,3 +119,18 @@ def test_every_field_is_documented():
                     walk(sub)
 
     walk(Config)
+
+
+def test_int8_calibrates_on_the_file_streams_by_default():
+    # given int8 with no calibration clip named, over two file streams (one twice) and a camera
+    streams = [{"name": "a", "source": "a.mp4"}, {"name": "b", "source": "rtsp://cam/1"},
+               {"name": "c", "source": "c.mp4"}, {"name": "d", "source": "a.mp4"}]
+    cfg = parse_config({**BASE, "streams": streams, "model": {"precision": "int8"}})
+    # then it calibrates on the frames of the files it will classify, each once
+    assert cfg.model.calibration == ("a.mp4", "c.mp4")
+    # and a named clip, another precision or cameras only leave the setting alone
+    named = parse_config({**BASE, "streams": streams, "model": {"precision": "int8", "calibration": "x.mp4"}})
+    assert named.model.calibration == "x.mp4"
+    assert parse_config({**BASE, "streams": streams, "model": {"precision": "bf16"}}).model.calibration is None
+    live = parse_config({**BASE, "streams": streams[1:2], "model": {"precision": "int8"}})
+    assert live.model.calibration is None

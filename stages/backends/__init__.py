@@ -24,6 +24,9 @@ MODULES = {"torch": "stages.backends.torch_backend", "onnxruntime": "stages.back
            "openvino": "stages.backends.openvino_backend"}
 # the Python package each engine needs; `auto` skips engines whose package does not import
 PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+# extra packages an engine needs for one precision: int8 is quantised by NNCF, whose OpenVINO
+# accuracy control also decides which ops onnxruntime keeps in float
+PRECISION_PACKAGES = {("openvino", "int8"): ("nncf",), ("onnxruntime", "int8"): ("nncf", "openvino")}
 # precisions each engine runs on CPU (CUDA runs through torch only)
 CPU_PRECISIONS = {"torch": {"fp32", "bf16"}, "onnxruntime": {"fp32", "int8"},
                   "openvino": {"fp32", "bf16", "int8"}}
@@ -54,20 +57,40 @@ class OpenedBackend:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def cpu_has_bf16() -> bool:
+def _cpu_flags() -> str:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            flags = f.read()
+            return f.read()
     except OSError:
-        return False
+        return ""
+
+
+def cpu_has_bf16() -> bool:
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def available(name: str) -> bool:
-    """True when the engine's package can be imported (a None entry in sys.modules blocks it)."""
+def cpu_has_vnni() -> bool:
+    """int8 dot products without the 16-bit intermediate that older AVX2/AVX-512 int8 code
+    saturates (VNNI or AMX): full 8-bit weights are safe."""
+    flags = _cpu_flags()
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def available(name: str, precision: Optional[str] = None) -> bool:
+    """True when the engine's package (and those it needs for ``precision``, if any) can be
+    imported (a None entry in sys.modules blocks it)."""
+    return _importable(PACKAGES[name]) and not missing_for(name, precision)
+
+
+def missing_for(name: str, precision: Optional[str]) -> list[str]:
+    """Packages the engine needs for ``precision`` that do not import."""
+    return [pkg for pkg in PRECISION_PACKAGES.get((name, precision or ""), ()) if not _importable(pkg)]
+
+
+def _importable(pkg: str) -> bool:
     import sys
 
-    pkg = PACKAGES[name]
     if pkg in sys.modules:
         return sys.modules[pkg] is not None
     try:
@@ -112,6 +135,10 @@ def resolve_backend(requested: str, device: str, precision: str) -> tuple[str, O
         if not cuda and precision not in CPU_PRECISIONS[requested]:
             raise ConfigError(f"model.precision: {precision} is not supported by backend {requested} on CPU "
                               f"(supported: {', '.join(sorted(CPU_PRECISIONS[requested]))})")
+        missing = missing_for(requested, precision)
+        if missing:
+            raise ConfigError(f"model.precision: {precision} on backend {requested} needs {' and '.join(missing)}, "
+                              f"not installed (pip install {' '.join(missing)})")
         return requested, None
     if cuda:
         return "torch", None
@@ -119,10 +146,11 @@ def resolve_backend(requested: str, device: str, precision: str) -> tuple[str, O
     for name in AUTO_ORDER_CPU:
         if precision not in CPU_PRECISIONS[name]:
             continue
-        if available(name):
+        if available(name, precision):
             note = f"backend auto: {', '.join(skipped)} not installed, using {name}" if skipped else None
             return name, note
-        skipped.append(name)
+        missing = missing_for(name, precision)
+        skipped.append(f"{' and '.join(missing)} (for {name} {precision})" if available(name) else name)
     raise ConfigError(f"model.precision: no installed backend runs {precision} on CPU "
                       f"(not installed: {', '.join(skipped)})")
 
