@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 # log-spaced buckets, 2 % wide, from 10 µs up: bounded memory for runs of any length
 _BASE = 1.02
@@ -60,4 +61,19 @@ class StageCounters:
     def to_dict(self) -> dict:
         wall = max(time.monotonic() - self.started, 1e-9)
         return {"items": self.items, "dropped": self.dropped, "busy_s": round(self.busy_s, 3), "wall_s": round(wall, 3),
-                "busy_fraction": round(min(self.busy_s / wall, 1.0), 3)}
+                "busy_fraction": round(min(self.busy_s / wall, 1.0), 3), "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> Optional[float]:
+    """This process's peak resident set size so far: the kernel's high-water mark of its address
+    space (VmHWM), exact even for a stage that lives less than any sampling interval. Not
+    ``ru_maxrss``: that keeps the high-water mark of the forked copy of the parent that ran
+    before exec, so every spawned stage would report at least the supervisor's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except (OSError, ValueError):
+        pass
+    return None

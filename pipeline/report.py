@@ -69,7 +69,7 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
         video = (sink.get("video") or {}).get(s.name)
         if video:  # annotated video files of this stream and the frames they hold
             streams[s.name]["video"] = video
-    stages = {t: {**{k: d.get(k) for k in ("items", "busy_s", "wall_s", "busy_fraction")},
+    stages = {t: {**{k: d.get(k) for k in ("items", "busy_s", "wall_s", "busy_fraction", "peak_rss_mb")},
                   **({"batches": d["batches"]} if "batches" in d else {})} for t, d in stats.items()}
     bottleneck = max(stages, key=lambda t: stages[t]["busy_fraction"] or 0.0) if stages else None
     return {

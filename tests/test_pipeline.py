@@ -43,6 +43,10 @@ def test_sample_gives_one_line_per_decoded_frame_and_a_report(tmp_path):
     assert set(s["latency_ms"]) == {"p50", "p95", "p99"} and s["latency_ms"]["p50"] > 0
     assert report["model"]["backbone"] == "efficientnet_lite0" and report["model"]["pretrained"] is True
     assert report["bottleneck"] in report["stages"]
+    # every stage reports its own peak RSS (the classifier holds the model: the largest)
+    peaks = {t: st["peak_rss_mb"] for t, st in report["stages"].items()}
+    assert set(peaks) == {"decode[bbb]", "preprocess[bbb]", "classify[auto]", "sink[bbb]"} and min(peaks.values()) > 10
+    assert max(peaks, key=peaks.get) == "classify[auto]"
     assert "FPS" in res.stdout and "bbb" in res.stdout
 
 
