@@ -35,8 +35,14 @@ class ResourceError(VideoclfError, OSError):
     exit_code = 2
 
 
+class SourceGaveUp(VideoclfError):
+    """A live stream stopped retrying (``live.max_reconnects``): the run fails once the other
+    streams end, so whatever watches the exit code learns that a camera is gone."""
+
+
 ERROR_KINDS: dict[str, type[VideoclfError]] = {
-    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError)
+    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError,
+                                    SourceGaveUp)
 }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 from pipeline.config import Config, redact
-from pipeline.errors import ResourceError, StageError, VideoclfError, error_from_event
+from pipeline.errors import ResourceError, SourceGaveUp, StageError, VideoclfError, error_from_event
 from pipeline.graph import Graph, build_graph, ring_bytes
 from pipeline.messages import Event
 from pipeline.report import Progress, build_report
@@ -140,11 +140,26 @@ class Supervisor:
                 services.stop()
             self._restore_signals(previous)
             listener.stop()
+        if self.state.error is None:
+            self._check_gave_up()
         report = build_report(self.cfg, self.state.stats, time.monotonic() - t_start, self.state.error,
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self._add_restarts(report)
         err = self.state.error
         return RunResult(report, err.exit_code if err else 0, err)
+
+    def _check_gave_up(self) -> None:
+        """A live stream that gave up fails the run (exit 1) once the others have ended."""
+        gone = [s for s in self.cfg.streams if self.state.stats.get(f"decode[{s.name}]", {}).get("gave_up")]
+        if not gone:
+            return
+        stats = self.state.stats[f"decode[{gone[0].name}]"]
+        why = f" ({redact(stats['last_error'])})" if stats.get("last_error") else ""
+        names = ", ".join(s.name for s in gone)
+        others = "; the other streams ran to the end" if len(gone) < len(self.cfg.streams) else ""
+        self.state.error = SourceGaveUp(f"stream{'s' if len(gone) > 1 else ''} {names} gave up after "
+                                        f"live.max_reconnects failed reconnects{why}{others}")
+        self.state.error_stage = f"decode[{gone[0].name}]"
 
     def _new_control(self, logs: Any) -> Control:
         return Control(self.ctx.Event(), self.ctx.Event(), self.ctx.Queue(), logs)

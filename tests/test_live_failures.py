@@ -117,10 +117,11 @@ def start_run(cfg: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[
     return proc, err
 
 
-def finish(proc: subprocess.Popen[str], err: Path, tmp_path: Path, timeout: float = 120) -> tuple[dict[str, Any], str]:
+def finish(proc: subprocess.Popen[str], err: Path, tmp_path: Path, timeout: float = 120,
+           returncode: int = 0) -> tuple[dict[str, Any], str]:
     out, _ = proc.communicate(timeout=timeout)
     text = out + err.read_text()
-    assert proc.returncode == 0, text[-3000:]
+    assert proc.returncode == returncode, text[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     return report, text + "".join(p.read_text() for p in (tmp_path / "out").iterdir())
 
@@ -147,9 +148,9 @@ def test_refused_streams_retry_quietly_or_give_up_while_a_healthy_camera_runs(tm
     cfg = write_config(tmp_path, {"cam": (cam.url(), {}),
                                   "dead": (f"rtsp://127.0.0.1:{free_port()}/cam", {}),
                                   "capped": (f"rtsp://127.0.0.1:{free_port()}/cam", {"max_reconnects": 2})})
-    # when the pipeline runs for 8 s
+    # when the pipeline runs for 8 s: it exits 1 at the end, because a camera is gone
     proc, err = start_run(cfg, tmp_path, "--duration", "8")
-    report, text = finish(proc, err, tmp_path)
+    report, text = finish(proc, err, tmp_path, returncode=1)
     s = report["streams"]
     # then the healthy camera streams throughout
     assert s["cam"]["frames"] > 10 and s["cam"]["connected"] is True
@@ -164,6 +165,11 @@ def test_refused_streams_retry_quietly_or_give_up_while_a_healthy_camera_runs(tm
     assert capped["gave_up"] is True and capped["connect_attempts"] == 3, capped
     given_up = messages(text, "capped:", "giving up")
     assert len(given_up) == 1 and "connection refused" in given_up[0] and "3 failed attempts" in given_up[0]
+    # and the run's error names that stream alone, in the report and in one last line
+    assert report["error"]["kind"] == "SourceGaveUp" and report["error"]["stage"] == "decode[capped]"
+    final = [line for line in text.splitlines() if line.startswith("videoclf: error:")]
+    assert len(final) == 1 and "stream capped gave up" in final[0] and "connection refused" in final[0], final
+    assert "dead" not in final[0] and "the other streams ran to the end" in final[0]
 
 
 @needs_gst
