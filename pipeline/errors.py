@@ -41,8 +41,7 @@ class SourceGaveUp(VideoclfError):
 
 
 ERROR_KINDS: dict[str, type[VideoclfError]] = {
-    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError,
-                                    SourceGaveUp)
+    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError)
 }
 
 
