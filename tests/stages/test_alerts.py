@@ -63,26 +63,30 @@ def runs_of(hit: list[bool]) -> list[tuple[int, int]]:
 @pytest.mark.slow
 def test_alert_fires_on_a_real_clip_respects_for_frames_and_cooldown_and_posts(carphone, write_config, tmp_path, receiver):
     url, got = receiver
-    # given three rules on the tie the man wears, whose score flickers around 0.45
-    tie = {"when": ["Windsor tie"], "min_score": 0.45}
-    rules = [{**tie, "for_frames": 3, "cooldown_s": 0, "webhook": url},
+    # given three rules on the tie the man wears, whose fp32 score crosses 0.525 on frames 0, 1,
+    # 3, 18 and 22 of the first 60 (no score lies within 0.015 of the bound); the precision and
+    # engine are pinned: `precision: auto` is bf16 on some CPUs, where the scores differ
+    tie = {"when": ["Windsor tie"], "min_score": 0.525}
+    rules = [{**tie, "for_frames": 2, "cooldown_s": 0, "webhook": url},
              {**tie, "for_frames": 1, "cooldown_s": 1000},
              {**tie, "for_frames": 1, "cooldown_s": 0}]
     cfg = write_config([{"name": "car", "source": str(carphone)}], max_frames=60,
+                       model={"backbone": "efficientnet_lite0", "weights": "imagenet", "backend": "openvino",
+                              "precision": "fp32", "threads": 2},
                        output={"dir": str(tmp_path / "out"), "alerts": rules})
     # when the pipeline runs with real weights
     res = run_cli("run", str(cfg), "-q")
     assert res.returncode == 0, res.stderr
     labels = read_jsonl(tmp_path / "out" / "car.jsonl")
     events = read_jsonl(tmp_path / "out" / "events.jsonl")
-    hit = [any(t["label"] == "Windsor tie" and t["score"] >= 0.45 for t in r["top"]) for r in labels]
+    hit = [any(t["label"] == "Windsor tie" and t["score"] >= 0.525 for t in r["top"]) for r in labels]
     runs = runs_of(hit)
-    long_runs = [r for r in runs if r[1] >= 3]
-    assert len(runs) >= 2 and long_runs, f"the clip no longer shows the tie as expected: {runs}"
+    long_runs = [r for r in runs if r[1] >= 2]
     opened = {k: [e for e in events if e["rule"] == k and e["event"] == "open"] for k in range(3)}
-    # then rule 0 opens once per run of at least 3 frames, starting at the run's first frame
+    assert runs == [(0, 2), (3, 1), (18, 1), (22, 1)], f"the clip no longer shows the tie as expected: {runs}"
+    # then rule 0 opens once per run of at least 2 frames, starting at the run's first frame
     assert [e["start_pts"] for e in opened[0]] == [labels[first]["pts"] for first, _ in long_runs]
-    assert all(e["frames"] == 3 for e in opened[0])
+    assert all(e["frames"] == 2 for e in opened[0])
     # and the cooldown keeps rule 1 to a single event, while rule 2 opens and closes once per run
     assert len(opened[1]) == 1
     closed = [e for e in events if e["rule"] == 2 and e["event"] == "close"]
