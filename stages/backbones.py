@@ -48,9 +48,9 @@ BACKBONES.add("efficientnet_lite0", BackboneSpec(
 
 
 def imagenet_labels() -> list[str]:
-    from torchvision.models import ResNet18_Weights
+    from stages.backends.source import imagenet_labels as shipped
 
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    return shipped()
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:
