@@ -209,7 +209,7 @@ def run_bench(clip: str, backbones: list[str], backends: list[str], precisions: 
     import torch
 
     from pipeline.supervisor import preflight  # noqa: F401  (probe below gives the one-line error)
-    from stages.backends.cache import calibration_frames
+    from stages.backends.cache import model_frames, normalise
     from stages.decode import probe
 
     probe(clip)  # a missing or unreadable clip fails here, before any model loads
@@ -217,9 +217,9 @@ def run_bench(clip: str, backbones: list[str], backends: list[str], precisions: 
     for backbone in backbones:
         base = ModelConfig(backbone=backbone, weights=_weights_for(backbone, weights), calibration=clip)
         params, mb, gmacs, fp32_model = describe_backbone(base)
-        inputs = calibration_frames(base, AGREEMENT_FRAMES)
+        inputs = model_frames(base, AGREEMENT_FRAMES)  # uint8 NHWC, as the engines take them
         with torch.inference_mode():
-            reference = fp32_model(torch.from_numpy(inputs)).argmax(1).numpy()
+            reference = fp32_model(torch.from_numpy(normalise(base, inputs))).argmax(1).numpy()
         del fp32_model
         for backend in backends:
             for precision in precisions:

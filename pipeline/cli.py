@@ -127,6 +127,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 1  # not reached
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from stages.backends.tune import tune
+
+    cfg = load_config(args.config)
+    v = tune(cfg, frames=args.frames, bound=args.bound, margin=args.margin)
+    holds = "holds" if v["agreement_holds"] else "does not hold"
+    print(f"{v['backbone']} int8 on {v['held_out_frames']} held-out frames: "
+          f"{100 * v['confident_agreement']:.1f} % top-1 agreement with fp32 on the {v['confident_frames']} "
+          f"confident ones ({100 * v['confident_share']:.0f} % of them; margin >= {v['margin']}), "
+          f"{100 * v['overall_agreement']:.1f} % on all; bound {100 * v['bound']:.1f} %: {holds}")
+    print(f"speed: int8 {v['int8_images_per_s']:.0f} images/s, {v['float_precision']} {v['float_images_per_s']:.0f}; "
+          f"{v['int8_float_ops']} ops kept in float; {v['tune_s']:.0f} s")
+    choice = "int8" if v["agreement_holds"] and v["int8_faster"] else v["float_precision"]
+    print(f"precision: auto now picks {choice} for {v['backbone']} with these weights on this CPU")
+    print(f"verdict: {v['verdict_file']}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from pipeline.bench import SAMPLE_CLIP, print_table, run_bench, write_outputs
 
@@ -174,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--password", default="", help="password for --user (test cameras: it shows in `ps`)")
     serve.set_defaults(func=_cmd_serve)
 
+    tune = sub.add_parser("tune", help="measure int8's agreement with fp32 on the config's footage; "
+                                       "precision: auto uses int8 only where it holds")
+    tune.add_argument("config")
+    tune.add_argument("--frames", type=int, default=120, help="calibration frames (as many more are held out)")
+    tune.add_argument("--bound", type=float, default=0.99, help="agreement int8 must reach on confident held-out frames")
+    tune.add_argument("--margin", type=float, default=0.1, help="top-1 minus top-2 softmax of a confident frame")
+    tune.set_defaults(func=_cmd_tune)
     bench = sub.add_parser("bench", help="compare backbones x backends x precisions on a clip")
     bench.add_argument("clip", nargs="?", help="video file (default: the shipped sample)")
     bench.add_argument("--backbones", default="resnet18,mobilenet_v2,efficientnet_lite0")
@@ -184,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="out/bench", help="directory for bench.md and bench.csv")
     bench.set_defaults(func=_cmd_bench)
 
-    for sp in (run, val, models, serve, bench):
+    for sp in (run, val, models, serve, tune, bench):
         sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         sp.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
         sp.add_argument("--json-logs", action="store_true", help="log lines as JSON objects")

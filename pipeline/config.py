@@ -52,7 +52,7 @@ class StreamConfig(_Model):
     roi: Optional[Roi] = Field(None, description="classify only this region {x, y, w, h} of each frame")
     policy: Optional[Literal["lossless", "drop_oldest"]] = Field(
         None, description="back-pressure: lossless (files, default) or drop_oldest (live, default)")
-    ring_slots: int = Field(8, ge=2, le=256, description="shared-memory slots between decode and preprocess")
+    ring_slots: int = Field(8, ge=2, le=256, description="shared-memory frame slots between decode and classify (at least two full batches)")
     decode_threads: int = Field(0, ge=0, le=64, description="FFmpeg decode threads (0 = the cores shared out between streams, at least 1 each)")
     live: LiveOptions = Field(default_factory=LiveOptions,
                               description="timeouts, watchdog and reconnect back-off of a live source")
@@ -93,7 +93,9 @@ class ModelConfig(_Model):
                                       "see README)")
     cache_dir: Optional[str] = Field(None, description="where exported/quantised models are cached "
                                                        "(default: $VIDEOCLF_CACHE or ~/.cache/videoclf)")
-    max_batch: int = Field(8, ge=1, le=256, description="largest batch the classifier forms across streams")
+    max_batch: Union[Literal["auto"], Annotated[int, Field(ge=1, le=256)]] = Field(
+        "auto", description="largest batch the classifier forms across streams; auto: the batch size and engine "
+                            "streams measured fastest for this model on this CPU (measured once, cached with the export)")
     max_wait_ms: float = Field(10.0, ge=0, le=10_000, description="longest wait to fill a batch")
     top_k: int = Field(3, ge=1, le=20, description="labels written per frame")
     resize: Optional[int] = Field(None, gt=0, description="shorter-side resize before the center crop (default: backbone's)")
@@ -113,6 +115,11 @@ class ModelConfig(_Model):
         from stages.backbones import BACKBONES
 
         return BACKBONES.get(self.backbone)
+
+    @property
+    def batch_bound(self) -> int:
+        """The largest batch the classifier may form (auto measures up to 8)."""
+        return 8 if self.max_batch == "auto" else int(self.max_batch)
 
     @property
     def crop(self) -> int:
@@ -156,23 +163,11 @@ class Config(_Model):
     max_frames: Optional[int] = Field(None, gt=0, description="stop each stream after this many frames")
     duration: Optional[float] = Field(None, gt=0, description="stop the run after this many seconds")
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig, description="crash handling")
-    preprocess: Literal["auto", "process", "fused"] = Field(
-        "auto", description="process: normalise in a process per stream; fused: in the decode process, "
-                            "writing the model input straight into the classifier's ring (one process and one "
-                            "hand-over less per frame); auto: fused when streams outnumber the cores")
 
     @property
     def restart_enabled(self) -> bool:
         r = self.supervision.restart
         return any(s.is_live for s in self.streams) if r is None else r
-
-    @property
-    def fused_preprocess(self) -> bool:
-        if self.preprocess == "auto":
-            from pipeline.budget import usable_cores
-
-            return len(self.streams) > usable_cores()
-        return self.preprocess == "fused"
 
     @model_validator(mode="after")
     def _calibrate_on_the_streams(self) -> "Config":

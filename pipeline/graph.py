@@ -11,7 +11,6 @@ from pipeline.shm import PoolOwner
 from pipeline.stage import Link, StageSpec
 from stages.decode import DecodeConfig
 from stages.live import live_config
-from stages.preprocess import PreprocessConfig
 from stages.sinks import SinkConfig
 
 
@@ -27,21 +26,18 @@ class Graph:
 def ring_bytes(cfg: Config) -> int:
     """Shared memory the run will allocate: checked against /dev/shm before creating anything."""
     crop = cfg.model.crop
-    if cfg.fused_preprocess:
-        rings = sum(_fused_slots(cfg, s.ring_slots) for s in cfg.streams) * crop * crop * 3 * 4
-    else:
-        rings = sum(s.ring_slots for s in cfg.streams) * crop * crop * 3
-        rings += len(cfg.streams) * _model_slots(cfg) * crop * crop * 3 * 4
+    rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * crop * crop * 3
     return rings + outputs_graph.display_bytes(cfg, _model_slots(cfg))
 
 
 def _model_slots(cfg: Config) -> int:
-    # enough float slots per stream for a full batch in flight plus one being written
-    return max(2, cfg.model.max_batch + 1)
+    # a full batch in each of two infer requests plus one being written: the classifier keeps
+    # several batches in flight, and a slot is released when its batch completes
+    return 2 * cfg.model.batch_bound + 2
 
 
-def _fused_slots(cfg: Config, ring_slots: int) -> int:
-    # decode writes the model input directly: the one ring covers both hand-overs' depth
+def _frame_slots(cfg: Config, ring_slots: int) -> int:
+    # decode writes the model input (RGB uint8, cropped) straight into the classifier's ring
     return max(ring_slots, _model_slots(cfg))
 
 
@@ -69,36 +65,24 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
                              display=displays or None))
     pools = {}
     sources: list[StageSpec] = []
-    maps: list[StageSpec] = []
-    fused = cfg.fused_preprocess
-    normalize = ("preprocess", PreprocessConfig(m.spec.mean, m.spec.std))
     for i, s in enumerate(cfg.streams):
         # FFmpeg's own default (cores + 1 threads per stream) oversubscribes many-stream runs
         s = s.model_copy(update={"decode_threads": s.decode_threads or decode_threads(len(cfg.streams))})
-        if fused:
-            raw = None
-            norm = Link(owner.create(f"{s.name}_chw", _fused_slots(cfg, s.ring_slots), (3, crop, crop), "float32"),
-                        to_classify)
-        else:
-            raw = Link(owner.create(f"{s.name}_rgb", s.ring_slots, (crop, crop, 3), "uint8"), ctx.Queue())
-            norm = Link(owner.create(f"{s.name}_chw", _model_slots(cfg), (3, crop, crop), "float32"), to_classify)
-            g.queues.append(raw.channel)
-        pools[i] = norm.pool
+        frames = Link(owner.create(f"{s.name}_rgb", _frame_slots(cfg, s.ring_slots), (crop, crop, 3), "uint8"),
+                      to_classify)
+        pools[i] = frames.pool
         geom = geoms[i] if geoms else None
         if s.is_live:
             kind, dec = "decode.live", live_config(s, m.resize_to, crop, geom)
         else:
             kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads,
                                                     s.loop, geom)
-        sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=norm if fused else raw,
+        sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=frames,
                                  policy=s.effective_policy, stream=i, seq_start=(next_seq or {}).get(s.name, 0),
-                                 max_frames=max_frames or cfg.max_frames,
-                                 display=displays.get(i), transform=normalize if fused else None))
-        if not fused:
-            maps.append(StageSpec(f"preprocess[{s.name}]", *normalize, "map", inbox=raw, outbox=norm, stream=i))
+                                 max_frames=max_frames or cfg.max_frames, display=displays.get(i)))
     device = m.device.replace(":", "")
     g.specs.append(StageSpec(f"classify[{device}]", "classify", m, "batch", inbox=(to_classify, pools),
-                             outbox=to_sink, n_streams=len(names), max_batch=m.max_batch,
+                             outbox=to_sink, n_streams=len(names), max_batch=cfg.model.batch_bound,
                              max_wait_s=m.max_wait_ms / 1000))
-    g.specs += maps + sources
+    g.specs += sources
     return g

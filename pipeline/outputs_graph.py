@@ -51,7 +51,7 @@ def display_bytes(cfg: Config, model_slots: int) -> int:
         return 0
     total = 0
     for s, g in zip(cfg.streams, geoms):
-        n = slots_needed(s.ring_slots, model_slots, cfg.model.max_batch, g.every_frame)
+        n = slots_needed(s.ring_slots, model_slots, cfg.model.batch_bound, g.every_frame)
         total += n * g.shape[0] * g.shape[1]
     return total
 
@@ -60,7 +60,7 @@ def display_port(owner: Any, ctx: Any, cfg: Config, i: int, geom: DisplayGeom, m
     from pipeline.stage import Link
 
     s = cfg.streams[i]
-    n = slots_needed(s.ring_slots, model_slots, cfg.model.max_batch, geom.every_frame)
+    n = slots_needed(s.ring_slots, model_slots, cfg.model.batch_bound, geom.every_frame)
     return DisplayPort(Link(owner.create(f"{s.name}_yuv", n, geom.shape, "uint8"), ctx.Queue()), geom)
 
 

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Optional, Protocol, Sequence
 
@@ -28,7 +29,7 @@ from pipeline.shm import SlotPool
 
 log = logging.getLogger(__name__)
 
-FUSED_WAIT_S = 0.05  # a fused live source waits this long for a free slot before dropping a frame
+LIVE_WAIT_S = 0.05  # a live source waits this long for a free slot before dropping a frame
 POLL_S = 0.1  # every blocking wait in a loop is bounded by this, then the stop event is checked
 STATS_EVERY_S = 0.5
 
@@ -44,16 +45,14 @@ class Source(Protocol):
     def teardown(self) -> None: ...
 
 
-class Transform(Protocol):
-    def setup(self) -> None: ...
-    def process(self, src: np.ndarray, dst: np.ndarray) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
-    def teardown(self) -> None: ...
-
-
 class BatchStage(Protocol):
+    max_batch: int
+    full: bool  # every engine request busy: collect before the next submit
+    pending: int  # batches in flight
+
     def setup(self) -> None: ...
-    def process(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> list[Result]: ...
+    def submit(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> None: ...
+    def collect(self, block: bool) -> list[tuple[Sequence[FrameRecord], list[Result]]]: ...
     def stats(self) -> dict[str, Any]: ...
     def teardown(self) -> None: ...
 
@@ -81,7 +80,7 @@ class StageBase:
 
 STAGES: Registry[Any] = Registry("stage")
 # stage kinds are registered by their modules; a child imports only the module it runs
-STAGE_MODULES = {"decode": "stages.decode", "decode.live": "stages.live", "preprocess": "stages.preprocess",
+STAGE_MODULES = {"decode": "stages.decode", "decode.live": "stages.live",
                  "classify": "stages.classify", "sink": "stages.sinks", "outputs": "stages.outputs"}
 
 
@@ -119,7 +118,7 @@ class StageSpec:
     title: str  # e.g. "decode[cam1]"; the process title is "videoclf: <title>"
     kind: str  # STAGES registry name
     config: Any
-    role: str  # source | map | batch | sink
+    role: str  # source | batch | sink
     inbox: Any = None  # Link, or for batch: (channel, {stream: pool})
     outbox: Any = None  # Link, or a plain queue for results
     policy: str = "lossless"  # for sources: lossless | drop_oldest
@@ -130,7 +129,6 @@ class StageSpec:
     max_batch: int = 1
     max_wait_s: float = 0.0
     display: Any = None  # DisplayPort (source) or {stream: DisplayPort} (sink): see pipeline/display.py
-    transform: Any = None  # source with the preprocess fused in: (map kind, its config), built in the child
 
 
 class _Reporter:
@@ -166,33 +164,14 @@ def _acquire_lossless(pool: SlotPool, ctrl: Control) -> int | None:
 
 
 def _acquire_or_skip(pool: SlotPool, ctrl: Control) -> tuple[int | None, int]:
-    """Drop policy when the ring's channel is shared with other streams (preprocess fused into
-    decode): its queued frames cannot be reclaimed, so wait briefly for a free slot, else drop
+    """Drop policy of a live source: the channel to the classifier is shared with the other
+    streams, so its queued frames cannot be reclaimed; wait briefly for a free slot, else drop
     this frame. A live source keeps its freshest frames meanwhile (its reader's buffer drops
     the oldest), and every drop is counted."""
     if ctrl.stop.is_set():
         return None, 0
-    slot = pool.acquire(FUSED_WAIT_S)
+    slot = pool.acquire(LIVE_WAIT_S)
     return (slot, 0) if slot is not None else (None, 1)
-
-
-def _acquire_drop_oldest(link: Link, ctrl: Control) -> tuple[int | None, int]:
-    """Never block for long: take a free slot, else reclaim the oldest queued frame's slot."""
-    dropped = 0
-    while not ctrl.stop.is_set():
-        slot = link.pool.acquire(0)
-        if slot is not None:
-            return slot, dropped
-        try:
-            oldest = link.channel.get_nowait()
-        except queue.Empty:
-            slot = link.pool.acquire(0.005)  # the consumer holds every slot; it releases soon
-            if slot is not None:
-                return slot, dropped
-            continue
-        dropped += 1
-        return oldest.slot, dropped
-    return None, dropped
 
 
 _END = object()
@@ -207,7 +186,6 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
     reason = "end"
     dropped = 0
     frames = stage.frames()
-    fused = build_stage(*spec.transform) if spec.transform is not None else None
     while True:
         if ctrl.stop.is_set() or ctrl.drain.is_set():
             reason = "stopped"
@@ -241,25 +219,19 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
                 break
         if lossless:
             slot = _acquire_lossless(out.pool, ctrl)
-        elif fused is not None:
+        else:
             slot, n_dropped = _acquire_or_skip(out.pool, ctrl)
             dropped += n_dropped
             if slot is None and n_dropped:
-                # the frame keeps its number (a gap in the log, as with drop-oldest): a display
-                # frame already sent under it is never paired with another frame's result
+                # the frame keeps its number (a gap in the log): a display frame already sent
+                # under it is never paired with another frame's result
                 seq += 1
                 rep.counters.dropped = dropped
                 continue
-        else:
-            slot, n_dropped = _acquire_drop_oldest(out, ctrl)
-            dropped += n_dropped
         if slot is None:
             reason = "stopped"
             break
-        if fused is not None:
-            fused.process(array, out.pool.view(slot))
-        else:
-            np.copyto(out.pool.view(slot), array)
+        np.copyto(out.pool.view(slot), array)
         out.channel.put(FrameRecord(spec.stream, seq, slot, pts, time.time(), t_dec, dec_ms))
         seq += 1
         rep.counters.items += 1
@@ -272,35 +244,37 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
     out.channel.put(EndOfStream(spec.stream, seq, reason))
 
 
-def run_map(stage: Transform, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
-    inp: Link = spec.inbox
-    out: Link = spec.outbox
-    while not ctrl.stop.is_set():
-        msg = _get(inp.channel)
-        if msg is None:
-            rep.tick()
-            continue
-        if isinstance(msg, EndOfStream):
-            out.channel.put(msg)
-            return
-        slot = _acquire_lossless(out.pool, ctrl)
-        if slot is None:
-            return
-        t0 = time.monotonic()
-        stage.process(inp.pool.view(msg.slot), out.pool.view(slot))
-        inp.pool.release(msg.slot)
-        out.channel.put(replace(msg, slot=slot))
-        rep.counters.items += 1
-        rep.counters.busy_s += time.monotonic() - t0
-        rep.tick()
-
-
 def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
+    """Gather batches across streams and keep the engine's requests busy: a batch is submitted
+    as soon as it is gathered and collected when done, oldest first; its slots are released
+    and its results sent on then. A stream's end is sent on once every batch submitted before
+    it has been collected. Busy time is the wall time with at least one batch in flight."""
     channel, pools = spec.inbox
     out = spec.outbox
     open_streams = set(pools)
+    max_batch = int(getattr(stage, "max_batch", spec.max_batch))
+    ends: deque[tuple[EndOfStream, int]] = deque()  # (end, batches submitted before it)
+    submitted = collected = 0
+    busy_since: Optional[float] = None
+
+    def finish(block: bool) -> None:
+        nonlocal busy_since, collected
+        for records, results in stage.collect(block):
+            for r in records:
+                pools[r.stream].release(r.slot)
+            out.put(results)
+            collected += 1
+            rep.counters.items += len(records)
+        if busy_since is not None and not stage.pending:
+            rep.counters.busy_s += time.monotonic() - busy_since
+            busy_since = None
+        while ends and ends[0][1] <= collected:
+            out.put(ends.popleft()[0])
+
     while open_streams and not ctrl.stop.is_set():
-        first = _get(channel)
+        finish(stage.full)
+        # with batches in flight, look for input often so that finished ones go out promptly
+        first = _get(channel, 0.002 if stage.pending else POLL_S)
         if first is None:
             rep.tick()
             continue
@@ -310,7 +284,7 @@ def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter)
         deadline = time.monotonic() + spec.max_wait_s
         # take what is ready, up to max_batch, waiting at most max_wait: a stalled stream
         # never holds the others back
-        while batch and len(batch) < spec.max_batch:
+        while batch and len(batch) < max_batch:
             remaining = deadline - time.monotonic()
             try:
                 msg = channel.get(timeout=remaining) if remaining > 0 else channel.get_nowait()
@@ -321,17 +295,21 @@ def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter)
                 break
             batch.append(msg)
         if batch:
-            t0 = time.monotonic()
-            results = stage.process([pools[r.stream].view(r.slot) for r in batch], batch)
-            for r in batch:
-                pools[r.stream].release(r.slot)
-            out.put(results)
-            rep.counters.items += len(batch)
-            rep.counters.busy_s += time.monotonic() - t0
+            if stage.full:
+                finish(True)
+            if busy_since is None:
+                busy_since = time.monotonic()
+            stage.submit([pools[r.stream].view(r.slot) for r in batch], batch)
+            submitted += 1
         for eos in ended:
-            out.put(eos)
+            ends.append((eos, submitted))
             open_streams.discard(eos.stream)
+        finish(False)
         rep.tick()
+    if not ctrl.stop.is_set():
+        while stage.pending:
+            finish(True)
+        finish(False)
 
 
 def run_sink(stage: Sink, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
@@ -363,7 +341,7 @@ def run_sink(stage: Sink, spec: StageSpec, ctrl: Control, rep: _Reporter) -> Non
         rep.tick()
 
 
-LOOPS = {"source": run_source, "map": run_map, "batch": run_batch, "sink": run_sink}
+LOOPS = {"source": run_source, "batch": run_batch, "sink": run_sink}
 
 
 def _setup_child_logging(ctrl: Control) -> None:

@@ -180,7 +180,7 @@ class Supervisor:
             self._start(graph.by_role("sink", "batch"), ctrl)
             self._await_ready(graph, ctrl)
             if self.state.error is None and not self.state.interrupted:
-                self._start(graph.by_role("map", "source"), ctrl)
+                self._start(graph.by_role("source"), ctrl)
                 t_start = time.monotonic()
                 self.t_first = self.t_first or t_start
                 self._monitor(graph, ctrl)

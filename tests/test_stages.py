@@ -18,7 +18,6 @@ from pipeline.graph import build_graph
 from pipeline.registry import Registry
 from pipeline.shm import PoolOwner, new_run_id
 from stages.decode import DecodeConfig, FileDecoder, fit_geometry, probe, to_model_rgb
-from stages.preprocess import Normalize, PreprocessConfig
 
 
 def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
@@ -31,7 +30,7 @@ def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
     try:
         graph = build_graph(cfg, owner, ctx, None, "sink.jsonl")
         kinds = sorted({s.kind for s in graph.specs})
-        assert kinds == ["classify", "decode.file", "preprocess", "sink.jsonl"]
+        assert kinds == ["classify", "decode.file", "sink.jsonl"]
         for spec in graph.specs:
             # queues and pools travel by process inheritance; everything else must pickle
             bare = dataclasses.replace(spec, inbox=None, outbox=None)
@@ -80,15 +79,6 @@ def test_roi_classifies_only_that_zone():
 def test_roi_outside_the_frame_names_the_stream():
     with pytest.raises(InputError, match=r"streams\.cam2\.roi: \(600, 0, 100, 100\) lies outside the 640x360 frame"):
         fit_geometry(640, 360, Roi(x=600, y=0, w=100, h=100), 256, "cam2")
-
-
-def test_normalize_matches_the_torchvision_recipe():
-    rgb = np.random.randint(0, 256, (224, 224, 3), np.uint8)
-    cfg = PreprocessConfig((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    dst = np.empty((3, 224, 224), np.float32)
-    Normalize(cfg).process(rgb, dst)
-    ref = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - torch.tensor(cfg.mean)[:, None, None]) / torch.tensor(cfg.std)[:, None, None]
-    assert np.allclose(dst, ref.numpy(), atol=1e-5)
 
 
 def test_file_decoder_yields_every_frame_with_pts(video_factory):

@@ -1,17 +1,26 @@
-"""Inference backends behind one small interface: ``run(float32 NCHW batch) → float32 logits``.
+"""Inference backends behind one small interface: ``run(uint8 NHWC batch) → float32 logits``.
+
+The engines take the decoder's cropped RGB frames as they are: mean/std and the NHWC → NCHW
+change happen inside the engine (OpenVINO's PrePostProcessor, an ONNX prefix graph, or the
+first ops of the torch wrapper), so shared memory carries a quarter of the bytes of float
+frames and no process normalises on its own. Engines that run asynchronously (OpenVINO) also
+offer ``submit``/``collect``; the others get them from ``SyncEngine``.
 
 Each engine lives in its own module and is imported only when chosen, so a missing optional
 engine never breaks the others. ``open_backend`` resolves ``auto`` (device, precision,
-engine), builds the torch model once (it is the source every export is made from) and hands
-it to the engine, which may export and cache it.
+engine) and hands the engine a ``ModelSource``: the torch model is built only when no cached
+export exists for the weights' content hash, so a warm start imports neither torch nor
+torchvision.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import logging
+import os
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Hashable, Optional, Protocol
 
 import numpy as np
 
@@ -36,7 +45,34 @@ AUTO_ORDER_CPU = ("openvino", "torch", "onnxruntime")
 
 
 class Backend(Protocol):
+    depth: int  # batches that may be in flight at once
+
     def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def submit(self, frames: list[np.ndarray], tag: Hashable) -> None: ...
+
+    def collect(self, block: bool) -> list[tuple[Hashable, np.ndarray]]: ...
+
+
+class SyncEngine:
+    """``submit``/``collect`` for engines that run one batch at a time: ``submit`` runs it."""
+
+    depth = 1
+
+    def __init__(self) -> None:
+        self._done: deque[tuple[Hashable, np.ndarray]] = deque()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def submit(self, frames: list[np.ndarray], tag: Hashable) -> None:
+        batch = frames[0][None] if len(frames) == 1 else np.stack(frames)
+        self._done.append((tag, self.run(batch)))
+
+    def collect(self, block: bool) -> list[tuple[Hashable, np.ndarray]]:
+        out = list(self._done)
+        self._done.clear()
+        return out
 
 
 @dataclass(frozen=True)
@@ -47,7 +83,8 @@ class BackendContext:
     device: str
     precision: str
     threads: int
-    weights_hash: str  # content hash of the loaded weights: part of every cache key
+    weights_hash: str  # content hash of the weights: part of every cache key
+    int8_model: Optional[str] = None  # the int8 IR that `videoclf tune` made and vetted, when auto chose it
 
 
 @dataclass
@@ -99,12 +136,20 @@ def _importable(pkg: str) -> bool:
         return False
 
 
-def resolve_device(requested: str) -> str:
-    import torch
+def _nvidia_present() -> bool:
+    """A CUDA device needs the NVIDIA driver's device nodes: without them, CPU, and no torch import."""
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
 
+
+def resolve_device(requested: str) -> str:
     if requested == "auto":
+        if not _nvidia_present():
+            return "cpu"
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
+        import torch
         if not torch.cuda.is_available():
             raise ConfigError(f"model.device: {requested!r} requested but no CUDA device is available")
         index = int(requested.split(":")[1]) if ":" in requested else 0
@@ -113,14 +158,32 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def resolve_precision(requested: str, device: str) -> str:
+def isa_precision() -> tuple[str, str]:
+    """The float precision this CPU runs fastest, and why."""
+    if cpu_has_bf16():
+        return "bf16", "bf16: the CPU has AVX-512 BF16/AMX"
+    return "fp32", "fp32: the CPU has no bf16 instructions (AVX-512 BF16/AMX)"
+
+
+def resolve_precision(requested: str, device: str, cfg: Optional[ModelConfig] = None,
+                      weights_id: Optional[str] = None) -> tuple[str, str, Optional[str]]:
+    """(precision, why it was chosen, the tuned int8 model to run or None).
+
+    ``auto`` on CPU is the ISA's float precision, or int8 when ``videoclf tune`` has measured
+    on this CPU, for these weights, that int8 keeps its agreement on confident frames and is
+    faster."""
     if requested == "auto":
         if device.startswith("cuda"):
-            return "fp16"
-        return "bf16" if cpu_has_bf16() else "fp32"
+            return "fp16", "fp16: CUDA device", None
+        precision, why = isa_precision()
+        if cfg is not None and weights_id is not None:
+            from stages.backends.tune import auto_choice
+
+            return auto_choice(cfg, weights_id, precision, why)
+        return precision, why, None
     if requested == "fp16" and not device.startswith("cuda"):
         raise ConfigError("model.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    return requested
+    return requested, f"{requested}: set in the config", None
 
 
 def resolve_backend(requested: str, device: str, precision: str) -> tuple[str, Optional[str]]:
@@ -162,25 +225,34 @@ def default_threads(cfg: ModelConfig) -> int:
 
 
 def open_backend(cfg: ModelConfig) -> OpenedBackend:
-    """Load the backbone and build the chosen engine on it (in the classify child)."""
-    import torch
+    """Build the chosen engine for ``cfg`` (in the classify child). The torch model is built
+    only when the engine has no cached export for these weights."""
+    import sys
 
-    from stages.backbones import load_model
-    from stages.backends.cache import state_hash
+    from stages.backends.source import ModelSource
 
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    src = ModelSource(cfg)
+    # the tuned verdict is looked up by the weights' hash; weights known only once loaded
+    # (torchvision downloads) are not looked up, so they never load torch just for this
+    wid = src.weights_id if (cfg.precision == "auto" and src._id is not None) else None
+    precision, why, tuned = resolve_precision(cfg.precision, device, cfg, wid)
     name, note = resolve_backend(cfg.backend, device, precision)
     if note:
         log.warning("%s", note)
+    if tuned and name != "openvino":  # the tuned int8 model is an OpenVINO IR
+        precision, why, tuned = (*isa_precision(), None)
+        name, note = resolve_backend(cfg.backend, device, precision)
     threads = default_threads(cfg)
-    torch.set_num_threads(threads)
-    if cfg.weights == "none":
-        torch.manual_seed(0)  # random weights, but the same ones every run: exports stay cacheable
-    loaded = load_model(cfg.backbone, cfg.weights, cfg.num_classes, cfg.labels)
-    ctx = BackendContext(cfg, device, precision, threads, state_hash(loaded.model))
-    engine = importlib.import_module(MODULES[name]).load(loaded.model, ctx)
-    info = {"backbone": cfg.backbone, "weights": loaded.weights, "pretrained": loaded.pretrained,
-            "device": device, "precision": precision, "backend": name, "threads": threads,
-            "input": cfg.crop, **({"backend_note": note} if note else {}), **getattr(engine, "details", {})}
-    return OpenedBackend(engine, loaded.labels, info)
+    if cfg.threads == 0 and threads:
+        cfg = cfg.model_copy(update={"threads": threads})  # the torch model, if built, uses them too
+        src.cfg = cfg
+    ctx = BackendContext(cfg, device, precision, threads, src.weights_id, tuned)
+    engine = importlib.import_module(MODULES[name]).load(src, ctx)
+    info = {"backbone": cfg.backbone, "weights": src.description, "pretrained": src.pretrained,
+            "device": device, "precision": precision, "precision_reason": why, "backend": name,
+            "threads": threads, "input": cfg.crop, "input_format": "uint8 NHWC",
+            "torch_imported": "torch" in sys.modules,
+            **({"backend_note": note} if note else {}), **getattr(engine, "details", {})}
+    log.info("precision %s (%s)", precision, why)
+    return OpenedBackend(engine, src.labels, info)

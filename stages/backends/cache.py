@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bigbuckbunny_360p.mp4"
 MINUTE = 30 * 60 + 1  # calibration frames are picked from the first minute of each clip: plenty
 # what an int8 quantisation reached, reported beside the engine (report.json "model")
-INT8_DETAILS = ("int8_float_ops", "int8_quantized_ops", "int8_agreement", "int8_calibration_frames", "int8_quantise_s")
+INT8_DETAILS = ("int8_float_ops", "int8_quantized_ops", "int8_agreement", "int8_calibration_frames", "int8_quantise_s",
+                "int8_method")
 
 
 def cache_dir(configured: Optional[str]) -> Path:
@@ -57,14 +58,16 @@ def _publish(tmp: Path, final: Path) -> Path:
     return final
 
 
-def export_onnx(model: Any, ctx: Any) -> Path:
-    """fp32 ONNX with a dynamic batch axis, exported once per key."""
-    import torch
-
+def export_onnx(src: Any, ctx: Any) -> Path:
+    """fp32 NCHW ONNX with a dynamic batch axis, exported once per key (``src`` is a
+    ``ModelSource``: torch is imported only on a cache miss)."""
     cfg = ctx.cfg
     path = cache_dir(cfg.cache_dir) / (model_key(cfg.backbone, ctx.weights_hash, cfg.crop, "fp32") + ".onnx")
     if path.exists():
         return path
+    import torch
+
+    model = src.model
     log.info("exporting %s to ONNX (cached at %s)", cfg.backbone, path)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     x = torch.zeros(1, 3, cfg.crop, cfg.crop)
@@ -86,17 +89,26 @@ def calibration_sources(cfg: Any) -> list[str]:
 
 
 def calibration_frames(cfg: Any, n: Optional[int] = None) -> np.ndarray:
-    """``n`` (default ``cfg.calibration_frames``) normalised frames spread evenly over the first
-    minute of the calibration videos (each gives its share of the frames taken together),
-    prepared exactly as the pipeline prepares them (same libswscale resize and crop, same
-    mean/std)."""
+    """``n`` (default ``cfg.calibration_frames``) normalised float NCHW frames spread evenly over
+    the first minute of the calibration videos (each gives its share of the frames taken
+    together), prepared exactly as the pipeline prepares them (same libswscale resize and crop)
+    and normalised as the engines normalise them."""
+    return normalise(cfg, model_frames(cfg, n))
+
+
+def model_frames(cfg: Any, n: Optional[int] = None) -> np.ndarray:
+    """The same frames as ``calibration_frames`` as the engines take them: RGB uint8 NHWC."""
     n = cfg.calibration_frames if n is None else n
     sources = calibration_sources(cfg)
     lengths = [_frame_count(source) for source in sources]
     shares = np.diff(np.round(np.cumsum([0, *lengths]) * min(1.0, n / max(1, sum(lengths))))).astype(int)
-    picked = [_frames_of(cfg, source, max(1, int(share))) for source, share in zip(sources, shares)]
+    return np.concatenate([_frames_of(cfg, source, max(1, int(share))) for source, share in zip(sources, shares)])
+
+
+def normalise(cfg: Any, frames: np.ndarray) -> np.ndarray:
+    """uint8 NHWC frames → the float NCHW input of the exported model (what NNCF calibrates on)."""
     spec = cfg.spec
-    rgb = np.concatenate(picked).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    rgb = frames.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
     mean = np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(spec.std, np.float32).reshape(1, 3, 1, 1)
     return np.ascontiguousarray((rgb - mean) / std, dtype=np.float32)
@@ -149,7 +161,7 @@ def _source_tag(sources: list[str]) -> str:
     return h.hexdigest()[:8]
 
 
-def quantized_onnx(model: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
+def quantized_onnx(src: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
     """int8 QDQ ONNX for onnxruntime, cached: NNCF quantises the ONNX export with the ops that
     the OpenVINO accuracy control kept in float left in float (``quantized_openvino`` runs
     first, or is read from the cache). onnxruntime's own kernels and rounding differ, so the
@@ -159,13 +171,13 @@ def quantized_onnx(model: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
     from stages.backends.int8_nncf import quantize_onnx
 
     cfg = ctx.cfg
-    _, decision = quantized_openvino(model, ctx)
+    _, decision = quantized_openvino(src, ctx)
     key = model_key(cfg.backbone, ctx.weights_hash, cfg.crop, "int8", _int8_tag(cfg) + "-ort")
     path = cache_dir(cfg.cache_dir) / (key + ".onnx")
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():
         return path, json.loads(meta.read_text())
-    fp32 = export_onnx(model, ctx)
+    fp32 = export_onnx(src, ctx)
     frames = calibration_frames(cfg)
     log.info("quantising %s to int8 for onnxruntime with %d ops in float (cached at %s)", cfg.backbone,
              decision["int8_float_ops"], path)
@@ -174,7 +186,7 @@ def quantized_onnx(model: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
     quantized, ignored = quantize_onnx(fp32, frames, decision["int8_float_op_names"], full_range=cpu_has_vnni())
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     onnx.save(quantized, str(tmp))
-    info = {"int8_agreement": round(_onnx_agreement(tmp, frames, fp32_top1(model, frames), ctx.threads), 4),
+    info = {"int8_agreement": round(_onnx_agreement(tmp, frames, fp32_top1(src.model, frames), ctx.threads), 4),
             "int8_calibration_frames": len(frames), "int8_float_ops": len(ignored), "int8_float_op_names": ignored}
     meta_tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
     meta_tmp.write_text(json.dumps(info, indent=1))
@@ -188,8 +200,8 @@ def quantized_onnx(model: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
 def _onnx_agreement(path: Path, frames: np.ndarray, reference: np.ndarray, threads: int) -> float:
     from stages.backends.onnx_backend import OnnxBackend
 
-    session = OnnxBackend(str(path), threads)
-    top1 = np.concatenate([session.run(frames[i:i + 8]).argmax(1) for i in range(0, len(frames), 8)])
+    session = OnnxBackend(str(path), threads)  # the raw float NCHW model: no u8 prefix
+    top1 = np.concatenate([session.run_float(frames[i:i + 8]).argmax(1) for i in range(0, len(frames), 8)])
     return float(np.mean(top1 == reference))
 
 
@@ -198,8 +210,9 @@ def _int8_tag(cfg: Any) -> str:
     count, bound, and whether its weights use the full 8-bit range (CPUs with VNNI/AMX)."""
     from stages.backends import cpu_has_vnni
 
+    bound = "plain" if cfg.weights == "none" else f"a{round(cfg.int8_min_agreement * 1000):d}"
     return (f"nncf-{_source_tag(calibration_sources(cfg))}-{cfg.calibration_frames}f"
-            f"-a{round(cfg.int8_min_agreement * 1000):d}{'' if cpu_has_vnni() else '-w7'}")
+            f"-{bound}{'' if cpu_has_vnni() else '-w7'}")
 
 
 def fp32_top1(model: Any, frames: np.ndarray) -> np.ndarray:
@@ -211,7 +224,7 @@ def fp32_top1(model: Any, frames: np.ndarray) -> np.ndarray:
                                for i in range(0, len(frames), 8)])
 
 
-def quantized_openvino(model: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
+def quantized_openvino(src: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
     """int8 OpenVINO IR from NNCF's accuracy-controlled quantisation (stages/backends/int8_nncf.py),
     cached as a folder (model.xml, model.bin, int8.json) published with one rename.
     Returns the IR path and what the quantisation reached (ops left in float, agreement)."""
@@ -234,18 +247,30 @@ def quantized_openvino(model: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
 
     from stages.backends.int8_nncf import MAX_REVERTED, quantize
 
-    fp32 = export_onnx(model, ctx)
+    fp32 = export_onnx(src, ctx)
     frames = calibration_frames(cfg)
-    log.warning("quantising %s to int8 on %d frames of %s until top-1 agrees with fp32 on >= %.1f %% "
-                "(one-time step, several minutes; cached at %s)", cfg.backbone, len(frames), ", ".join(sources),
-                100 * cfg.int8_min_agreement, folder)
+    if cfg.weights == "none":
+        log.warning("quantising %s (random weights) to int8 on %d frames of %s without accuracy control: a speed "
+                    "test (cached at %s)", cfg.backbone, len(frames), ", ".join(sources), folder)
+    else:
+        log.warning("quantising %s to int8 on %d frames of %s until top-1 agrees with fp32 on >= %.1f %% "
+                    "(one-time step, several minutes; cached at %s)", cfg.backbone, len(frames), ", ".join(sources),
+                    100 * cfg.int8_min_agreement, folder)
     from stages.backends import cpu_has_vnni
 
     start = time.monotonic()
 
-    result = quantize(fp32, frames, fp32_top1(model, frames), cfg.int8_min_agreement, ctx.threads,
-                      full_range=cpu_has_vnni())
-    info = {"int8_agreement": round(result.agreement, 4), "int8_calibration_frames": len(frames),
+    if cfg.weights == "none":  # random weights: nothing to keep, plain post-training quantisation
+        from stages.backends.int8_nncf import quantize_plain
+
+        result = quantize_plain(fp32, frames, full_range=cpu_has_vnni())
+    else:
+        result = quantize(fp32, frames, fp32_top1(src.model, frames), cfg.int8_min_agreement, ctx.threads,
+                          full_range=cpu_has_vnni())
+    plain = cfg.weights == "none"
+    info = {"int8_agreement": None if plain else round(result.agreement, 4), "int8_calibration_frames": len(frames),
+            "int8_method": "plain post-training quantisation (weights: none, a speed test)" if plain
+            else f"accuracy control, bound {cfg.int8_min_agreement}",
             "int8_quantized_ops": result.quantized_ops - len(result.float_ops),
             "int8_float_ops": len(result.float_ops), "int8_float_op_names": result.float_ops,
             "int8_quantise_s": round(time.monotonic() - start, 1)}
@@ -261,6 +286,9 @@ def quantized_openvino(model: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
         if not (folder / "int8.json").exists():
             raise
         info = json.loads((folder / "int8.json").read_text())
+    if info["int8_agreement"] is None:
+        log.info("int8 %s: %s (%.0f s)", cfg.backbone, info["int8_method"], info["int8_quantise_s"])
+        return folder / "model.xml", info
     log.info("int8 %s: %d ops kept in float, top-1 agreement %.1f %% on the calibration frames (%.0f s)",
              cfg.backbone, info["int8_float_ops"], 100 * info["int8_agreement"], info["int8_quantise_s"])
     if info["int8_agreement"] < cfg.int8_min_agreement:

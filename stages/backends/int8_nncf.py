@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
@@ -71,10 +71,11 @@ def top1(compiled: Any, frames: np.ndarray) -> np.ndarray:
 
 
 def quantize(fp32_onnx: Path, frames: np.ndarray, reference: np.ndarray, min_agreement: float,
-             threads: int = 0, full_range: bool = False) -> Int8Result:
+             threads: int = 0, full_range: bool = False, validate_on: Optional[np.ndarray] = None) -> Int8Result:
     """int8 model of ``fp32_onnx`` whose top-1 matches ``reference`` (the fp32 top-1 of
     ``frames``) on at least ``min_agreement`` of ``frames``, with as many ops in int8 as that
-    allows. ``full_range``: 8-bit weights everywhere, for CPUs with VNNI/AMX; otherwise the first
+    allows. ``validate_on``: indices of the frames the agreement is measured on (default all;
+    `videoclf tune` passes the confident ones, every frame still calibrates). ``full_range``: 8-bit weights everywhere, for CPUs with VNNI/AMX; otherwise the first
     convolution gets 7-bit weights (NNCF's default fix for the saturation of older int8 code),
     which on efficientnet_lite0 costs ~8 points of agreement before any op goes back to float."""
     import tempfile
@@ -100,15 +101,17 @@ def quantize(fp32_onnx: Path, frames: np.ndarray, reference: np.ndarray, min_agr
 
     # the metric of the fp32 model itself (OpenVINO fp32 vs the torch reference: ~1.0); the
     # allowed drop is measured from there down to the bound
-    initial = float(np.mean(top1(core.compile_model(fp32, "CPU", f32), frames) == reference))
+    checked = np.arange(len(frames)) if validate_on is None else np.asarray(validate_on, np.int64)
+    initial = float(np.mean(top1(core.compile_model(fp32, "CPU", f32), frames[checked]) == reference[checked]))
     max_drop = max(0.0, initial - min_agreement)
     dataset = nncf.Dataset(range(len(frames)), lambda i: frames[i:i + 1])
+    validation = dataset if validate_on is None else nncf.Dataset([int(i) for i in checked], lambda i: frames[i:i + 1])
     with tempfile.TemporaryDirectory(prefix="videoclf-int8-") as tmp:
         # the fully quantised model NNCF starts from is saved here: it says which ops were reverted
         restorer = AdvancedAccuracyRestorerParameters(intermediate_model_dir=tmp, max_num_iterations=MAX_REVERTED)
         overflow = OverflowFix.DISABLE if full_range else OverflowFix.FIRST_LAYER
         model = nncf.quantize_with_accuracy_control(
-            fp32, dataset, dataset, validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+            fp32, dataset, validation, validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
             subset_size=len(frames), advanced_quantization_parameters=AdvancedQuantizationParameters(
                 overflow_fix=overflow), advanced_accuracy_restorer_parameters=restorer)
         first = core.read_model(str(Path(tmp) / "intermediate_model.xml"))
@@ -118,7 +121,7 @@ def quantize(fp32_onnx: Path, frames: np.ndarray, reference: np.ndarray, min_agr
 
         raise VideoclfError(f"int8 accuracy control validated in {sorted(precisions)}, not the fp32 the backend "
                             f"runs (nncf {nncf.__version__})")
-    agreement = float(np.mean(top1(core.compile_model(model, "CPU", f32), frames) == reference))
+    agreement = float(np.mean(top1(core.compile_model(model, "CPU", f32), frames[checked]) == reference[checked]))
     float_ops = sorted(initially_quantized - quantized_op_names(model))
     return Int8Result(model, agreement, len(initially_quantized), float_ops)
 
@@ -150,3 +153,18 @@ def quantize_onnx(fp32_onnx: Path, frames: np.ndarray, float_ops: list[str],
                               ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
                               advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
     return quantized, ignored
+
+
+def quantize_plain(fp32_onnx: Path, frames: np.ndarray, full_range: bool = False) -> Int8Result:
+    """Plain post-training int8 (no accuracy control): for random weights, which have no
+    accuracy to keep, so ``weights: none`` speed tests get int8 in seconds."""
+    import nncf
+    import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    fp32 = ov.Core().read_model(str(fp32_onnx))
+    dataset = nncf.Dataset(range(len(frames)), lambda i: frames[i:i + 1])
+    overflow = OverflowFix.DISABLE if full_range else OverflowFix.FIRST_LAYER
+    model = nncf.quantize(fp32, dataset, subset_size=len(frames),
+                          advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
+    return Int8Result(model, float("nan"), len(quantized_op_names(model)), [])

@@ -1,5 +1,8 @@
 """Eager PyTorch: channels_last; bf16 on CPU as BN-folded fp32 with oneDNN bf16 math
-(stages/backends/torch_bf16.py), fp16 autocast on CUDA; optional torch.compile."""
+(stages/backends/torch_bf16.py), fp16 autocast on CUDA; optional torch.compile.
+
+It takes uint8 NHWC frames: permuting them to NCHW gives a channels_last tensor without a
+copy, which is converted to float and normalised on the device."""
 from __future__ import annotations
 
 import contextlib
@@ -7,12 +10,19 @@ from typing import Any
 
 import numpy as np
 
+from stages.backends import SyncEngine
 
-class TorchBackend:
+
+class TorchBackend(SyncEngine):
     def __init__(self, model: Any, ctx: Any) -> None:
         import torch
 
+        super().__init__()
         self.torch = torch
+        spec = ctx.cfg.spec
+        std = torch.tensor(spec.std, dtype=torch.float32).reshape(1, 3, 1, 1)
+        self.scale = (1.0 / (255.0 * std)).to(ctx.device)
+        self.bias = (torch.tensor(spec.mean, dtype=torch.float32).reshape(1, 3, 1, 1) / std).to(ctx.device)
         self.device = ctx.device
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.precision)
         self.details = {"compiled": bool(ctx.cfg.compile)}
@@ -31,11 +41,12 @@ class TorchBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(np.ascontiguousarray(batch, np.uint8)).to(self.device, non_blocking=True)
+        x = (x.permute(0, 3, 1, 2).float() * self.scale - self.bias).contiguous(memory_format=torch.channels_last)
         with self.math(), torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.dtype or torch.float32,
                                                    enabled=self.dtype is not None):
             return self.model(x).float().cpu().numpy()
 
 
-def load(model: Any, ctx: Any) -> TorchBackend:
-    return TorchBackend(model, ctx)
+def load(src: Any, ctx: Any) -> TorchBackend:
+    return TorchBackend(src.model, ctx)
