@@ -101,6 +101,7 @@ class Control:
     drain: Any  # set: sources stop reading and send end-of-stream; the rest finishes
     events: Any
     logs: Any
+    go: Any  # set once the classifier and sink are ready: sources, started beside them, begin
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,21 @@ def _acquire_or_skip(pool: SlotPool, ctrl: Control) -> tuple[int | None, int]:
 _END = object()
 
 
+def _await_go(frames: Iterator[Any], ctrl: Control, lossless: bool) -> int:
+    """Sources start while the model loads. A file waits (its first frame is decoded when the
+    classifier can take it); a live source keeps taking the camera's frames and discards them,
+    so that it starts on fresh ones. Returns how many it discarded."""
+    discarded = 0
+    while not ctrl.go.is_set():
+        if ctrl.stop.is_set() or ctrl.drain.is_set():
+            break
+        if lossless:
+            ctrl.go.wait(POLL_S)
+        elif next(frames, None) is not None:
+            discarded += 1
+    return discarded
+
+
 def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
     out: Link = spec.outbox
     lossless = spec.policy != "drop_oldest"
@@ -186,6 +202,10 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
     reason = "end"
     dropped = 0
     frames = stage.frames()
+    discarded = _await_go(frames, ctrl, lossless)
+    if discarded:
+        log.info("%s: %d frames discarded while the model loaded", spec.title, discarded)
+    rep.counters.started = time.monotonic()  # busy fraction and FPS count from the start of work
     while True:
         if ctrl.stop.is_set() or ctrl.drain.is_set():
             reason = "stopped"

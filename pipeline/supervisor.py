@@ -1,8 +1,9 @@
 """The supervisor: owns every segment and process of a run, from preflight to report.
 
-Start order is sinks → classifier → preprocess → decoders, so no frame is decoded before
-the model is ready (file FPS is not diluted by model load; live sources do not drop while
-it loads). Teardown is the reverse, with bounded joins: join → terminate → kill.
+Every stage process starts at once, so decoders import, open their files and connect to
+their cameras while the model loads; no frame is classified before the model is ready (a
+file waits for it, so its FPS is not diluted by model load; a live source discards what its
+camera sends meanwhile and starts on fresh frames). Teardown is the reverse, with bounded joins: join → terminate → kill.
 """
 from __future__ import annotations
 
@@ -162,7 +163,7 @@ class Supervisor:
         self.state.error_stage = f"decode[{gone[0].name}]"
 
     def _new_control(self, logs: Any) -> Control:
-        return Control(self.ctx.Event(), self.ctx.Event(), self.ctx.Queue(), logs)
+        return Control(self.ctx.Event(), self.ctx.Event(), self.ctx.Queue(), logs, self.ctx.Event())
 
     def _generation(self, logs: Any) -> Optional[float]:
         """Build, start, watch and tear down one set of pools and processes."""
@@ -177,10 +178,12 @@ class Supervisor:
             sink = "sink.null" if self.opts.sink == "null" else f"sink.{self.cfg.output.format}"
             graph = build_graph(self.cfg, owner, self.ctx, self.opts.max_frames, sink,
                                 self.next_seq if resume else None)
-            self._start(graph.by_role("sink", "batch"), ctrl)
+            # every process starts at once: decoders import, open their sources and connect while
+            # the model loads; they begin when the classifier and sink are ready
+            self._start(graph.by_role("sink", "batch", "source"), ctrl)
             self._await_ready(graph, ctrl)
             if self.state.error is None and not self.state.interrupted:
-                self._start(graph.by_role("source"), ctrl)
+                ctrl.go.set()
                 t_start = time.monotonic()
                 self.t_first = self.t_first or t_start
                 self._monitor(graph, ctrl)

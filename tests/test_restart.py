@@ -31,10 +31,10 @@ def restart_config(tmp_path, write_config):
 
 
 def _next_generation(pid: int, log, seen: list) -> None:
-    """Wait for four stages none of which was seen before, then for 10 labels from them."""
+    """Wait for three stages (decode, classify, sink) none of which was seen before, then for 10 labels from them."""
     old = {p.pid for p in seen}
-    wait_for(lambda: len(stages_of(pid)) == 4 and not old & {p.pid for p in stages_of(pid).values()}, 90,
-             "a fresh set of four stages")
+    wait_for(lambda: len(stages_of(pid)) == 3 and not old & {p.pid for p in stages_of(pid).values()}, 90,
+             "a fresh set of three stages")
     seen += stages_of(pid).values()
     n = line_count(log)
     wait_for(lambda: line_count(log) >= n + 10, 90, "labels from the fresh stages")

@@ -39,14 +39,14 @@ def test_segment_names_are_run_unique_and_prefixed(busy_run):
     # given a running pipeline, then its segments carry videoclf_<supervisor pid>_<tag+random>_<ring>
     proc, _ = busy_run
     names = shm_segments()
-    assert names and all(re.match(rf"^videoclf_{proc.pid}_{SHM_TAG}[0-9a-f]{{8}}_cam1_(rgb|chw)$", n) for n in names)
+    assert names and all(re.match(rf"^videoclf_{proc.pid}_{SHM_TAG}[0-9a-f]{{8}}_cam1_rgb$", n) for n in names)
 
 
 def test_sigkill_of_the_supervisor_leaves_no_process_and_no_segment(busy_run):
     # given a running pipeline
     proc, _ = busy_run
     stages = list(stages_of(proc.pid).values())
-    assert len(stages) == 4 and shm_segments()
+    assert len(stages) == 3 and shm_segments()
     # when the supervisor is killed with SIGKILL
     proc.kill()
     proc.wait(10)
