@@ -101,6 +101,11 @@ class ModelConfig(_Model):
     resize: Optional[int] = Field(None, gt=0, description="shorter-side resize before the center crop (default: backbone's)")
     input_size: Optional[int] = Field(None, ge=16, description="center-crop size fed to the model (default: backbone's)")
     threads: int = Field(0, ge=0, le=256, description="inference threads (0 = all cores)")
+    engine_streams: Union[Literal["auto"], Annotated[int, Field(ge=1, le=64)]] = Field(
+        "auto", description="OpenVINO streams (requests run in parallel, the threads shared out between them); auto: "
+                            "measured with the batch size for one video stream, one per thread for several (their "
+                            "decoders share the cores, and a stream's threads wait for each other when one is "
+                            "preempted)")
 
     @field_validator("backbone")
     @classmethod

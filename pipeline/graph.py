@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import outputs_graph
-from pipeline.budget import decode_threads
+from pipeline.budget import decode_threads, usable_cores
 from pipeline.config import Config
 from pipeline.shm import PoolOwner
 from pipeline.stage import Link, StageSpec
@@ -80,9 +80,13 @@ def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None,
         sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=frames,
                                  policy=s.effective_policy, stream=i, seq_start=(next_seq or {}).get(s.name, 0),
                                  max_frames=max_frames or cfg.max_frames, display=displays.get(i)))
+    if m.engine_streams == "auto" and len(cfg.streams) > 1:
+        m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
     device = m.device.replace(":", "")
     g.specs.append(StageSpec(f"classify[{device}]", "classify", m, "batch", inbox=(to_classify, pools),
                              outbox=to_sink, n_streams=len(names), max_batch=cfg.model.batch_bound,
-                             max_wait_s=m.max_wait_ms / 1000))
+                             max_wait_s=m.max_wait_ms / 1000,
+                             drop_oldest=frozenset(i for i, s in enumerate(cfg.streams)
+                                                   if s.effective_policy == "drop_oldest")))
     g.specs += sources
     return g

@@ -36,7 +36,8 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
     model = dict(classify.get("model") or {"backbone": cfg.model.backbone, "weights": cfg.model.weights,
                                            "device": cfg.model.device})
     streams: dict[str, Any] = {}
-    for s in cfg.streams:
+    stale = classify.get("stale_dropped") or {}
+    for i, s in enumerate(cfg.streams):
         tally = (sink.get("streams") or {}).get(s.name, {})
         dec = stats.get(f"decode[{s.name}]", {})
         frames = tally.get("frames", 0)
@@ -47,7 +48,7 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
             "source": redact(s.source),
             "frames": frames,
             "decoded": dec.get("items", 0),
-            "dropped": dec.get("dropped", 0) + dec.get("buffer_dropped", 0),
+            "dropped": dec.get("dropped", 0) + dec.get("buffer_dropped", 0) + stale.get(str(i), 0),
             "sustained_fps": fps,
             "meets_target": fps >= cfg.target_fps * TARGET_TOLERANCE,
             "latency_ms": e2e.summary(),

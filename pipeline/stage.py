@@ -129,6 +129,7 @@ class StageSpec:
     n_streams: int = 1
     max_batch: int = 1
     max_wait_s: float = 0.0
+    drop_oldest: frozenset = frozenset()  # batch: streams whose stale frames the classifier may drop
     display: Any = None  # DisplayPort (source) or {stream: DisplayPort} (sink): see pipeline/display.py
 
 
@@ -264,6 +265,41 @@ def run_source(stage: Source, spec: StageSpec, ctrl: Control, rep: _Reporter) ->
     out.channel.put(EndOfStream(spec.stream, seq, reason))
 
 
+class _Backlog:
+    """Frames read from the shared channel, per stream, oldest first. A drop-oldest (live)
+    stream keeps only its newest ``keep`` frames: the older ones are released unclassified and
+    counted, so a camera's labels stay fresh when the classifier falls behind."""
+
+    def __init__(self, pools: dict[int, SlotPool], drop_oldest: frozenset[int], keep: int) -> None:
+        self.pools, self.drop_oldest, self.keep = pools, drop_oldest, keep
+        self.frames: dict[int, deque[FrameRecord]] = {s: deque() for s in pools}
+        self.dropped: dict[int, int] = {s: 0 for s in pools}
+        self.size = 0
+
+    def add(self, rec: FrameRecord) -> None:
+        q = self.frames[rec.stream]
+        q.append(rec)
+        self.size += 1
+        if rec.stream in self.drop_oldest:
+            while len(q) > self.keep:
+                old = q.popleft()
+                self.pools[old.stream].release(old.slot)
+                self.dropped[old.stream] += 1
+                self.size -= 1
+
+    def take(self, n: int) -> list[FrameRecord]:
+        """Up to ``n`` frames, oldest first across streams (by decode time)."""
+        out: list[FrameRecord] = []
+        while self.size and len(out) < n:
+            stream = min((s for s, q in self.frames.items() if q), key=lambda s: self.frames[s][0].t_decoded)
+            out.append(self.frames[stream].popleft())
+            self.size -= 1
+        return out
+
+    def pending(self, stream: int) -> bool:
+        return bool(self.frames[stream])
+
+
 def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter) -> None:
     """Gather batches across streams and keep the engine's requests busy: a batch is submitted
     as soon as it is gathered and collected when done, oldest first; its slots are released
@@ -273,7 +309,10 @@ def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter)
     out = spec.outbox
     open_streams = set(pools)
     max_batch = int(getattr(stage, "max_batch", spec.max_batch))
+    backlog = _Backlog(pools, spec.drop_oldest, max(2, max_batch))
+    rep.stage.stale_dropped = backlog.dropped  # reported per stream (see Classifier.stats)
     ends: deque[tuple[EndOfStream, int]] = deque()  # (end, batches submitted before it)
+    waiting_ends: list[EndOfStream] = []  # ends read while their stream still has frames in the backlog
     submitted = collected = 0
     busy_since: Optional[float] = None
 
@@ -291,29 +330,30 @@ def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter)
         while ends and ends[0][1] <= collected:
             out.put(ends.popleft()[0])
 
-    while open_streams and not ctrl.stop.is_set():
+    def read(timeout: float) -> None:
+        """Move what the channel holds into the backlog, waiting up to ``timeout`` for the first."""
+        first = True
+        while True:
+            msg = _get(channel, timeout if first else 0.0)
+            first = False
+            if msg is None:
+                return
+            if isinstance(msg, EndOfStream):
+                waiting_ends.append(msg)
+                open_streams.discard(msg.stream)
+            else:
+                backlog.add(msg)
+
+    while (open_streams or backlog.size or waiting_ends) and not ctrl.stop.is_set():
         finish(stage.full)
         # with batches in flight, look for input often so that finished ones go out promptly
-        first = _get(channel, 0.002 if stage.pending else POLL_S)
-        if first is None:
-            rep.tick()
-            continue
-        batch: list[FrameRecord] = []
-        ended: list[EndOfStream] = []
-        (ended if isinstance(first, EndOfStream) else batch).append(first)
-        deadline = time.monotonic() + spec.max_wait_s
-        # take what is ready, up to max_batch, waiting at most max_wait: a stalled stream
-        # never holds the others back
-        while batch and len(batch) < max_batch:
-            remaining = deadline - time.monotonic()
-            try:
-                msg = channel.get(timeout=remaining) if remaining > 0 else channel.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(msg, EndOfStream):
-                ended.append(msg)
-                break
-            batch.append(msg)
+        read(0.002 if (stage.pending or backlog.size) else POLL_S)
+        if backlog.size and backlog.size < max_batch and open_streams:
+            deadline = time.monotonic() + spec.max_wait_s
+            # wait at most max_wait for a fuller batch: a stalled stream never holds the others back
+            while backlog.size < max_batch and open_streams and time.monotonic() < deadline:
+                read(max(0.0, deadline - time.monotonic()))
+        batch = backlog.take(max_batch)
         if batch:
             if stage.full:
                 finish(True)
@@ -321,9 +361,9 @@ def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter)
                 busy_since = time.monotonic()
             stage.submit([pools[r.stream].view(r.slot) for r in batch], batch)
             submitted += 1
-        for eos in ended:
+        for eos in [e for e in waiting_ends if not backlog.pending(e.stream)]:
+            waiting_ends.remove(eos)
             ends.append((eos, submitted))
-            open_streams.discard(eos.stream)
         finish(False)
         rep.tick()
     if not ctrl.stop.is_set():

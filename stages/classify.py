@@ -44,6 +44,7 @@ class Classifier(StageBase):
         self._sent: dict[int, tuple[Sequence[FrameRecord], float]] = {}
         self._order: deque[int] = deque()
         self._next = 0
+        self.stale_dropped: dict[int, int] = {}  # per stream: stale live frames dropped unclassified
 
     def setup(self) -> None:
         from stages.backends import open_backend
@@ -105,4 +106,5 @@ class Classifier(StageBase):
 
     def stats(self) -> dict[str, Any]:
         return {"model": self.info, "batches": self.batches, "infer_ms": self.infer.to_dict(),
-                "batch": self.max_batch, "in_flight": self.depth}
+                "batch": self.max_batch, "in_flight": self.depth,
+                "stale_dropped": {str(k): v for k, v in self.stale_dropped.items()}}

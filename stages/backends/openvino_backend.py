@@ -63,7 +63,8 @@ def cpu_tag() -> str:
 
 class OpenVinoBackend:
     def __init__(self, path: str, precision: str, threads: int, mean: tuple[float, ...], std: tuple[float, ...],
-                 crop: int, max_batch: Optional[int] = None, extra: Optional[dict[str, Any]] = None) -> None:
+                 crop: int, max_batch: Optional[int] = None, extra: Optional[dict[str, Any]] = None,
+                 streams: Optional[int] = None) -> None:
         import openvino as ov
 
         self.ov = ov
@@ -73,6 +74,7 @@ class OpenVinoBackend:
         # costs about two points of agreement)
         self.hint = {"bf16": "bf16", "fp32": "f32", "int8": "f32"}[precision]
         self.model = with_u8_input(self.core.read_model(path), mean, std)
+        self.fixed_streams = streams
         self.plan = plan = self._plan(max_batch)
         self.max_batch, self.streams = plan["batch"], plan["streams"]
         self._compile(self.streams)
@@ -85,8 +87,9 @@ class OpenVinoBackend:
         props = {"INFERENCE_PRECISION_HINT": self.hint, "INFERENCE_NUM_THREADS": self.threads,
                  "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
         self.compiled = self.core.compile_model(self.model, "CPU", props)
+        # at least two requests: one is gathered and queued while the other runs, even on one stream
         n = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self.requests = [self.compiled.create_infer_request() for _ in range(max(1, n))]
+        self.requests = [self.compiled.create_infer_request() for _ in range(max(2, n))]
         self.depth = len(self.requests)
         self._free = deque(self.requests)
         self._busy: deque[tuple[Any, Hashable, Any]] = deque()
@@ -94,8 +97,9 @@ class OpenVinoBackend:
     def _plan(self, max_batch: Optional[int]) -> dict[str, Any]:
         """Streams and batch size: given, cached, or measured now and cached."""
         if max_batch is not None:
-            return {"batch": max_batch, "streams": max(1, min(2, self.threads)), "by": "config"}
-        key = f"{self.precision}-t{self.threads}-{cpu_tag()}-ov{self.ov.get_version().split('-')[0]}"
+            return {"batch": max_batch, "streams": self.fixed_streams or max(1, min(2, self.threads)), "by": "config"}
+        fixed = f"-s{self.fixed_streams}" if self.fixed_streams else ""
+        key = f"{self.precision}-t{self.threads}{fixed}-{cpu_tag()}-ov{self.ov.get_version().split('-')[0]}"
         cache = Path(self.path).with_name(Path(self.path).name + f".{key}.plan.json")
         if cache.exists():
             try:
@@ -116,7 +120,7 @@ class OpenVinoBackend:
         rng = np.random.default_rng(0)
         frames = rng.integers(0, 256, (max(BATCHES), self.crop, self.crop, 3), dtype=np.uint8)
         results: dict[str, float] = {}
-        for streams in sorted({1, max(1, min(2, self.threads))}):
+        for streams in [self.fixed_streams] if self.fixed_streams else sorted({1, max(1, min(2, self.threads))}):
             self._compile(streams)
             for b in BATCHES:
                 batch = frames[:b]
@@ -196,6 +200,7 @@ def load(src: Any, ctx: Any) -> OpenVinoBackend:
     cfg = ctx.cfg
     spec = cfg.spec
     batch = None if cfg.max_batch == "auto" else int(cfg.max_batch)
+    streams = None if cfg.engine_streams == "auto" else int(cfg.engine_streams)
     args = (spec.mean, spec.std, cfg.crop, batch)
     if ctx.precision == "int8":
         if ctx.int8_model:
@@ -203,5 +208,6 @@ def load(src: Any, ctx: Any) -> OpenVinoBackend:
             path = Path(ctx.int8_model)
         else:
             path, info = quantized_openvino(src, ctx)
-        return OpenVinoBackend(str(path), "int8", ctx.threads, *args, {k: info[k] for k in INT8_DETAILS if k in info})
-    return OpenVinoBackend(str(export_onnx(src, ctx)), ctx.precision, ctx.threads, *args)
+        return OpenVinoBackend(str(path), "int8", ctx.threads, *args, {k: info[k] for k in INT8_DETAILS if k in info},
+                               streams=streams)
+    return OpenVinoBackend(str(export_onnx(src, ctx)), ctx.precision, ctx.threads, *args, streams=streams)
