@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VideoclfError as exc:
         from pipeline.config import redact
 
-        print(f"videoclf: error: {redact(str(exc))}", file=sys.stderr)
+        for line in redact(str(exc)).splitlines() or [""]:  # a config's mistakes: one line each
+            print(f"videoclf: error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("videoclf: interrupted", file=sys.stderr)

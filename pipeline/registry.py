@@ -29,8 +29,12 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            import difflib
+
+            close = difflib.get_close_matches(str(name), list(self._items), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid: {', '.join(sorted(self._items))}"
+                f"unknown {self.kind} {name!r}; {hint}valid: {', '.join(sorted(self._items))}"
             ) from None
 
     def names(self) -> list[str]:

@@ -70,3 +70,27 @@ def test_output_dir_that_is_a_file(tmp_path, write_config):
     blocker.write_text("x")
     cfg = write_config([{"name": "a", "source": str(SAMPLE)}], output={"dir": str(blocker / "out")})
     _assert_one_line_error(run_cli("run", str(cfg)), "output.dir", "is not a directory")
+
+
+def test_every_config_mistake_is_reported_at_once_with_its_line_and_a_suggestion(tmp_path):
+    # given a config with three mistakes: a misspelt key, a wrong value and an unknown backbone
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("streams:\n"
+                   "  - name: cam1\n"
+                   "    sourse: a.mp4\n"
+                   "    policy: drop-oldest\n"
+                   "model:\n"
+                   "  backbone: resnet19\n")
+    for cmd in ("validate", "run"):
+        # when it is validated or run
+        res = run_cli(cmd, str(cfg))
+        # then it exits 2 with one line per mistake, in file order, each FILE:LINE:COL, and no traceback
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert lines == [
+            f"videoclf: error: {cfg}:3:5: streams.0.sourse: unknown key; did you mean 'source'?",
+            f"videoclf: error: {cfg}:4:13: streams.0.policy: Input should be 'lossless' or 'drop_oldest' "
+            "(got 'drop-oldest')",
+            f"videoclf: error: {cfg}:6:13: model.backbone: unknown backbone 'resnet19'; did you mean 'resnet18'? "
+            "valid: efficientnet_b0, efficientnet_lite0, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, "
+            "resnet18, resnet50, shufflenet_v2_x1_0 (got 'resnet19')"], res.stderr
