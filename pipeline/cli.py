@@ -147,10 +147,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import SAMPLE_CLIP, print_table, run_bench, write_outputs
+    from pipeline.bench import print_table, run_bench, sample_clip, write_outputs
 
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()]  # noqa: E731
-    clip = args.clip or SAMPLE_CLIP
+    clip = args.clip or sample_clip()
     rows = run_bench(clip, split(args.backbones), split(args.backends), split(args.precisions), args.frames, args.weights)
     print_table(rows, clip)
     md, csv_path = write_outputs(rows, args.out)

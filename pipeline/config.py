@@ -363,7 +363,13 @@ def parse_config(data: Any, origin: str = "<config>", marks: Optional[Marks] = N
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; a name that is no file but a shipped config
+    (``sample``) is that config."""
     p = Path(path)
+    if not p.exists():
+        from pipeline.assets import shipped_config
+
+        p = shipped_config(str(path)) or p
     try:
         size = p.stat().st_size
         if size > MAX_CONFIG_BYTES:
@@ -393,7 +399,12 @@ def _resolve_relative(data: Any, base: Path) -> Any:
         if not isinstance(path, str) or "://" in path or os.path.isabs(path) or os.path.exists(path):
             return path
         alt = base / path
-        return str(alt) if alt.exists() else path
+        if alt.exists():
+            return str(alt)
+        from pipeline.assets import shipped_sample  # samples/… outside a checkout: the installed copy
+
+        shipped = shipped_sample(path)
+        return str(shipped) if shipped else path
 
     for s in data.get("streams") or []:
         if isinstance(s, dict) and "source" in s:

@@ -23,7 +23,6 @@ from pipeline.errors import ConfigError, InputError, ResourceError
 
 log = logging.getLogger(__name__)
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bigbuckbunny_360p.mp4"
 MINUTE = 30 * 60 + 1  # calibration frames are picked from the first minute of each clip: plenty
 # what an int8 quantisation reached, reported beside the engine (report.json "model")
 INT8_DETAILS = ("int8_float_ops", "int8_quantized_ops", "int8_agreement", "int8_calibration_frames", "int8_quantise_s",
@@ -84,7 +83,9 @@ def export_onnx(src: Any, ctx: Any) -> Path:
 def calibration_sources(cfg: Any) -> list[str]:
     c = cfg.calibration
     if not c:
-        return [str(SAMPLE)]
+        from pipeline.assets import sample_clip
+
+        return [str(sample_clip())]
     return [c] if isinstance(c, str) else list(c)
 
 

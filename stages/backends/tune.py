@@ -87,13 +87,13 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
     """Quantise on the even of ``2 * frames`` frames of the config's file streams (else the
     shipped sample), measure the odd ones, cache and return the verdict."""
     from stages.backends import BackendContext, default_threads, isa_precision
-    from stages.backends.cache import (SAMPLE, _source_tag, cache_dir, export_onnx, model_frames, model_key,
-                                       normalise)
+    from pipeline.assets import sample_clip
+    from stages.backends.cache import _source_tag, cache_dir, export_onnx, model_frames, model_key, normalise
     from stages.backends.int8_nncf import quantize
     from stages.backends import cpu_has_vnni
     from stages.backends.source import ModelSource
 
-    sources = list(dict.fromkeys(s.source for s in config.streams if not s.is_live)) or [str(SAMPLE)]
+    sources = list(dict.fromkeys(s.source for s in config.streams if not s.is_live)) or [str(sample_clip())]
     cfg = config.model.model_copy(update={"calibration": tuple(sources), "precision": "int8"})
     threads = default_threads(cfg)
     src = ModelSource(cfg)
