@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
-from pipeline.outputs_config import AlertRule, check_address
+from pipeline.outputs_config import AlertRule, MqttConfig, check_address
 
 MAX_CONFIG_BYTES = 1 << 20  # a camera config is a few KB; refuse YAML bombs early
 
@@ -146,6 +146,14 @@ class OutputConfig(_Model):
     alerts: list[AlertRule] = Field(default_factory=list, description="alert rules → <dir>/events.jsonl (+ webhook)")
     web: Optional[str] = Field(None, description="serve the live web view on PORT, :PORT or HOST:PORT (loopback default)")
     metrics: Optional[str] = Field(None, description="serve Prometheus /metrics on PORT, :PORT or HOST:PORT (loopback default)")
+    mqtt: Optional[MqttConfig] = Field(None, description="publish alert events, stream state and availability to an MQTT "
+                                                         "broker: mqtt://[user[:password]@]host[:port], or a mapping with url "
+                                                         "and the options below")
+
+    @field_validator("mqtt", mode="before")
+    @classmethod
+    def _mqtt_url(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
 
     @field_validator("web", "metrics")
     @classmethod

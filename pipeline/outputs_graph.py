@@ -73,4 +73,5 @@ def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[DisplayGe
     from stages.outputs import OutputsConfig
 
     return "outputs.sink", OutputsConfig(label_kind, label, tuple(geoms), cfg.output.video, segment_seconds(cfg),
-                                         tuple(cfg.output.alerts), cfg.output.web is not None)
+                                         tuple(cfg.output.alerts), cfg.output.web is not None,
+                                         cfg.output.mqtt if cfg.output.alerts else None)

@@ -1,8 +1,10 @@
-"""Servers the supervisor runs beside the pipeline: Prometheus /metrics and the web view."""
+"""Servers the supervisor runs beside the pipeline: Prometheus /metrics, the web view, and the
+MQTT state publisher."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Optional
 
 from pipeline.config import Config
 from pipeline.errors import ResourceError
@@ -18,8 +20,19 @@ class Services:
         """``get`` returns the supervisor's latest stats per stage (a new dict after a restart)."""
         self.servers: list[Any] = []
         self.urls: dict[str, str] = {}
+        self.mqtt: Any = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
         names = [s.name for s in cfg.streams]
         try:
+            if cfg.output.mqtt:
+                from pipeline.mqtt import MqttPublisher
+
+                self.mqtt = MqttPublisher(cfg.output.mqtt, cfg.output.mqtt.client_id, availability=True)
+                self.mqtt.discovery(names)
+                self._thread = threading.Thread(target=self._publish_state, args=(cfg, get), daemon=True,
+                                                name="mqtt-state")
+                self._thread.start()
             if cfg.output.metrics:
                 from pipeline.prom import start_metrics
 
@@ -45,7 +58,29 @@ class Services:
         except OSError as exc:
             raise ResourceError(f"{key}: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
 
+    def _publish_state(self, cfg: Config, get: Callable[[], dict[str, dict[str, Any]]]) -> None:
+        """Each stream's state, retained, at most once a second (only when it changed)."""
+        from pipeline.mqtt import state_payload
+        from pipeline.web import stream_rows
+
+        last: dict[str, dict[str, Any]] = {}
+        while True:
+            stopping = self._stop.wait(1.0)
+            for row in stream_rows(cfg, get()):
+                payload = state_payload(row)
+                if payload != last.get(row["name"]):
+                    last[row["name"]] = payload
+                    self.mqtt.publish(self.mqtt.topic(row["name"], "state"), payload, retain=True)
+            if stopping:
+                return
+
     def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self.mqtt is not None:
+            self.mqtt.close()
         while self.servers:
             server = self.servers.pop()
             server.shutdown()

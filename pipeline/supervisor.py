@@ -97,6 +97,10 @@ def preflight(cfg: Config) -> None:
     check_free_space(ring_bytes(cfg))
 
 
+def _sink_stats(stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return next((d for t, d in stats.items() if t.startswith("sink[")), {})
+
+
 class Supervisor:
     def __init__(self, cfg: Config, opts: RunOptions) -> None:
         self.cfg = cfg
@@ -141,11 +145,15 @@ class Supervisor:
                 services.stop()
             self._restore_signals(previous)
             listener.stop()
+        mqtt = services.mqtt.stats() if services is not None and services.mqtt is not None else None
         if self.state.error is None:
             self._check_gave_up()
         report = build_report(self.cfg, self.state.stats, time.monotonic() - t_start, self.state.error,
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self._add_restarts(report)
+        if mqtt is not None:
+            events = (_sink_stats(self.state.stats).get("alerts") or {}).get("mqtt")
+            report["mqtt"] = {"state": mqtt, **({"events": events} if events else {})}
         err = self.state.error
         return RunResult(report, err.exit_code if err else 0, err)
 

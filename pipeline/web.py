@@ -48,8 +48,10 @@ def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]]) -> list[dict[str,
         else:
             status = "live" if t.get("frames") else "starting"
         pictured = _pictured(cfg, s.name)  # the labels of the frame the picture shows, if written
-        rows.append({"name": s.name, "status": status, "frames": t.get("frames", 0), "fps": lv.get("fps", 0.0),
-                     "dropped": dec.get("dropped", 0), "top": (pictured or lv).get("top") or [],
+        span = t.get("span_s")
+        fps = lv.get("fps") or (round((t["frames"] - 1) / span, 2) if span else 0.0)
+        rows.append({"name": s.name, "status": status, "frames": t.get("frames", 0), "fps": fps,
+                     "dropped": dec.get("dropped", 0), "top": (pictured or lv).get("top") or t.get("top") or [],
                      "pts": (pictured or lv).get("pts")})
     return rows
 

@@ -164,23 +164,35 @@ def safe_name(text: str) -> str:
 class EventLog:
     """``<dir>/events.jsonl`` (line-buffered) plus the webhook for rules that name one."""
 
-    def __init__(self, out_dir: str, webhook: bool) -> None:
+    def __init__(self, out_dir: str, webhook: bool, mqtt: Any = None) -> None:
+        """``mqtt``: an output.mqtt config; events then also go to ``<prefix>/<stream>/events``."""
         self.path = os.path.join(out_dir, "events.jsonl")
         self.file = open(self.path, "a", buffering=1, encoding="utf-8")
         self.webhook = Webhook() if webhook else None
+        self.mqtt = None
+        if mqtt is not None:
+            from pipeline.mqtt import MqttPublisher
+
+            self.mqtt = MqttPublisher(mqtt, f"{mqtt.client_id}-events")
         self.lines = 0
 
     def __call__(self, rule: AlertRule, event: dict[str, Any]) -> None:
-        self.file.write(json.dumps(event, separators=(",", ":")) + "\n")
+        line = json.dumps(event, separators=(",", ":"))
+        self.file.write(line + "\n")
         self.lines += 1
         if rule.webhook and self.webhook:
             self.webhook.submit(rule, event)
+        if self.mqtt is not None:
+            self.mqtt.publish(self.mqtt.topic(event["stream"], "events"), line)
 
     def close(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.close(CLOSE_S)
         if self.webhook:
             # bounded: a dead receiver delays shutdown by one timeout at most
             self.webhook.close(CLOSE_S)
         self.file.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"events": self.lines, "webhook": self.webhook.stats() if self.webhook else None}
+        return {"events": self.lines, "webhook": self.webhook.stats() if self.webhook else None,
+                **({"mqtt": self.mqtt.stats()} if self.mqtt is not None else {})}

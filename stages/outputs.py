@@ -45,6 +45,7 @@ class OutputsConfig:
     segment_s: tuple[Optional[float], ...] = ()  # per stream; None: one file
     alerts: tuple[AlertRule, ...] = ()
     live: bool = False  # write the web view's preview JPEGs
+    mqtt: Any = None  # output.mqtt: events are published there too
 
 
 @dataclass
@@ -96,7 +97,7 @@ class OutputsSink(StageBase):
                 os.makedirs(os.path.join(out, LIVE_DIR), exist_ok=True)
             if self.cfg.alerts:
                 os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
-                self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts))
+                self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts), self.cfg.mqtt)
                 self.alerts = AlertEngine(self.cfg.alerts, self.events)
         except OSError as exc:
             raise ResourceError(f"output.dir {out}: cannot write ({exc.strerror or exc})") from exc

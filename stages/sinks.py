@@ -35,9 +35,11 @@ class StreamTally:
         self.e2e = Histogram()
         self.decode = Histogram()
         self.infer = Histogram()
+        self.top: list = []  # the latest frame's labels (MQTT state, web view)
 
     def add(self, r: Result, now: float) -> None:
         self.frames += 1
+        self.top = list(r.top)
         self.last_seq = r.frame.seq
         if self.first_decoded is None:
             self.first_decoded = r.frame.t_decoded
@@ -48,7 +50,7 @@ class StreamTally:
 
     def to_dict(self) -> dict[str, Any]:
         span = (self.last_written - self.first_decoded) if self.frames > 1 else None
-        return {"frames": self.frames, "last_seq": self.last_seq, "span_s": span, "end": self.end_reason,
+        return {"frames": self.frames, "last_seq": self.last_seq, "span_s": span, "end": self.end_reason, "top": self.top,
                 "e2e_ms": self.e2e.to_dict(), "decode_ms": self.decode.to_dict(), "infer_ms": self.infer.to_dict()}
 
 
