@@ -3,9 +3,9 @@
 ``GET /`` renders every stream (latest preview JPEG written by the outputs sink, top-3,
 FPS, drops, status) on the server, so the page is complete without scripts; a few lines
 of JS re-fetch the stream panel every second. ``POST /api/classify`` takes an image and
-answers its top-3: the model is loaded lazily in this process on the first upload (uploads
-are rare and must not disturb the classifier's batches; the pipeline pays nothing until
-someone uploads)."""
+answers its top-k, prepared and classified exactly as a stream's frame (``Uploads``): the
+engine is built lazily in this process on the first upload (uploads are rare and must not
+disturb the classifier's batches)."""
 from __future__ import annotations
 
 import html
@@ -84,37 +84,42 @@ out.textContent=j.error?j.error:j.top.map(t=>t.label+' '+t.score.toFixed(2)).joi
 
 
 class Uploads:
-    """Top-3 of an uploaded image with the run's model, loaded on first use."""
+    """An uploaded image classified exactly as a stream's frame: decoded by FFmpeg (PyAV), the
+    same crop and libswscale resize as the decoders (``to_model_rgb``), the run's own engine,
+    backend and precision (``open_backend`` of the run's model config: a warm cache loads the
+    same export), and the run's ``top_k``. The engine is built on the first upload, on one
+    thread, so the pipeline pays nothing until someone uploads."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg.model
         self.lock = threading.Lock()
-        self.loaded: Any = None
+        self.engine: Any = None
+        self.labels: list[str] = []
 
     def classify(self, data: bytes) -> list[dict[str, Any]]:
-        import cv2
-        import torch
+        import io
 
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError("not a readable image (JPEG, PNG, BMP, WebP…)")
+        import av
+
+        from stages.classify import top_k
+        from stages.decode import DecodeConfig, to_model_rgb
+
+        try:
+            with av.open(io.BytesIO(data)) as container:
+                frame = next(container.decode(video=0))
+        except (av.FFmpegError, StopIteration, IndexError, ValueError):
+            raise ValueError("not a readable image (JPEG, PNG, BMP, WebP…)") from None
         m = self.cfg
-        h, w = img.shape[:2]
-        s = m.resize_to / min(h, w)
-        img = cv2.resize(img, (max(round(w * s), m.crop), max(round(h * s), m.crop)), interpolation=cv2.INTER_AREA)
-        top, left = (img.shape[0] - m.crop) // 2, (img.shape[1] - m.crop) // 2
-        rgb = img[top:top + m.crop, left:left + m.crop, ::-1].astype(np.float32) / 255.0
-        x = (rgb - np.asarray(m.spec.mean, np.float32)) / np.asarray(m.spec.std, np.float32)
-        with self.lock:  # one upload at a time; the model is not shared with the pipeline
-            if self.loaded is None:
-                from stages.backbones import load_model
+        x = np.ascontiguousarray(to_model_rgb(frame, DecodeConfig("upload", "", m.resize_to, m.crop))[None])
+        with self.lock:  # one upload at a time, on an engine of its own
+            if self.engine is None:
+                from stages.backends import open_backend
 
-                torch.set_num_threads(1)  # leave the cores to the pipeline
-                self.loaded = load_model(m.backbone, m.weights, m.num_classes, m.labels)
-            with torch.inference_mode():
-                probs = self.loaded.model(torch.from_numpy(x.transpose(2, 0, 1).copy())[None]).softmax(1)[0]
-            scores, idx = probs.topk(3)
-        return [{"label": self.loaded.labels[int(i)], "score": round(float(v), 5)} for v, i in zip(scores, idx)]
+                opened = open_backend(m.model_copy(update={"threads": 1, "max_batch": 1, "engine_streams": 1}))
+                self.engine, self.labels = opened.backend, opened.labels
+            logits = self.engine.run(x)
+        scores, idx = top_k(logits, m.top_k)
+        return [{"label": self.labels[int(i)], "score": round(float(v), 5)} for v, i in zip(scores[0], idx[0])]
 
 
 def make_handler(cfg: Config, stats: Callable[[], dict[str, dict[str, Any]]], uploads: Uploads) -> type:

@@ -75,8 +75,14 @@ def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
                          and s["streams"][0]["frames"] > 0
                          and (tmp_path / "out" / "live" / "bbb.jpg").exists() and s)
         # then /metrics parses and counts the stream's frames, latency and stage busy time
-        text = get(f"http://127.0.0.1:{mport}/metrics").decode()
-        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        # (each stage reports every 0.5 s: wait for the classifier's first report too)
+        def families():
+            text = get(f"http://127.0.0.1:{mport}/metrics").decode()
+            fams = {f.name: f for f in text_string_to_metric_families(text)}
+            busy = fams.get("videoclf_stage_busy_seconds")
+            return fams if busy and any(x.labels["stage"].startswith("classify[") for x in busy.samples) else None
+
+        fams = wait_for(families)
         frames = [s.value for s in fams["videoclf_frames"].samples if s.labels.get("stream") == "bbb"]
         assert frames and frames[0] > 0
         e2e_count = [s.value for s in fams["videoclf_latency_seconds"].samples
