@@ -136,32 +136,70 @@ def _live_status(dec: Optional[dict[str, Any]]) -> str:
 
 
 class Progress:
-    """One live line: frames and FPS per stream (a bar when the frame count is known)."""
+    """On a terminal: file runs show a bar per stream (frames done/total, FPS, elapsed, ETA);
+    runs with a live camera show a table, one row per stream (state, FPS in/out, drops,
+    reconnects, last label). Elsewhere one plain line every 10 s; ``-q`` silences both."""
 
-    def __init__(self, cfg: Config, enabled: bool = True) -> None:
+    def __init__(self, cfg: Config, enabled: bool = True, max_frames: Optional[int] = None) -> None:
         self.names = [s.name for s in cfg.streams]
+        self.max_frames = max_frames or cfg.max_frames
+        self.loops = {s.name: s.loop for s in cfg.streams}
+        self.live_run = any(s.is_live for s in cfg.streams)
         self.enabled = enabled and sys.stderr.isatty()
         self.t0 = time.monotonic()
         self._last_plain = time.monotonic()
-        self._live = None
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+        self._live: Any = None
+        self._table: Any = None
+        if self.enabled and self.live_run:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._table = Live(self._render({}), console=Console(stderr=True), refresh_per_second=2, transient=True)
+            self._table.start()
+        elif self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
 
             self._live = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[fps]} fps"), TimeElapsedColumn(), transient=True)
+                                      TextColumn("{task.fields[fps]} fps"), TimeElapsedColumn(),
+                                      TextColumn("ETA"), TimeRemainingColumn(), transient=True)
             self._tasks = {n: self._live.add_task(n, total=None, fps="-") for n in self.names}
             self._live.start()
+
+    def _render(self, stats: dict[str, dict[str, Any]]) -> Any:
+        from rich.markup import escape
+        from rich.table import Table
+
+        sink = _stage(stats, "sink[").get("streams") or {}
+        table = Table(title=f"videoclf · {time.monotonic() - self.t0:.0f} s", title_justify="left")
+        for col in ("stream", "state", "fps in", "fps out", "frames", "dropped", "reconnects", "label"):
+            # numbers and headers never wrap; a long label is cut on a narrow terminal
+            table.add_column(col, justify="left" if col in ("stream", "state", "label") else "right", no_wrap=True,
+                             min_width=len(col), overflow="ellipsis")
+        for n in self.names:
+            t, dec = sink.get(n, {}), stats.get(f"decode[{n}]") or {}
+            out = (t["frames"] - 1) / t["span_s"] if t.get("span_s") else 0.0
+            top = t.get("top") or []
+            state = "ended" if t.get("end") else dec.get("state") or ("live" if t.get("frames") else "starting")
+            table.add_row(escape(n), escape(str(state)), f"{dec.get('input_fps', 0):.1f}", f"{out:.1f}",
+                          str(t.get("frames", 0)), str(dec.get("dropped", 0) + dec.get("buffer_dropped", 0)),
+                          str(dec.get("reconnects", 0)),
+                          escape(f"{top[0][0]} {top[0][1]:.2f}") if top else "")
+        return table
 
     def update(self, stats: dict[str, dict[str, Any]]) -> None:
         sink = _stage(stats, "sink[").get("streams") or {}
         now = time.monotonic()
-        if self._live is not None:
+        if self._table is not None:
+            self._table.update(self._render(stats))
+        elif self._live is not None:
             for n in self.names:
                 t = sink.get(n, {})
                 frames = t.get("frames", 0)
                 fps = f"{(frames - 1) / t['span_s']:.1f}" if t.get("span_s") else "-"
                 src = (stats.get(f"decode[{n}]") or {}).get("source") or {}
-                self._live.update(self._tasks[n], completed=frames, fps=fps, total=src.get("frames"))
+                known = [x for x in (None if self.loops[n] else src.get("frames"), self.max_frames) if x]
+                self._live.update(self._tasks[n], completed=frames, fps=fps, total=min(known) if known else None)
         elif now - self._last_plain >= 10 and sink:
             self._last_plain = now
             parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames{_live_status(stats.get(f'decode[{n}]'))}"
@@ -169,5 +207,6 @@ class Progress:
             print(f"[{now - self.t0:6.0f}s] " + ", ".join(parts), file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()
+        if self._table is not None:
+            self._table.stop()
+

@@ -458,6 +458,7 @@ def child_main(spec: StageSpec, ctrl: Control) -> None:
     """Entry point of every stage process."""
     # the supervisor owns SIGINT/SIGTERM handling and tells children through the events
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: the supervisor stops the run
     _die_with_parent()
     # Stages share few cores. Spinning OpenMP workers (the default) then stall each other:
     # measured here, 2 inference threads beside a busy decoder ran 10-15x slower than with

@@ -257,7 +257,7 @@ class Supervisor:
                 return
 
     def _monitor(self, graph: Graph, ctrl: Control) -> None:
-        progress = Progress(self.cfg, enabled=self.opts.progress)
+        progress = Progress(self.cfg, enabled=self.opts.progress, max_frames=self.opts.max_frames)
         duration = self.opts.duration or self.cfg.duration
         t0 = self.t_first or time.monotonic()  # restarts do not extend the run
         failed_at: float | None = None
@@ -334,7 +334,8 @@ class Supervisor:
                             signal.Signals(signum).name)
 
         previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP: the terminal closed; finish and write the report as for SIGTERM
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, handler)
         return previous
 
