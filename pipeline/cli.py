@@ -60,6 +60,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_pipeline(cfg, opts)
     try:
         path = write_report(result.report, cfg.output.dir)
+        from pipeline.report_html import write_html
+
+        write_html(result.report, cfg.output.dir)
     except OSError as exc:  # disk full or directory gone: the run's own error, if any, says more
         if result.error is None:
             from pipeline.errors import ResourceError

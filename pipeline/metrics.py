@@ -32,6 +32,10 @@ class Histogram:
     def to_dict(self) -> dict:
         return {"counts": dict(self.counts), "n": self.n, "max": self.max}
 
+    def buckets(self) -> list[list[float]]:
+        """[upper bound in ms, count] of each non-empty bucket, lowest first."""
+        return [[round(_MIN_MS * _BASE ** b, 3), c] for b, c in sorted(self.counts.items())]
+
     def percentile(self, q: float) -> float | None:
         if not self.n:
             return None
