@@ -35,7 +35,9 @@ class Roi(_Model):
 class LiveOptions(_Model):
     """Network behaviour of a live source (rtsp://, http(s)://, /dev/videoN); files ignore it."""
 
-    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport: tcp (default, no packet loss) or udp")
+    transport: Literal["auto", "tcp", "udp"] = Field(
+        "auto", description="RTSP transport: auto (TCP, no packet loss; UDP when the server refuses RTP over TCP, "
+                            "as VLC does with 461), tcp or udp")
     open_timeout_s: float = Field(5.0, gt=0, le=300, description="an attempt to open the source fails after this long")
     read_timeout_s: float = Field(5.0, gt=0, le=300, description="a network read that waits longer than this fails")
     watchdog_s: float = Field(10.0, gt=0, le=3600, description="reconnect when no frame arrived for this long")

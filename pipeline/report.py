@@ -60,6 +60,8 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
             "input": dec.get("source"),
         }
         if s.is_live:  # reconnect bookkeeping of stages.live
+            if dec.get("transport"):
+                streams[s.name]["transport"] = dec["transport"]
             streams[s.name].update({k: dec.get(k, 0) for k in ("input_fps", "reconnects", "disconnects", "downtime_s",
                                                                "connect_attempts", "auth_failures")})
             streams[s.name]["connected"] = dec.get("connected", False)

@@ -54,37 +54,70 @@ def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[Displ
     return LiveConfig(s.name, s.source, resize, crop, s.roi, s.decode_threads, s.live, display)
 
 
-def open_options(source: str, opts: LiveOptions) -> tuple[dict[str, str], Optional[str]]:
-    """FFmpeg options and input format for a live source."""
+def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None) -> tuple[dict[str, str], Optional[str]]:
+    """FFmpeg options and input format for a live source (``transport``: the RTSP transport to
+    try, for ``live.transport: auto``)."""
     if source.startswith("/dev/video"):
         return {}, "v4l2"
     # `timeout` is in microseconds and bounds every socket read/connect (`stimeout` is ignored
     # by FFmpeg >= 5); a small probe gets the first frame in ~0.1 s instead of ~1 s
     options = {"timeout": str(int(opts.read_timeout_s * 1e6)), "analyzeduration": "100000", "probesize": "32"}
     if source.startswith(("rtsp://", "rtsps://")):
-        options["rtsp_transport"] = opts.transport
+        options["rtsp_transport"] = transport or ("tcp" if opts.transport == "auto" else opts.transport)
     return options, None
+
+
+def refused_transport(exc: BaseException) -> bool:
+    """The RTSP server answered 461 Unsupported transport (FFmpeg: 'Protocol not supported')."""
+    return getattr(exc, "errno", None) == 93 or "protocol not supported" in str(exc).lower() or "461" in str(exc)
+
+
+class Transport:
+    """The RTSP transport of a stream, kept across reconnects: with ``auto``, TCP until the
+    server refuses it, then UDP for good (logged once)."""
+
+    def __init__(self, configured: str, name: str) -> None:
+        self.configured, self.name = configured, name
+        self.current = "tcp" if configured == "auto" else configured
+
+    def fall_back(self) -> bool:
+        if self.configured != "auto" or self.current != "tcp":
+            return False
+        self.current = "udp"
+        log.info("%s: the server refuses RTP over TCP (461 Unsupported transport): using UDP", self.name)
+        return True
 
 
 class _Reader(threading.Thread):
     """One connection attempt: open, decode until the stream ends or fails, close."""
 
-    def __init__(self, cfg: LiveConfig, out: "_Handover", attempt: int) -> None:
+    def __init__(self, cfg: LiveConfig, out: "_Handover", attempt: int, transport: Optional[Transport] = None) -> None:
         super().__init__(name=f"live-{cfg.name}-{attempt}", daemon=True)
         self.cfg, self.out, self.attempt = cfg, out, attempt
+        self.transport = transport or Transport(cfg.live.transport, cfg.name)
         self.abandoned = threading.Event()  # set when the loop gave up on this connection
 
     def run(self) -> None:
         o = self.cfg.live
-        options, fmt = open_options(self.cfg.source, o)
         t0 = time.monotonic()
-        try:
-            container = av.open(self.cfg.source, mode="r", format=fmt, options=options,
-                                timeout=(o.open_timeout_s, o.read_timeout_s))
-        except Exception as exc:  # any failure to open is a failed attempt, retried by the loop
-            bound = min(o.open_timeout_s, o.read_timeout_s)  # either one ends a silent server's open
-            self.out.put(self, ("failed", classify(exc, time.monotonic() - t0, bound)))
-            return
+        while True:
+            options, fmt = open_options(self.cfg.source, o, self.transport.current)
+            try:
+                container = av.open(self.cfg.source, mode="r", format=fmt, options=options,
+                                    timeout=(o.open_timeout_s, o.read_timeout_s))
+                break
+            except Exception as exc:  # any failure to open is a failed attempt, retried by the loop
+                rtsp = self.cfg.source.startswith(("rtsp://", "rtsps://"))
+                if rtsp and refused_transport(exc) and self.transport.fall_back():
+                    continue  # auto: the same attempt again over UDP
+                bound = min(o.open_timeout_s, o.read_timeout_s)  # either one ends a silent server's open
+                failure = classify(exc, time.monotonic() - t0, bound)
+                if rtsp and refused_transport(exc):
+                    other = "udp" if self.transport.current == "tcp" else "tcp"
+                    failure = Failure(OTHER, f"the server refuses RTSP over {self.transport.current} (461 Unsupported "
+                                             f"transport): try live.transport: {other} (or auto)")
+                self.out.put(self, ("failed", failure))
+                return
         try:
             if not container.streams.video:
                 self.out.put(self, ("failed", Failure(OTHER, "no video stream")))
@@ -175,11 +208,12 @@ class LiveDecoder(StageBase):
         self.info: dict[str, Any] = {}
         self.gave_up = False
         self.connect_started = time.monotonic()
+        self.transport = Transport(cfg.live.transport, cfg.name)
 
     # -- connection management ----------------------------------------------------
     def _connect(self) -> None:
         self.attempts += 1
-        reader = _Reader(self.cfg, self.handover, self.attempts)
+        reader = _Reader(self.cfg, self.handover, self.attempts, self.transport)
         self.handover.switch(reader)
         self.connect_started = time.monotonic()
         reader.start()
@@ -286,7 +320,8 @@ class LiveDecoder(StageBase):
                 "connect_attempts": self.attempts, "auth_failures": self.auth_failures,
                 "buffer_dropped": self.handover.dropped,
                 "gave_up": self.gave_up, "last_error": self.last_error, "source": self.info,
-                "state": self.state}
+                "state": self.state,
+                **({"transport": self.transport.current} if self.cfg.source.startswith(("rtsp://", "rtsps://")) else {})}
 
     def teardown(self) -> None:
         reader = self.handover.current
