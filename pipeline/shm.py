@@ -64,6 +64,9 @@ def _attach_untracked(name: str) -> SharedMemory:
     resource_tracker.register = lambda *a, **k: None  # type: ignore[assignment]
     try:
         return SharedMemory(name=name)
+    except FileNotFoundError:
+        # the segment's owner is gone (or something removed it under the run): say which
+        raise ResourceError(f"shared-memory segment {SHM_DIR}/{name} is gone: cannot attach to it") from None
     finally:
         resource_tracker.register = original  # type: ignore[assignment]
 

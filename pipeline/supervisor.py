@@ -126,13 +126,13 @@ class Supervisor:
         listener = self._start_log_listener(logs)
         self.ctrl = self._new_control(logs)
         previous = self._install_signals()
-        t_start = time.monotonic()
+        run_start = time.monotonic()
         services = None
         try:
             # /metrics and the web view, if configured: they outlive restart generations
             services = Services(self.cfg, lambda: self.state.stats)
             while True:
-                t_start = self._generation(logs) or t_start
+                self._generation(logs)
                 err = self.state.error
                 if err is None or self.state.interrupted or not self.restarts.allow(err, self.state.error_stage):
                     if err is not None:
@@ -148,7 +148,8 @@ class Supervisor:
         mqtt = services.mqtt.stats() if services is not None and services.mqtt is not None else None
         if self.state.error is None:
             self._check_gave_up()
-        report = build_report(self.cfg, self.state.stats, time.monotonic() - t_start, self.state.error,
+        # the report covers the whole run, restarts included
+        report = build_report(self.cfg, self.state.stats, time.monotonic() - run_start, self.state.error,
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self._add_restarts(report)
         if mqtt is not None:

@@ -43,6 +43,7 @@ def _next_generation(pid: int, log, seen: list) -> None:
 def test_each_killed_stage_is_restarted_and_counted(restart_config, tmp_path):
     # given a supervised run allowed 5 restarts a minute
     log = tmp_path / "out" / "cam1.jsonl"
+    started = time.monotonic()
     proc = start_cli("run", str(restart_config(5)), "-q", "--duration", "240")
     seen = []
     try:
@@ -54,11 +55,14 @@ def test_each_killed_stage_is_restarted_and_counted(restart_config, tmp_path):
         _next_generation(proc.pid, log, seen)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
+        wall = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
     assert err.count("restarting the pipeline after") == 3, err
+    # (the report's time covers the whole run, not only the last generation's)
+    assert 0.8 * wall <= json.loads((tmp_path / "out" / "report.json").read_text())["elapsed_s"] <= wall
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert set(report["restarts"]) == {"decode[cam1]", "classify[cpu]", "sink[cam1]"}
     assert all(v == 1 for v in report["restarts"].values())

@@ -90,3 +90,13 @@ def test_segments_of_a_dead_run_are_removed_at_the_next_start(tmp_path):
 def test_not_enough_shared_memory_is_a_clear_error():
     with pytest.raises(ResourceError, match=r"/dev/shm has .* MiB free but the rings need .* MiB"):
         check_free_space(1 << 50)
+
+
+def test_attaching_a_segment_that_is_gone_names_it(owner):
+    # given a pool whose segment was removed under the run
+    pool = owner.create("gone", 2, (4,), "uint8")
+    handle = type(pool)(pool.spec, pool.free)
+    owner.unlink_all()
+    # when a stage attaches to it, then the error names the segment
+    with pytest.raises(ResourceError, match=rf"shared-memory segment /dev/shm/{pool.spec.name} is gone"):
+        handle.attach()
