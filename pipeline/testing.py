@@ -1,0 +1,144 @@
+"""Scripted stages for exercising the stage loops in one process (tests, experiments).
+
+``FakeSource([frame, frame, Pause(0.5), CRASH, EOF])`` yields frames, heartbeats through a
+pause, raises at ``CRASH`` and ends at ``EOF``; ``EchoClassifier`` labels each frame with its
+mean pixel value after an optional delay; ``ListSink`` keeps what reaches it. ``run_in_threads``
+wires them with real shared-memory pools and runs each loop in a thread, with the same
+``Control`` the processes get.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from pipeline.messages import Decoded, EndOfStream, FrameRecord, Result
+from pipeline.stage import Control, Link, StageBase, StageSpec, _Reporter, run_batch, run_sink, run_source
+
+
+class Pause(NamedTuple):
+    seconds: float
+
+
+CRASH = "crash"
+EOF = "eof"
+
+
+class ScriptedCrash(RuntimeError):
+    pass
+
+
+class FakeSource(StageBase):
+    """Yields the script's frames at ``fps`` (as fast as taken when None)."""
+
+    def __init__(self, script: Sequence[Any], fps: Optional[float] = None) -> None:
+        self.script, self.fps = list(script), fps
+
+    def frames(self) -> Iterator[Optional[Decoded]]:
+        pts = 0.0
+        for item in self.script:
+            if isinstance(item, Pause):
+                end = time.monotonic() + item.seconds
+                while time.monotonic() < end:
+                    time.sleep(0.01)
+                    yield None  # heartbeat: the loop checks its stop flags meanwhile
+            elif isinstance(item, str) and item == CRASH:
+                raise ScriptedCrash("scripted crash")
+            elif isinstance(item, str) and item == EOF:
+                return
+            else:
+                if self.fps:
+                    time.sleep(1 / self.fps)
+                yield Decoded(item, pts)
+                pts += 1 / (self.fps or 30)
+
+
+class EchoClassifier(StageBase):
+    """A synchronous batch stage: each frame's label is its mean pixel value."""
+
+    full = False
+
+    def __init__(self, max_batch: int = 4, delay_s: float = 0.0) -> None:
+        self.max_batch, self.delay_s = max_batch, delay_s
+        self.batches: list[int] = []
+        self._done: list[tuple[Sequence[FrameRecord], list[Result]]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._done)
+
+    def submit(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> None:
+        time.sleep(self.delay_s)
+        self.batches.append(len(records))
+        self._done.append((records, [Result(r, ((f"mean{int(x.mean())}", 1.0),), self.delay_s * 1000, len(records))
+                                     for r, x in zip(records, inputs)]))
+
+    def collect(self, block: bool) -> list[tuple[Sequence[FrameRecord], list[Result]]]:
+        out, self._done = self._done, []
+        return out
+
+
+class ListSink(StageBase):
+    def __init__(self) -> None:
+        self.results: list[tuple[float, Result]] = []  # (monotonic time written, result)
+        self.ends: list[EndOfStream] = []
+
+    def write(self, result: Result) -> None:
+        self.results.append((time.monotonic(), result))
+
+    def end(self, eos: EndOfStream) -> None:
+        self.ends.append(eos)
+
+
+@dataclass
+class Threads:
+    sources: list[FakeSource]
+    classifier: EchoClassifier
+    sink: ListSink
+    reporters: dict[str, _Reporter] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+
+def run_in_threads(owner: Any, sources: list[FakeSource], classifier: EchoClassifier, sink: ListSink,
+                   slots: int = 4, shape: tuple[int, int, int] = (8, 8, 3), policies: Optional[list[str]] = None,
+                   max_wait_s: float = 0.01, timeout: float = 30.0) -> Threads:
+    """Run ``sources`` → ``classifier`` → ``sink`` through real slot pools, one thread per loop,
+    until the sink has every stream's end (or ``timeout``)."""
+    policies = policies or ["lossless"] * len(sources)
+    ctrl = Control(threading.Event(), threading.Event(), queue.Queue(), queue.Queue(), threading.Event())
+    to_classify: queue.Queue = queue.Queue()
+    to_sink: queue.Queue = queue.Queue()
+    pools = {i: owner.create(f"t{i}", slots, shape, "uint8") for i in range(len(sources))}
+    run = Threads(sources, classifier, sink)
+    specs = [StageSpec(f"decode[s{i}]", "fake", None, "source", outbox=Link(pools[i], to_classify),
+                     policy=policies[i], stream=i) for i in range(len(sources))]
+    batch = StageSpec("classify[fake]", "fake", None, "batch", inbox=(to_classify, pools), outbox=to_sink,
+                      n_streams=len(sources), max_batch=classifier.max_batch, max_wait_s=max_wait_s,
+                      drop_oldest=frozenset(i for i, p in enumerate(policies) if p == "drop_oldest"))
+    sink_spec = StageSpec("sink[fake]", "fake", None, "sink", inbox=to_sink, n_streams=len(sources))
+
+    def go(loop: Any, stage: Any, spec: StageSpec) -> None:
+        rep = _Reporter(spec, ctrl, stage)
+        run.reporters[spec.title] = rep
+        try:
+            loop(stage, spec, ctrl, rep)
+        except BaseException as exc:  # noqa: BLE001 (kept for the caller to assert on)
+            run.errors[spec.title] = exc
+            if loop is run_source:  # what the process would do: its stream ends with it
+                spec.outbox.channel.put(EndOfStream(spec.stream, -1, "crashed"))
+
+    threads = [threading.Thread(target=go, args=(run_sink, sink, sink_spec), daemon=True),
+               threading.Thread(target=go, args=(run_batch, classifier, batch), daemon=True)]
+    threads += [threading.Thread(target=go, args=(run_source, s, spec), daemon=True) for s, spec in zip(sources, specs)]
+    ctrl.go.set()
+    for t in threads:
+        t.start()
+    threads[0].join(timeout)
+    ctrl.stop.set()
+    for t in threads[1:]:
+        t.join(5)
+    return run
