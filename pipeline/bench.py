@@ -149,7 +149,7 @@ def measure(clip: str, model: ModelConfig, frames: int, reference: Optional[np.n
             inputs: np.ndarray) -> BenchRow:
     """One combination: micro-benchmarks in this process, then the real pipeline."""
     from pipeline.supervisor import RunOptions, run_pipeline
-    from stages.backends import open_backend
+    from pipeline.compose import open_engine as open_backend
 
     row = BenchRow(model.backbone, model.backend, model.precision, model.weights)
     opened = open_backend(model)
@@ -196,7 +196,7 @@ def describe_backbone(model: ModelConfig) -> tuple[float, float, float, Any]:
     """(params M, fp32 weights MB, GMACs, fp32 torch model) of one backbone."""
     import torch
 
-    from stages.backbones import load_model
+    from pipeline.compose import load_model
 
     if model.weights == "none":
         torch.manual_seed(0)  # the same random weights as the backends build: agreement is meaningful
@@ -212,8 +212,7 @@ def run_bench(clip: str, backbones: list[str], backends: list[str], precisions: 
     import torch
 
     from pipeline.supervisor import preflight  # noqa: F401  (probe below gives the one-line error)
-    from stages.backends.cache import model_frames, normalise
-    from stages.decode import probe
+    from pipeline.compose import model_frames, normalise, probe
 
     probe(clip)  # a missing or unreadable clip fails here, before any model loads
     rows: list[BenchRow] = []

@@ -95,7 +95,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from stages.backbones import BACKBONES, describe
+    from pipeline.backbones import BACKBONES, describe
 
     rows = [describe(BACKBONES.get(n)) for n in BACKBONES]
     if args.json:
@@ -132,7 +132,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from stages.backends.tune import tune
+    from pipeline.compose import tune
 
     cfg = load_config(args.config)
     v = tune(cfg, frames=args.frames, bound=args.bound, margin=args.margin)

@@ -112,14 +112,14 @@ class ModelConfig(_Model):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, v: str) -> str:
-        from stages.backbones import BACKBONES
+        from pipeline.backbones import BACKBONES
 
         BACKBONES.get(v)  # raises ConfigError (a ValueError) with a suggestion and the valid names
         return v
 
     @property
     def spec(self):
-        from stages.backbones import BACKBONES
+        from pipeline.backbones import BACKBONES
 
         return BACKBONES.get(self.backbone)
 

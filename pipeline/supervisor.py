@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 
 from pipeline.config import Config, redact
 from pipeline.errors import ResourceError, SourceGaveUp, StageError, VideoclfError, error_from_event
-from pipeline.graph import Graph, build_graph, ring_bytes
+from pipeline.compose import Graph, build_graph, probe, ring_bytes
 from pipeline.messages import Event
 from pipeline.report import Progress, build_report
 from pipeline.restart import RestartPolicy
@@ -83,8 +83,6 @@ def check_output_dir(path: str) -> None:
 
 def preflight(cfg: Config) -> None:
     """Checks that need no child process and change nothing: sources, weights path, output dir, /dev/shm."""
-    from stages.decode import probe
-
     for s in cfg.streams:
         if not s.is_live:
             probe(s.source)

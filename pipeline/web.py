@@ -97,25 +97,13 @@ class Uploads:
         self.labels: list[str] = []
 
     def classify(self, data: bytes) -> list[dict[str, Any]]:
-        import io
+        from pipeline.compose import image_to_model_input, open_engine, top_k
 
-        import av
-
-        from stages.classify import top_k
-        from stages.decode import DecodeConfig, to_model_rgb
-
-        try:
-            with av.open(io.BytesIO(data)) as container:
-                frame = next(container.decode(video=0))
-        except (av.FFmpegError, StopIteration, IndexError, ValueError):
-            raise ValueError("not a readable image (JPEG, PNG, BMP, WebP…)") from None
         m = self.cfg
-        x = np.ascontiguousarray(to_model_rgb(frame, DecodeConfig("upload", "", m.resize_to, m.crop))[None])
+        x = image_to_model_input(data, m)
         with self.lock:  # one upload at a time, on an engine of its own
             if self.engine is None:
-                from stages.backends import open_backend
-
-                opened = open_backend(m.model_copy(update={"threads": 1, "max_batch": 1, "engine_streams": 1}))
+                opened = open_engine(m.model_copy(update={"threads": 1, "max_batch": 1, "engine_streams": 1}))
                 self.engine, self.labels = opened.backend, opened.labels
             logits = self.engine.run(x)
         scores, idx = top_k(logits, m.top_k)

@@ -14,7 +14,7 @@ from conftest import make_audio_only
 
 from pipeline.config import Roi, parse_config
 from pipeline.errors import ConfigError, InputError
-from pipeline.graph import build_graph
+from pipeline.compose import build_graph
 from pipeline.registry import Registry
 from pipeline.shm import PoolOwner, new_run_id
 from stages.decode import DecodeConfig, FileDecoder, fit_geometry, probe, to_model_rgb
