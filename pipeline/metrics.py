@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 # log-spaced buckets, 2 % wide, from 10 µs up: bounded memory for runs of any length
 _BASE = 1.02
@@ -81,3 +81,16 @@ def peak_rss_mb() -> Optional[float]:
     except (OSError, ValueError):
         pass
     return None
+
+
+def stage_stats(stats: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The latest stats of the first stage whose title starts with ``prefix`` ("sink[", "classify[")."""
+    return next((d for t, d in stats.items() if t.startswith(prefix)), {})
+
+
+def stream_dropped(stats: dict[str, dict[str, Any]], index: int, name: str) -> int:
+    """Every frame of a stream that was never classified: dropped by its decoder (no free slot,
+    or the live reader's buffer) and stale frames the classifier released unclassified."""
+    dec = stats.get(f"decode[{name}]") or {}
+    stale = stage_stats(stats, "classify[").get("stale_dropped") or {}
+    return dec.get("dropped", 0) + dec.get("buffer_dropped", 0) + stale.get(index, 0)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.metrics import _BASE, _MIN_MS
+from pipeline.metrics import _BASE, _MIN_MS, stage_stats, stream_dropped
 
 # seconds; our internal histograms are finer (2 % log buckets) and are folded into these
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -24,10 +24,6 @@ def snapshot(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         except RuntimeError:  # changed size during the copy: try again
             continue
     return {}
-
-
-def stage_stats(stats: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
-    return next((d for t, d in stats.items() if t.startswith(prefix)), {})
 
 
 def fold(hist: dict[str, Any]) -> tuple[list[tuple[str, float]], float]:
@@ -58,7 +54,7 @@ class StatsCollector(Collector):
         fam = {
             "frames": CounterMetricFamily("videoclf_frames", "frames classified and written", labels=["stream"]),
             "decoded": CounterMetricFamily("videoclf_decoded_frames", "frames decoded", labels=["stream"]),
-            "dropped": CounterMetricFamily("videoclf_dropped_frames", "frames dropped by drop-oldest back-pressure",
+            "dropped": CounterMetricFamily("videoclf_dropped_frames", "frames never classified (no free slot, or stale on a live stream)",
                                            labels=["stream"]),
             "reconnects": CounterMetricFamily("videoclf_reconnects", "source reconnections", labels=["stream"]),
             "fps": GaugeMetricFamily("videoclf_processed_fps", "frames per second written, last ~2 s (else run mean)",
@@ -66,12 +62,12 @@ class StatsCollector(Collector):
         }
         lat = HistogramMetricFamily("videoclf_latency_seconds", "per-frame latency by kind (e2e, decode, infer)",
                                     labels=["stream", "kind"])
-        for name in self.streams:
+        for i, name in enumerate(self.streams):
             t = tallies.get(name, {})
             dec = stats.get(f"decode[{name}]", {})
             fam["frames"].add_metric([name], t.get("frames", 0))
             fam["decoded"].add_metric([name], dec.get("items", 0))
-            fam["dropped"].add_metric([name], dec.get("dropped", 0))
+            fam["dropped"].add_metric([name], stream_dropped(stats, i, name))
             fam["reconnects"].add_metric([name], dec.get("reconnects", 0))
             fps = (live.get(name) or {}).get("fps")
             if fps is None and t.get("span_s"):

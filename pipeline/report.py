@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from pipeline.config import Config, redact
 from pipeline.errors import VideoclfError
-from pipeline.metrics import Histogram
+from pipeline.metrics import Histogram, stage_stats, stream_dropped
 
 # live sources jitter around their nominal rate; within 3 % of the target counts as meeting it
 TARGET_TOLERANCE = 0.97
@@ -22,21 +22,13 @@ def _hist(data: Optional[dict]) -> Histogram:
     return h
 
 
-def _stage(stats: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
-    for title, data in stats.items():
-        if title.startswith(prefix):
-            return data
-    return {}
-
-
 def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, error: Optional[VideoclfError],
                  error_stage: str, interrupted: bool = False) -> dict[str, Any]:
-    sink = _stage(stats, "sink[")
-    classify = _stage(stats, "classify[")
+    sink = stage_stats(stats, "sink[")
+    classify = stage_stats(stats, "classify[")
     model = dict(classify.get("model") or {"backbone": cfg.model.backbone, "weights": cfg.model.weights,
                                            "device": cfg.model.device})
     streams: dict[str, Any] = {}
-    stale = classify.get("stale_dropped") or {}
     for i, s in enumerate(cfg.streams):
         tally = (sink.get("streams") or {}).get(s.name, {})
         dec = stats.get(f"decode[{s.name}]", {})
@@ -48,7 +40,7 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
             "source": redact(s.source),
             "frames": frames,
             "decoded": dec.get("items", 0),
-            "dropped": dec.get("dropped", 0) + dec.get("buffer_dropped", 0) + stale.get(str(i), 0),
+            "dropped": stream_dropped(stats, i, s.name),
             "sustained_fps": fps,
             "meets_target": fps >= cfg.target_fps * TARGET_TOLERANCE,
             "latency_ms": e2e.summary(),
@@ -130,11 +122,12 @@ def print_summary(report: dict[str, Any], file: Any = None) -> None:
         console.print("[yellow]weights: none — random init, labels are meaningless (speed test)[/yellow]")
 
 
-def _live_status(dec: Optional[dict[str, Any]]) -> str:
+def _live_status(stats: dict[str, dict[str, Any]], index: int, name: str) -> str:
+    dec = stats.get(f"decode[{name}]")
     if not dec or "reconnects" not in dec:
         return ""
     state = "" if dec.get("connected") else ", DOWN"
-    return (f" ({dec.get('input_fps', 0):.1f} fps in, {dec.get('dropped', 0) + dec.get('buffer_dropped', 0)} dropped, "
+    return (f" ({dec.get('input_fps', 0):.1f} fps in, {stream_dropped(stats, index, name)} dropped, "
             f"{dec['reconnects']} reconnects{state})")
 
 
@@ -144,6 +137,7 @@ class Progress:
     reconnects, last label). Elsewhere one plain line every 10 s; ``-q`` silences both."""
 
     def __init__(self, cfg: Config, enabled: bool = True, max_frames: Optional[int] = None) -> None:
+        self.cfg = cfg
         self.names = [s.name for s in cfg.streams]
         self.max_frames = max_frames or cfg.max_frames
         self.loops = {s.name: s.loop for s in cfg.streams}
@@ -173,25 +167,22 @@ class Progress:
         from rich.markup import escape
         from rich.table import Table
 
-        sink = _stage(stats, "sink[").get("streams") or {}
+        from pipeline.web import stream_rows
+
         table = Table(title=f"videoclf · {time.monotonic() - self.t0:.0f} s", title_justify="left")
         for col in ("stream", "state", "fps in", "fps out", "frames", "dropped", "reconnects", "label"):
             # numbers and headers never wrap; a long label is cut on a narrow terminal
             table.add_column(col, justify="left" if col in ("stream", "state", "label") else "right", no_wrap=True,
                              min_width=len(col), overflow="ellipsis")
-        for n in self.names:
-            t, dec = sink.get(n, {}), stats.get(f"decode[{n}]") or {}
-            out = (t["frames"] - 1) / t["span_s"] if t.get("span_s") else 0.0
-            top = t.get("top") or []
-            state = "ended" if t.get("end") else dec.get("state") or ("live" if t.get("frames") else "starting")
-            table.add_row(escape(n), escape(str(state)), f"{dec.get('input_fps', 0):.1f}", f"{out:.1f}",
-                          str(t.get("frames", 0)), str(dec.get("dropped", 0) + dec.get("buffer_dropped", 0)),
-                          str(dec.get("reconnects", 0)),
+        for r in stream_rows(self.cfg, stats, pictures=False):
+            top = r["top"]
+            table.add_row(escape(r["name"]), escape(r["status"]), f"{r['input_fps']:.1f}", f"{r['fps']:.1f}",
+                          str(r["frames"]), str(r["dropped"]), str(r["reconnects"]),
                           escape(f"{top[0][0]} {top[0][1]:.2f}") if top else "")
         return table
 
     def update(self, stats: dict[str, dict[str, Any]]) -> None:
-        sink = _stage(stats, "sink[").get("streams") or {}
+        sink = stage_stats(stats, "sink[").get("streams") or {}
         now = time.monotonic()
         if self._table is not None:
             self._table.update(self._render(stats))
@@ -205,8 +196,8 @@ class Progress:
                 self._live.update(self._tasks[n], completed=frames, fps=fps, total=min(known) if known else None)
         elif now - self._last_plain >= 10 and sink:
             self._last_plain = now
-            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames{_live_status(stats.get(f'decode[{n}]'))}"
-                     for n in self.names]
+            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames{_live_status(stats, i, n)}"
+                     for i, n in enumerate(self.names)]
             print(f"[{now - self.t0:6.0f}s] " + ", ".join(parts), file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -137,10 +137,11 @@ class _Reporter:
     def __init__(self, spec: StageSpec, ctrl: Control, stage: Any) -> None:
         self.spec, self.ctrl, self.stage = spec, ctrl, stage
         self.counters = StageCounters()
+        self.extra: dict[str, Any] = {}  # what the loop itself measures beyond the counters
         self._next = time.monotonic() + STATS_EVERY_S
 
     def snapshot(self) -> dict[str, Any]:
-        return {**self.counters.to_dict(), **self.stage.stats(), "stream": self.spec.stream}
+        return {**self.counters.to_dict(), **self.stage.stats(), **self.extra, "stream": self.spec.stream}
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -310,7 +311,7 @@ def run_batch(stage: BatchStage, spec: StageSpec, ctrl: Control, rep: _Reporter)
     open_streams = set(pools)
     max_batch = int(getattr(stage, "max_batch", spec.max_batch))
     backlog = _Backlog(pools, spec.drop_oldest, max(2, max_batch))
-    rep.stage.stale_dropped = backlog.dropped  # reported per stream (see Classifier.stats)
+    rep.extra["stale_dropped"] = backlog.dropped  # per stream index (pipeline.metrics.stream_dropped)
     ends: deque[tuple[EndOfStream, int]] = deque()  # (end, batches submitted before it)
     waiting_ends: list[EndOfStream] = []  # ends read while their stream still has frames in the backlog
     submitted = collected = 0

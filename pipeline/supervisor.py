@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
+from pipeline.compose import Graph, build_graph, probe, ring_bytes
 from pipeline.config import Config, redact
 from pipeline.errors import ResourceError, SourceGaveUp, StageError, VideoclfError, error_from_event
-from pipeline.compose import Graph, build_graph, probe, ring_bytes
 from pipeline.messages import Event
+from pipeline.metrics import stage_stats
 from pipeline.report import Progress, build_report
 from pipeline.restart import RestartPolicy
 from pipeline.services import Services
@@ -95,10 +96,6 @@ def preflight(cfg: Config) -> None:
     check_free_space(ring_bytes(cfg))
 
 
-def _sink_stats(stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return next((d for t, d in stats.items() if t.startswith("sink[")), {})
-
-
 class Supervisor:
     def __init__(self, cfg: Config, opts: RunOptions) -> None:
         self.cfg = cfg
@@ -151,7 +148,7 @@ class Supervisor:
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self._add_restarts(report)
         if mqtt is not None:
-            events = (_sink_stats(self.state.stats).get("alerts") or {}).get("mqtt")
+            events = (stage_stats(self.state.stats, "sink[").get("alerts") or {}).get("mqtt")
             report["mqtt"] = {"state": mqtt, **({"events": events} if events else {})}
         err = self.state.error
         return RunResult(report, err.exit_code if err else 0, err)

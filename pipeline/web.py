@@ -19,7 +19,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.prom import snapshot, stage_stats
+from pipeline.metrics import stage_stats, stream_dropped
+from pipeline.prom import snapshot
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,13 @@ def _pictured(cfg: Config, stream: str) -> dict[str, Any] | None:
         return None
 
 
-def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]], pictures: bool = True) -> list[dict[str, Any]]:
+    """One row per stream, as the web view, MQTT state and the terminal table show it.
+    ``pictures``: take the labels of the frame the preview JPEG shows, when one is written."""
     sink = stage_stats(stats, "sink[")
     tallies, live = sink.get("streams") or {}, sink.get("live") or {}
     rows = []
-    for s in cfg.streams:
+    for i, s in enumerate(cfg.streams):
         t, lv, dec = tallies.get(s.name, {}), live.get(s.name) or {}, stats.get(f"decode[{s.name}]", {})
         if t.get("end"):
             status = "ended"
@@ -47,12 +50,13 @@ def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]]) -> list[dict[str,
             status = dec["state"].replace("_", " ")
         else:
             status = "live" if t.get("frames") else "starting"
-        pictured = _pictured(cfg, s.name)  # the labels of the frame the picture shows, if written
+        pictured = _pictured(cfg, s.name) if pictures else None  # the labels of the frame the picture shows
         span = t.get("span_s")
         fps = lv.get("fps") or (round((t["frames"] - 1) / span, 2) if span else 0.0)
         rows.append({"name": s.name, "status": status, "frames": t.get("frames", 0), "fps": fps,
-                     "dropped": dec.get("dropped", 0), "top": (pictured or lv).get("top") or t.get("top") or [],
-                     "pts": (pictured or lv).get("pts")})
+                     "dropped": stream_dropped(stats, i, s.name),
+                     "top": (pictured or lv).get("top") or t.get("top") or [], "pts": (pictured or lv).get("pts"),
+                     "input_fps": dec.get("input_fps", 0.0), "reconnects": dec.get("reconnects", 0)})
     return rows
 
 

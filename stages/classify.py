@@ -44,7 +44,6 @@ class Classifier(StageBase):
         self._sent: dict[int, tuple[Sequence[FrameRecord], float]] = {}
         self._order: deque[int] = deque()
         self._next = 0
-        self.stale_dropped: dict[int, int] = {}  # per stream: stale live frames dropped unclassified
 
     def setup(self) -> None:
         from stages.backends import open_backend
@@ -86,7 +85,9 @@ class Classifier(StageBase):
         out = []
         for tag, logits in self.backend.collect(block):
             records, t0 = self._sent.pop(tag)
-            self._order.remove(tag)
+            head = self._order.popleft()  # engines hand batches back in submission order
+            if head != tag:
+                raise RuntimeError(f"engine returned batch {tag} before batch {head}")
             ms = (time.perf_counter() - t0) * 1000
             self.infer.add(ms)
             self.batches += 1
@@ -96,15 +97,6 @@ class Classifier(StageBase):
                                          ms, n) for k, rec in enumerate(records)]))
         return out
 
-    def process(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> list[Result]:
-        """One batch, synchronously, with results of any batches still in flight before it."""
-        self.submit(inputs, records)
-        done = []
-        while self.pending:
-            done += self.collect(True)
-        return [r for _, results in done for r in results]
-
     def stats(self) -> dict[str, Any]:
         return {"model": self.info, "batches": self.batches, "infer_ms": self.infer.to_dict(),
-                "batch": self.max_batch, "in_flight": self.depth,
-                "stale_dropped": {str(k): v for k, v in self.stale_dropped.items()}}
+                "batch": self.max_batch, "in_flight": self.depth}

@@ -235,7 +235,7 @@ def open_backend(cfg: ModelConfig) -> OpenedBackend:
     src = ModelSource(cfg)
     # the tuned verdict is looked up by the weights' hash; weights known only once loaded
     # (torchvision downloads) are not looked up, so they never load torch just for this
-    wid = src.weights_id if (cfg.precision == "auto" and src._id is not None) else None
+    wid = src.weights_id if (cfg.precision == "auto" and src.known_before_loading) else None
     precision, why, tuned = resolve_precision(cfg.precision, device, cfg, wid)
     name, note = resolve_backend(cfg.backend, device, precision)
     if note:

@@ -101,6 +101,11 @@ class ModelSource:
         return labels
 
     @property
+    def known_before_loading(self) -> bool:
+        """The weights' identity is known without building the model (a file to hash, or seeded random)."""
+        return self._id is not None
+
+    @property
     def weights_id(self) -> str:
         if self._id is None:  # downloadable weights: keyed by what was loaded
             from stages.backends.cache import state_hash

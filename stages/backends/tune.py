@@ -86,11 +86,10 @@ def _speed(path: str, precision: str, cfg: Any, threads: int) -> float:
 def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = MARGIN) -> dict[str, Any]:
     """Quantise on the even of ``2 * frames`` frames of the config's file streams (else the
     shipped sample), measure the odd ones, cache and return the verdict."""
-    from stages.backends import BackendContext, default_threads, isa_precision
     from pipeline.assets import sample_clip
+    from stages.backends import BackendContext, cpu_has_vnni, default_threads, isa_precision
     from stages.backends.cache import _source_tag, cache_dir, export_onnx, model_frames, model_key, normalise
     from stages.backends.int8_nncf import quantize
-    from stages.backends import cpu_has_vnni
     from stages.backends.source import ModelSource
 
     sources = list(dict.fromkeys(s.source for s in config.streams if not s.is_live)) or [str(sample_clip())]
