@@ -61,11 +61,18 @@ def kill_stage(pid: int, prefix: str, sig: int = signal.SIGKILL) -> psutil.Proce
     return victim
 
 
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # it exited between the two questions
+        return False
+
+
 def assert_all_gone(procs: list[psutil.Process], timeout: float = 5.0) -> None:
     """No stage process may outlive the run (orphans are what this guards against)."""
     deadline = time.monotonic() + timeout
-    alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    alive = [p for p in procs if _alive(p)]
     while alive and time.monotonic() < deadline:
         time.sleep(0.1)
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in alive if _alive(p)]
     assert not alive, f"orphan stage processes: {[(p.pid, ' '.join(p.cmdline())) for p in alive]}"
