@@ -52,3 +52,30 @@ class Event:
     kind: str
     stage: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message on every connection: who is talking. ``role`` is source (a decoder to
+    the classifier), display (a decoder to the sink), classify (the classifier to the sink) or
+    supervisor (ends a given-up stream for it); ``pool`` names the producer's slot pool."""
+
+    role: str
+    stream: int = -1
+    pool: Any = None  # pipeline.shm.PoolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The sink to a classifier that connects: per stream, the last frame number its logs hold
+    (-1: none) and the streams it has ended; the classifier replays what comes after."""
+
+    last: tuple[int, ...]
+    ended: frozenset = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A stream's end reached the label log (sink → classifier → decoder): its producer may exit."""
+
+    stream: int

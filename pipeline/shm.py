@@ -1,9 +1,11 @@
 """Pre-allocated shared-memory slot pools.
 
-A pool is one ``SharedMemory`` segment cut into fixed-size slots plus a queue of free slot
-indices. Ownership is explicit: a producer writes only into a slot it took from the free
-queue, and a slot returns to the queue only when its consumer releases it, so nothing is
-overwritten while a reader holds it. Only the supervisor creates and unlinks segments;
+A pool is one ``SharedMemory`` segment: a header of one state byte per slot, then the
+fixed-size slots. Each pool has one producer and one consumer, and ownership is in the
+state bytes, with no lock: the producer takes a FREE slot (marking it HELD), writes it and
+sends its record; the consumer sets it FREE again when done. A single byte store is atomic,
+so either side may be SIGKILLed at any instruction; when the consumer dies, the producer
+(the pool's owner) reclaims the slots it held. Only the supervisor creates and unlinks segments;
 children attach without registering with the resource tracker (Python < 3.13 registers
 attaches too, and the tracker would unlink or warn when a child exits).
 """
@@ -12,9 +14,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import queue
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
@@ -43,8 +45,15 @@ class PoolSpec:
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
     @property
+    def header_bytes(self) -> int:
+        return -(-self.slots // 64) * 64  # one state byte per slot, cache-line aligned
+
+    @property
     def total_bytes(self) -> int:
-        return self.slot_bytes * self.slots
+        return self.header_bytes + self.slot_bytes * self.slots
+
+
+FREE, HELD = 0, 1
 
 
 def new_run_id() -> str:
@@ -74,22 +83,24 @@ def _attach_untracked(name: str) -> SharedMemory:
 class SlotPool:
     """Handle to a pool; picklable before ``attach()`` so it can be passed to a child."""
 
-    def __init__(self, spec: PoolSpec, free: Any) -> None:
+    def __init__(self, spec: PoolSpec) -> None:
         self.spec = spec
-        self.free = free  # multiprocessing queue of free slot indices
         self._shm: SharedMemory | None = None
         self._views: list[np.ndarray] = []
+        self._state: np.ndarray | None = None
+        self._cursor = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"spec": self.spec, "free": self.free}
+        return {"spec": self.spec}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["spec"], state["free"])  # type: ignore[misc]
+        self.__init__(state["spec"])  # type: ignore[misc]
 
     def _map(self, shm: SharedMemory) -> None:
         self._shm = shm
-        n = self.spec.slot_bytes
-        self._views = [np.ndarray(self.spec.shape, self.spec.dtype, buffer=shm.buf, offset=i * n)
+        n, h = self.spec.slot_bytes, self.spec.header_bytes
+        self._state = np.ndarray((self.spec.slots,), np.uint8, buffer=shm.buf)
+        self._views = [np.ndarray(self.spec.shape, self.spec.dtype, buffer=shm.buf, offset=h + i * n)
                        for i in range(self.spec.slots)]
 
     def attach(self) -> "SlotPool":
@@ -97,20 +108,61 @@ class SlotPool:
             self._map(_attach_untracked(self.spec.name))
         return self
 
+    @property
+    def attached(self) -> bool:
+        return self._shm is not None
+
     def view(self, slot: int) -> np.ndarray:
         return self._views[slot]
 
-    def acquire(self, timeout: float) -> int | None:
-        try:
-            return self.free.get(timeout=timeout) if timeout > 0 else self.free.get_nowait()
-        except queue.Empty:
+    # -- producer side -----------------------------------------------------------
+    def take(self) -> int | None:
+        """A free slot, now HELD by the producer, or None; round robin from the last one."""
+        state = self._state
+        assert state is not None, "pool not attached"
+        free = np.flatnonzero(state == FREE)
+        if not len(free):
             return None
+        after = free[free >= self._cursor]
+        slot = int(after[0] if len(after) else free[0])
+        state[slot] = HELD
+        self._cursor = slot + 1
+        return slot
 
+    def acquire(self, timeout: float, stop: Any = None) -> int | None:
+        """``take`` with a bounded wait (polling: the consumer frees slots without telling)."""
+        slot = self.take()
+        if slot is not None or timeout <= 0:
+            return slot
+        end = time.monotonic() + timeout
+        pause = 0.0005
+        while slot is None and time.monotonic() < end and not (stop is not None and stop.is_set()):
+            time.sleep(min(pause, max(end - time.monotonic(), 0)))
+            pause = min(pause * 2, 0.004)
+            slot = self.take()
+        return slot
+
+    def held(self) -> list[int]:
+        """Slots not free: taken by the producer or not yet released by the consumer."""
+        return [int(i) for i in np.flatnonzero(self._state != FREE)] if self._state is not None else []
+
+    def reclaim(self, slots: Any = None) -> None:
+        """The consumer died: its slots (all, or ``slots``) are the producer's again."""
+        if self._state is not None:
+            if slots is None:
+                self._state[:] = FREE
+            else:
+                for s in slots:
+                    self._state[s] = FREE
+
+    # -- consumer side -----------------------------------------------------------
     def release(self, slot: int) -> None:
-        self.free.put(slot)
+        if self._state is not None:
+            self._state[slot] = FREE
 
     def close(self) -> None:
         self._views = []
+        self._state = None
         if self._shm is not None:
             try:
                 self._shm.close()
@@ -120,12 +172,12 @@ class SlotPool:
 
 
 class PoolOwner:
-    """The supervisor's side: creates segments, fills the free queues, unlinks at the end."""
+    """The supervisor's side: creates segments and unlinks them (each at its domain's end, or
+    all at the end of the run)."""
 
-    def __init__(self, ctx: Any, run_id: str) -> None:
-        self._ctx = ctx
+    def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self._owned: list[tuple[SharedMemory, SlotPool]] = []
+        self._owned: dict[str, tuple[SharedMemory, SlotPool]] = {}
 
     def create(self, label: str, slots: int, shape: tuple[int, ...], dtype: str) -> SlotPool:
         spec = PoolSpec(segment_name(self.run_id, label), slots, tuple(int(s) for s in shape), dtype)
@@ -135,21 +187,27 @@ class PoolOwner:
             if exc.errno in (errno.ENOSPC, errno.ENOMEM):
                 raise ResourceError(f"{SHM_DIR}: cannot allocate {spec.total_bytes / 2**20:.1f} MiB for {label}") from exc
             raise
-        pool = SlotPool(spec, self._ctx.Queue())
+        pool = SlotPool(spec)
         pool._map(shm)
-        for i in range(slots):
-            pool.free.put(i)
-        self._owned.append((shm, pool))
+        pool.reclaim()
+        self._owned[spec.name] = (shm, pool)
         return pool
 
+    def unlink(self, pool: SlotPool) -> None:
+        """Remove one pool (its domain was rebuilt); a consumer that still maps it keeps the
+        pages until it lets go."""
+        shm, own = self._owned.pop(pool.spec.name, (None, None))
+        if shm is None:
+            return
+        own.close()
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
+
     def unlink_all(self) -> None:
-        while self._owned:
-            shm, pool = self._owned.pop()
-            pool.close()
-            try:
-                shm.unlink()
-            except FileNotFoundError:
-                pass
+        for _, pool in list(self._owned.values()):
+            self.unlink(pool)
 
 
 def check_free_space(needed: int, path: str = SHM_DIR) -> None:

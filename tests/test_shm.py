@@ -17,7 +17,7 @@ CTX = mp.get_context("spawn")
 
 @pytest.fixture
 def owner():
-    o = PoolOwner(CTX, new_run_id())
+    o = PoolOwner(new_run_id())
     yield o
     o.unlink_all()
 
@@ -60,7 +60,7 @@ def test_child_attach_does_not_unlink_or_warn(owner):
     unlinks the segment (or warns about a leak) when the attaching process exits."""
     pool = owner.create("t", 1, (4,), "uint8")
     code = ("import pickle,sys; from pipeline.shm import SlotPool, PoolSpec; "
-            f"p = SlotPool(PoolSpec({pool.spec.name!r}, 1, (4,), 'uint8'), None).attach(); p.view(0)[:] = 9; p.close()")
+            f"p = SlotPool(PoolSpec({pool.spec.name!r}, 1, (4,), 'uint8')).attach(); p.view(0)[:] = 9; p.close()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "leaked" not in out.stderr
@@ -95,7 +95,7 @@ def test_not_enough_shared_memory_is_a_clear_error():
 def test_attaching_a_segment_that_is_gone_names_it(owner):
     # given a pool whose segment was removed under the run
     pool = owner.create("gone", 2, (4,), "uint8")
-    handle = type(pool)(pool.spec, pool.free)
+    handle = type(pool)(pool.spec)
     owner.unlink_all()
     # when a stage attaches to it, then the error names the segment
     with pytest.raises(ResourceError, match=rf"shared-memory segment /dev/shm/{pool.spec.name} is gone"):
