@@ -10,14 +10,15 @@ engine, preparing an uploaded image, tuning, benchmarking helpers).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from pipeline.budget import decode_threads, usable_cores
 from pipeline.config import Config, ModelConfig, StreamConfig
 from pipeline.display import DisplayGeom, DisplayPort, slots_needed
 from pipeline.shm import PoolOwner
-from pipeline.stage import Link, StageSpec
+from pipeline.stage import BatchSpec, Policy, Port, SinkSpec, SourceSpec
+from pipeline.transport import address
 from stages.decode import DecodeConfig, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
 from stages.live import live_config
 from stages.sinks import SinkConfig
@@ -25,20 +26,81 @@ from stages.sinks import SinkConfig
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Graph:
-    specs: list[StageSpec] = field(default_factory=list)  # in start order: sinks first, sources last
-    queues: list[Any] = field(default_factory=list)  # every queue, drained at teardown
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run's processes need, computed once (each file probed once): the
+    supervisor checks it before starting, materialises it, and rebuilds any one domain from
+    it (a decoder with a fresh pool, the classifier, the sink) while the others run on."""
 
-    def by_role(self, *roles: str) -> list[StageSpec]:
-        return [s for s in self.specs if s.role in roles]
+    cfg: Config
+    run_id: str
+    sink_kind: str  # the sink's STAGES name
+    sink_cfg: Any
+    geoms: Optional[tuple[DisplayGeom, ...]]  # per stream, when an output needs pixels
+    decoders: tuple[tuple[str, Any], ...]  # per stream: (STAGES name, picklable decode config)
+    classifier: BatchSpec
+    sink_title: str
+    max_frames: Optional[int]
+    shm_bytes: int  # what the pools take in /dev/shm (checked before anything is created)
+
+    @property
+    def sink_address(self) -> str:
+        return self.classifier.to
+
+    def source(self, owner: PoolOwner, i: int, gen: int, seq_start: int) -> SourceSpec:
+        """Decoder ``i``'s spec; generation ``gen`` > 0 (a restart) gets pools of its own."""
+        s, cfg = self.cfg.streams[i], self.cfg
+        tag = f"_g{gen}" if gen else ""
+        pool = owner.create(f"{s.name}_rgb{tag}", _frame_slots(cfg, s.ring_slots), (cfg.model.crop,) * 2 + (3,), "uint8")
+        display = None
+        if self.geoms:
+            g = self.geoms[i]
+            n = slots_needed(s.ring_slots, _model_slots(cfg), cfg.model.batch_bound, g.every_frame)
+            display = DisplayPort(Port(owner.create(f"{s.name}_yuv{tag}", n, g.shape, "uint8"), self.sink_address), g)
+        kind, dec = self.decoders[i]
+        return SourceSpec(f"decode[{s.name}]", kind, dec, i, Port(pool, self.classifier.inbox),
+                          Policy(s.effective_policy), seq_start, self.max_frames, display)
+
+    def sink(self, last_seq: tuple[int, ...] = (), ended: frozenset = frozenset()) -> SinkSpec:
+        """The sink's spec; after a crash it appends to the logs and drops what they hold."""
+        cfg = self.sink_cfg
+        if last_seq:
+            cfg = replace(cfg, append=True) if not hasattr(cfg, "label") else \
+                replace(cfg, label=replace(cfg.label, append=True))
+        display = {i: g for i, g in enumerate(self.geoms)} if self.geoms else None
+        return SinkSpec(self.sink_title, self.sink_kind, cfg, self.sink_address, len(self.cfg.streams),
+                        last_seq, ended, display)
 
 
-def ring_bytes(cfg: Config) -> int:
-    """Shared memory the run will allocate: checked against /dev/shm before creating anything."""
-    crop = cfg.model.crop
-    rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * crop * crop * 3
-    return rings + display_bytes(cfg, _model_slots(cfg))
+def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) -> RunPlan:
+    infos = {i: probe(s.source) for i, s in enumerate(cfg.streams) if not s.is_live}  # the one probe per file
+    m = cfg.model
+    names = tuple(s.name for s in cfg.streams)
+    sink_cfg: Any = SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none", False)
+    geoms = tuple(display_geom(s, cfg.output.video, infos.get(i)) for i, s in enumerate(cfg.streams)) \
+        if wants_display(cfg) else None
+    if geoms:
+        sink_kind, sink_cfg = outputs_sink(cfg, sink_kind, sink_cfg, list(geoms))
+    decoders = []
+    for i, s in enumerate(cfg.streams):
+        # FFmpeg's own default (cores + 1 threads per stream) oversubscribes many-stream runs
+        s = s.model_copy(update={"decode_threads": s.decode_threads or decode_threads(len(cfg.streams))})
+        geom = geoms[i] if geoms else None
+        if s.is_live:
+            decoders.append(("decode.live", live_config(s, m.resize_to, m.crop, geom)))
+        else:
+            decoders.append(("decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, s.decode_threads,
+                                                         s.loop, geom)))
+    if m.engine_streams == "auto" and len(cfg.streams) > 1:
+        m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
+    classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),
+                           address(run_id, "sink"), len(names), cfg.model.batch_bound, m.max_wait_ms / 1000,
+                           frozenset(i for i, s in enumerate(cfg.streams) if s.effective_policy == "drop_oldest"))
+    rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * m.crop * m.crop * 3
+    shm = rings + _display_bytes(cfg, geoms)
+    title = f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]"
+    return RunPlan(cfg, run_id, sink_kind, sink_cfg, geoms, tuple(decoders), classifier, title,
+                   max_frames or cfg.max_frames, shm)
 
 
 def _model_slots(cfg: Config) -> int:
@@ -48,59 +110,8 @@ def _model_slots(cfg: Config) -> int:
 
 
 def _frame_slots(cfg: Config, ring_slots: int) -> int:
-    # decode writes the model input (RGB uint8, cropped) straight into the classifier's ring
+    # decode writes the model input (RGB uint8, cropped) straight into the classifier's pool
     return max(ring_slots, _model_slots(cfg))
-
-
-def build_graph(cfg: Config, owner: PoolOwner, ctx: Any, max_frames: int | None, sink_kind: str,
-                next_seq: dict[str, int] | None = None) -> Graph:
-    """``next_seq`` (a restart after a crash): per stream, the first frame number to log; the
-    sinks append to the label logs."""
-    resume = next_seq is not None
-    g = Graph()
-    m = cfg.model
-    crop = m.crop
-    to_classify = ctx.Queue()
-    to_sink = ctx.Queue()
-    g.queues += [to_classify, to_sink]
-    names = tuple(s.name for s in cfg.streams)
-    sink_cfg: Any = SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none", resume)
-    geoms = plan(cfg)  # None unless video, alerts or the web view need pixels
-    if geoms:
-        sink_kind, sink_cfg = outputs_sink(cfg, sink_kind, sink_cfg, geoms)
-    displays = {i: display_port(owner, ctx, cfg, i, geom, _model_slots(cfg))
-                for i, geom in enumerate(geoms or [])}
-    g.queues += [d.link.channel for d in displays.values()]
-    g.specs.append(StageSpec(f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]",
-                             sink_kind, sink_cfg, "sink", inbox=to_sink, n_streams=len(names),
-                             display=displays or None))
-    pools = {}
-    sources: list[StageSpec] = []
-    for i, s in enumerate(cfg.streams):
-        # FFmpeg's own default (cores + 1 threads per stream) oversubscribes many-stream runs
-        s = s.model_copy(update={"decode_threads": s.decode_threads or decode_threads(len(cfg.streams))})
-        frames = Link(owner.create(f"{s.name}_rgb", _frame_slots(cfg, s.ring_slots), (crop, crop, 3), "uint8"),
-                      to_classify)
-        pools[i] = frames.pool
-        geom = geoms[i] if geoms else None
-        if s.is_live:
-            kind, dec = "decode.live", live_config(s, m.resize_to, crop, geom)
-        else:
-            kind, dec = "decode.file", DecodeConfig(s.name, s.source, m.resize_to, crop, s.roi, s.decode_threads,
-                                                    s.loop, geom)
-        sources.append(StageSpec(f"decode[{s.name}]", kind, dec, "source", outbox=frames,
-                                 policy=s.effective_policy, stream=i, seq_start=(next_seq or {}).get(s.name, 0),
-                                 max_frames=max_frames or cfg.max_frames, display=displays.get(i)))
-    if m.engine_streams == "auto" and len(cfg.streams) > 1:
-        m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
-    device = m.device.replace(":", "")
-    g.specs.append(StageSpec(f"classify[{device}]", "classify", m, "batch", inbox=(to_classify, pools),
-                             outbox=to_sink, n_streams=len(names), max_batch=cfg.model.batch_bound,
-                             max_wait_s=m.max_wait_ms / 1000,
-                             drop_oldest=frozenset(i for i, s in enumerate(cfg.streams)
-                                                   if s.effective_policy == "drop_oldest")))
-    g.specs += sources
-    return g
 
 
 # -- watched outputs: display pools and the outputs sink --------------------------------
@@ -118,39 +129,25 @@ def _even(v: float) -> int:
     return max(int(v) // 2 * 2, 2)
 
 
-def display_geom(s: StreamConfig, video: bool) -> DisplayGeom:
+def display_geom(s: StreamConfig, video: bool, info: Optional[dict[str, Any]]) -> DisplayGeom:
     """Full source size (even) for the annotated video; a small preview otherwise."""
     w, h, fps = LIVE_SIZE[0], LIVE_SIZE[1], 30.0
-    if not s.is_live:
-        info = probe(s.source)
+    if info is not None:
         w, h, fps = info["width"], info["height"], info["fps"] or 30.0
     if not video and h > PREVIEW_SHORT:
         w, h = w * PREVIEW_SHORT / h, PREVIEW_SHORT
     return DisplayGeom(_even(w), _even(h), float(fps), every_frame=video)
 
 
-def plan(cfg: Config) -> Optional[list[DisplayGeom]]:
-    if not wants_display(cfg):
-        return None
-    return [display_geom(s, cfg.output.video) for s in cfg.streams]
-
-
-def display_bytes(cfg: Config, model_slots: int) -> int:
+def _display_bytes(cfg: Config, geoms: Optional[tuple[DisplayGeom, ...]]) -> int:
     """/dev/shm the display pools take (0 when no output needs pixels)."""
-    geoms = plan(cfg)
     if not geoms:
         return 0
     total = 0
     for s, g in zip(cfg.streams, geoms):
-        n = slots_needed(s.ring_slots, model_slots, cfg.model.batch_bound, g.every_frame)
+        n = slots_needed(s.ring_slots, _model_slots(cfg), cfg.model.batch_bound, g.every_frame)
         total += n * g.shape[0] * g.shape[1]
     return total
-
-
-def display_port(owner: Any, ctx: Any, cfg: Config, i: int, geom: DisplayGeom, model_slots: int) -> DisplayPort:
-    s = cfg.streams[i]
-    n = slots_needed(s.ring_slots, model_slots, cfg.model.batch_bound, geom.every_frame)
-    return DisplayPort(Link(owner.create(f"{s.name}_yuv", n, geom.shape, "uint8"), ctx.Queue()), geom)
 
 
 def segment_seconds(cfg: Config) -> tuple[Optional[float], ...]:

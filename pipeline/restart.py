@@ -1,10 +1,9 @@
 """Restart policy for crashed stages: which failures are restarted, and how often.
 
-A restart rebuilds the whole stage graph (fresh pools, queues and processes) from the same
-picklable specs instead of respawning only the dead process: a process killed while it held
-a multiprocessing queue's internal lock (a reader blocks in ``get(timeout)`` holding it) or a
-pool slot would leave that queue or slot unusable forever, and no survivor can tell. A fresh
-graph is always consistent; the cost is one model load per restart.
+Each process is a fault domain (a stream's decoder, the classifier, the sink) and is
+restarted alone (``pipeline/domains.py``): the hand-overs between processes take no lock
+that a killed process could hold (``pipeline/transport.py``), so the survivors go on. The
+limit counts restarts per domain over a sliding minute.
 """
 from __future__ import annotations
 
@@ -22,28 +21,30 @@ WINDOW_S = 60.0
 class RestartPolicy:
     enabled: bool
     per_min: int = 5
-    times: deque = field(default_factory=deque)  # monotonic times of restarts in the window
-    counts: dict[str, int] = field(default_factory=dict)  # per stage title, for report.json
+    times: dict[str, deque] = field(default_factory=dict)  # per domain: monotonic times of restarts in the window
+    counts: dict[str, int] = field(default_factory=dict)  # per domain (stage title), for report.json
 
     def allow(self, err: VideoclfError, stage: str, now: Optional[float] = None) -> bool:
-        """True (and counted) when this failure should be answered by a restart."""
+        """True (and counted) when this failure should be answered by a restart of its domain."""
         # bad config or input (exit code 2) would fail again at once: only runtime deaths restart
         if not self.enabled or not stage or err.exit_code != 1:
             return False
         now = time.monotonic() if now is None else now
-        while self.times and now - self.times[0] > WINDOW_S:
-            self.times.popleft()
-        if len(self.times) >= self.per_min:
+        times = self.times.setdefault(stage, deque())
+        while times and now - times[0] > WINDOW_S:
+            times.popleft()
+        if len(times) >= self.per_min:
             return False
-        self.times.append(now)
+        times.append(now)
         self.counts[stage] = self.counts.get(stage, 0) + 1
         return True
 
-    def exhausted(self, err: VideoclfError) -> VideoclfError:
+    def exhausted(self, err: VideoclfError, stage: str = "") -> VideoclfError:
         """The error to fail with once the limit is reached: says that restarts were tried."""
-        if not self.enabled or not self.times or err.exit_code != 1:
+        recent = len(self.times.get(stage, ()))
+        if not self.enabled or not recent or err.exit_code != 1:
             return err
-        return StageError(f"{err} (after {len(self.times)} restart(s) in the last minute; "
+        return StageError(f"{err} (after {recent} restart(s) of {stage} in the last minute; "
                           f"limit supervision.max_restarts_per_min={self.per_min})")
 
     @property

@@ -3,8 +3,7 @@
 ``FakeSource([frame, frame, Pause(0.5), CRASH, EOF])`` yields frames, heartbeats through a
 pause, raises at ``CRASH`` and ends at ``EOF``; ``EchoClassifier`` labels each frame with its
 mean pixel value after an optional delay; ``ListSink`` keeps what reaches it. ``run_in_threads``
-wires them with real shared-memory pools and runs each loop in a thread, with the same
-``Control`` the processes get.
+wires them with real shared-memory pools and socket links and runs each loop in a thread.
 """
 from __future__ import annotations
 
@@ -16,8 +15,10 @@ from typing import Any, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from pipeline.messages import Decoded, EndOfStream, FrameRecord, Result
-from pipeline.stage import Control, Link, StageBase, StageSpec, _Reporter, run_batch, run_sink, run_source
+from pipeline.loops import run_batch, run_sink, run_source
+from pipeline.messages import Decoded, EndOfStream, FrameRecord, Hello, Result
+from pipeline.stage import BatchSpec, Control, Policy, Port, Reporter, SinkSpec, SourceSpec, StageBase
+from pipeline.transport import Outbox, address
 
 
 class Pause(NamedTuple):
@@ -87,7 +88,7 @@ class ListSink(StageBase):
         self.results: list[tuple[float, Result]] = []  # (monotonic time written, result)
         self.ends: list[EndOfStream] = []
 
-    def write(self, result: Result) -> None:
+    def write(self, result: Result, frame: Any = None) -> None:
         self.results.append((time.monotonic(), result))
 
     def end(self, eos: EndOfStream) -> None:
@@ -99,37 +100,36 @@ class Threads:
     sources: list[FakeSource]
     classifier: EchoClassifier
     sink: ListSink
-    reporters: dict[str, _Reporter] = field(default_factory=dict)
+    reporters: dict[str, Reporter] = field(default_factory=dict)
     errors: dict[str, BaseException] = field(default_factory=dict)
 
 
 def run_in_threads(owner: Any, sources: list[FakeSource], classifier: EchoClassifier, sink: ListSink,
                    slots: int = 4, shape: tuple[int, int, int] = (8, 8, 3), policies: Optional[list[str]] = None,
                    max_wait_s: float = 0.01, timeout: float = 30.0) -> Threads:
-    """Run ``sources`` → ``classifier`` → ``sink`` through real slot pools, one thread per loop,
-    until the sink has every stream's end (or ``timeout``)."""
+    """Run ``sources`` → ``classifier`` → ``sink`` through real slot pools and real socket
+    links, one thread per loop, until the sink has every stream's end (or ``timeout``)."""
     policies = policies or ["lossless"] * len(sources)
-    ctrl = Control(threading.Event(), threading.Event(), queue.Queue(), queue.Queue(), threading.Event())
-    to_classify: queue.Queue = queue.Queue()
-    to_sink: queue.Queue = queue.Queue()
-    pools = {i: owner.create(f"t{i}", slots, shape, "uint8") for i in range(len(sources))}
+    ctrl = Control(threading.Event(), threading.Event(), queue.Queue(), threading.Event())
+    n = len(sources)
+    inbox, to_sink = address(owner.run_id, "classify"), address(owner.run_id, "sink")
+    pools = {i: owner.create(f"t{i}", slots, shape, "uint8") for i in range(n)}
     run = Threads(sources, classifier, sink)
-    specs = [StageSpec(f"decode[s{i}]", "fake", None, "source", outbox=Link(pools[i], to_classify),
-                     policy=policies[i], stream=i) for i in range(len(sources))]
-    batch = StageSpec("classify[fake]", "fake", None, "batch", inbox=(to_classify, pools), outbox=to_sink,
-                      n_streams=len(sources), max_batch=classifier.max_batch, max_wait_s=max_wait_s,
-                      drop_oldest=frozenset(i for i, p in enumerate(policies) if p == "drop_oldest"))
-    sink_spec = StageSpec("sink[fake]", "fake", None, "sink", inbox=to_sink, n_streams=len(sources))
+    specs = [SourceSpec(f"decode[s{i}]", "fake", None, i, Port(pools[i], inbox), Policy(policies[i]))
+             for i in range(n)]
+    batch = BatchSpec("classify[fake]", "fake", None, inbox, to_sink, n, classifier.max_batch, max_wait_s,
+                      frozenset(i for i, p in enumerate(policies) if p == "drop_oldest"))
+    sink_spec = SinkSpec("sink[fake]", "fake", None, to_sink, n)
 
-    def go(loop: Any, stage: Any, spec: StageSpec) -> None:
-        rep = _Reporter(spec, ctrl, stage)
+    def go(loop: Any, stage: Any, spec: Any) -> None:
+        rep = Reporter(spec, ctrl, stage)
         run.reporters[spec.title] = rep
         try:
             loop(stage, spec, ctrl, rep)
         except BaseException as exc:  # noqa: BLE001 (kept for the caller to assert on)
             run.errors[spec.title] = exc
-            if loop is run_source:  # what the process would do: its stream ends with it
-                spec.outbox.channel.put(EndOfStream(spec.stream, -1, "crashed"))
+            if loop is run_source:  # what the supervisor does for a stream it gives up: end it
+                Outbox(inbox, Hello("supervisor", spec.stream)).send(EndOfStream(spec.stream, -1, "crashed"))
 
     threads = [threading.Thread(target=go, args=(run_sink, sink, sink_spec), daemon=True),
                threading.Thread(target=go, args=(run_batch, classifier, batch), daemon=True)]

@@ -107,10 +107,7 @@ class OutputsSink(StageBase):
                     seg = self.cfg.segment_s[i] if self.cfg.segment_s else None
                     self.writers[i] = SegmentWriter(out, self.names[i], (g.width, g.height), g.fps, seg)
 
-    def write(self, result: Result) -> None:
-        self.write_frame(result, None)
-
-    def write_frame(self, result: Result, frame: Optional[np.ndarray]) -> None:
+    def write(self, result: Result, frame: Optional[np.ndarray] = None) -> None:
         self.label.write(result)  # first: the label line exists for every frame the video shows
         rec, i = result.frame, result.frame.stream
         now = time.monotonic()

@@ -85,7 +85,7 @@ class _LabelLogSink(StageBase):
             rec["weights"] = "none (random init)"
         return rec
 
-    def write(self, r: Result) -> None:
+    def write(self, r: Result, frame: Any = None) -> None:
         try:
             self._write(r)
         except OSError as exc:

@@ -39,7 +39,7 @@ def test_segment_names_are_run_unique_and_prefixed(busy_run):
     # given a running pipeline, then its segments carry videoclf_<supervisor pid>_<tag+random>_<ring>
     proc, _ = busy_run
     names = shm_segments()
-    assert names and all(re.match(rf"^videoclf_{proc.pid}_{SHM_TAG}[0-9a-f]{{8}}_cam1_rgb$", n) for n in names)
+    assert names and all(re.match(rf"^videoclf_{proc.pid}_{SHM_TAG}[0-9a-f]{{8}}_(cam1_rgb|ctl)$", n) for n in names)
 
 
 def test_sigkill_of_the_supervisor_leaves_no_process_and_no_segment(busy_run):

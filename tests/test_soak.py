@@ -22,5 +22,5 @@ def test_one_minute_soak_has_no_fd_or_shm_growth(tmp_path, write_config):
     assert {"supervisor", "decode[cam1]", "classify[cpu]", "/dev/shm"} <= set(summary)
     for name, s in summary.items():
         assert s["fds_last"] == s["fds_first"] == s["fds_max"], (name, s)
-    assert summary["/dev/shm"]["fds_first"] == 1  # the stream's frame ring, nothing more
+    assert summary["/dev/shm"]["fds_first"] == 2  # the stream's frame pool and the run's flags, nothing more
     assert (tmp_path / "soak" / "soak.csv").stat().st_size > 0 and (tmp_path / "soak" / "soak.svg").exists()

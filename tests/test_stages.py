@@ -14,7 +14,9 @@ from conftest import make_audio_only
 
 from pipeline.config import Roi, parse_config
 from pipeline.errors import ConfigError, InputError
-from pipeline.compose import build_graph
+from pipeline.compose import RunPlan
+from pipeline.stage import BatchSpec
+from stages.sinks import SinkConfig
 from pipeline.registry import Registry
 from pipeline.shm import PoolOwner, new_run_id
 from stages.decode import DecodeConfig, FileDecoder, fit_geometry, probe, to_model_rgb
@@ -25,17 +27,24 @@ def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
     cfg = parse_config({"streams": [{"name": "a", "source": "a.mp4", "roi": {"x": 0, "y": 0, "w": 8, "h": 8}},
                                     {"name": "b", "source": "b.mp4"}],
                         "output": {"dir": str(tmp_path)}})
-    ctx = mp.get_context("spawn")
-    owner = PoolOwner(ctx, new_run_id())
+    owner = PoolOwner(new_run_id())
     try:
-        graph = build_graph(cfg, owner, ctx, None, "sink.jsonl")
-        kinds = sorted({s.kind for s in graph.specs})
-        assert kinds == ["classify", "decode.file", "sink.jsonl"]
-        for spec in graph.specs:
-            # queues and pools travel by process inheritance; everything else must pickle
-            bare = dataclasses.replace(spec, inbox=None, outbox=None)
-            back = pickle.loads(pickle.dumps(bare))
-            assert back == bare and back.config == spec.config
+        plan = RunPlan(cfg, owner.run_id, "sink.jsonl", SinkConfig(str(tmp_path), ("a", "b")), None,
+                       tuple(("decode.file", DecodeConfig(s.name, s.source, 256, 224, s.roi)) for s in cfg.streams),
+                       BatchSpec("classify[cpu]", "classify", cfg.model, "\0in", "\0out", 2), "sink[a,b]", None, 0)
+        specs = [plan.sink(), plan.sink((4, -1), frozenset({1})), plan.classifier,
+                 plan.source(owner, 0, 0, 0), plan.source(owner, 1, 3, 17)]
+        assert sorted({s.kind for s in specs}) == ["classify", "decode.file", "sink.jsonl"]
+        for spec in specs:
+            # pools travel by name: every spec pickles whole
+            back = pickle.loads(pickle.dumps(spec))
+            assert back.title == spec.title and back.config == spec.config
+            if spec.role == "source":
+                assert back.out.pool.spec == spec.out.pool.spec and back.out.to == spec.out.to
+            else:
+                assert back == spec
+        assert specs[1].config.append and not specs[0].config.append  # a restarted sink appends
+        assert specs[4].out.pool.spec.name.endswith("b_rgb_g3") and specs[4].seq_start == 17
     finally:
         owner.unlink_all()
 

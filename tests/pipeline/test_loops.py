@@ -13,7 +13,7 @@ from pipeline.testing import CRASH, EOF, EchoClassifier, FakeSource, ListSink, P
 
 @pytest.fixture
 def owner():
-    o = PoolOwner(mp.get_context("spawn"), new_run_id())
+    o = PoolOwner(new_run_id())
     yield o
     o.unlink_all()
 
