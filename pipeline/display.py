@@ -41,6 +41,11 @@ class DisplayPort:
     port: Any  # pipeline.stage.Port: this stream's pool of YUV slots + the sink's inbox
     geom: DisplayGeom
 
+    def lossless(self, source_lossless: bool) -> bool:
+        """A file's annotated video waits for a slot (every frame is in the video); a camera's
+        video and every preview drop the frame at hand when no slot is free (drop newest)."""
+        return self.geom.every_frame and source_lossless
+
 
 def slots_needed(ring_slots: int, model_slots: int, max_batch: int, every_frame: bool) -> int:
     # every frame in flight between decoder and sink holds a display slot; with fewer the
@@ -129,20 +134,13 @@ class DisplayMatcher:
             self.latest[stream] = None
 
 
-def send_display(out: Any, geom: DisplayGeom, frame: np.ndarray, rec: FrameRecord, lossless: bool) -> int:
+def send_display(out: Any, port: DisplayPort, frame: np.ndarray, rec: FrameRecord, source_lossless: bool) -> int:
     """Decoder side (``out``: its ``pipeline.links.Producer`` to the sink): copy ``frame`` into a
     display slot and announce it before its model frame, so the sink never waits long for it.
-    A file's annotated video waits for a slot; a camera's drops the frame; previews are simply
-    skipped. Returns the frames dropped (0 or 1)."""
-    if geom.every_frame and lossless:
-        slot = None
-        while slot is None and not out.stop.is_set():
-            slot = out.take(0.1)
-    else:
-        slot = out.take(0)
-    if slot is None:
-        return int(geom.every_frame)
-    np.copyto(out.pool.view(slot), frame)
-    if out.send(slot, FrameRecord(rec.stream, rec.seq, slot, rec.pts, rec.time, rec.t_decoded, rec.decode_ms)):
-        return 0
-    return int(geom.every_frame)
+    Returns the frames dropped (0 or 1; a skipped preview is no drop)."""
+    slot = out.acquire(port.lossless(source_lossless), 0.0)
+    if slot is not None:
+        np.copyto(out.pool.view(slot), frame)
+        if out.send(slot, FrameRecord(rec.stream, rec.seq, slot, rec.pts, rec.time, rec.t_decoded, rec.decode_ms)):
+            return 0
+    return int(port.geom.every_frame)

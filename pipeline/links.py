@@ -84,6 +84,16 @@ class Producer:
             time.sleep(pause)
             pause = min(pause * 2, 0.004)
 
+    def acquire(self, lossless: bool, wait_s: float) -> Optional[int]:
+        """The one acquire of every slot link: lossless waits (in bounded steps, until stop);
+        otherwise wait at most ``wait_s`` and let the caller drop the frame it holds."""
+        if not lossless:
+            return self.take(wait_s)
+        slot = None
+        while slot is None and not self.stop.is_set():
+            slot = self.take(0.1)
+        return slot
+
     def send(self, slot: int, rec: Any) -> bool:
         """Hand ``slot`` over. Without a consumer, a lossless link waits for the next one (until
         stop) and a lossy one gives the frame up (False)."""

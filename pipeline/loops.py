@@ -42,30 +42,60 @@ def _await_go(frames: Iterator[Any], ctrl: Control, lossless: bool) -> int:
     return discarded
 
 
-def _take(out: Producer, lossless: bool, stop: Any) -> Optional[int]:
-    """A slot for the next frame: a file waits for one; a camera waits briefly, else drops
-    the frame (its reader's buffer keeps the freshest frames meanwhile)."""
-    if not lossless:
-        return out.take(LIVE_WAIT_S)
-    slot = None
-    while slot is None and not stop.is_set():
-        slot = out.take(POLL_S)
-    return slot
+class _Feed:
+    """A source's two links (model frames to the classifier, display frames to the sink) and
+    what it counts."""
+
+    def __init__(self, spec: SourceSpec, ctrl: Control) -> None:
+        self.spec, self.stop = spec, ctrl.stop
+        self.lossless = spec.policy is Policy.LOSSLESS
+        self.out = Producer(spec.out, Hello("source", spec.stream, spec.out.pool.spec), self.lossless, ctrl.stop)
+        self.disp = None
+        if spec.display is not None:
+            port = spec.display.port
+            self.disp = Producer(port, Hello("display", spec.stream, port.pool.spec), False, ctrl.stop)
+        self.dropped = 0
+
+    @property
+    def all_dropped(self) -> int:
+        return self.dropped + self.out.lost + (self.disp.lost if self.disp else 0)
+
+    def hand_over(self, d: Decoded, rec: FrameRecord) -> Optional[bool]:
+        """Frame ``rec.seq`` into a slot and to the classifier: True when sent, False when
+        dropped (it keeps its number: a gap in the log), None when the run stopped first."""
+        if self.disp is not None and d.display is not None:
+            # the display frame goes first: the sink gets it before the Result it belongs to
+            self.dropped += send_display(self.disp, self.spec.display, d.display, rec, self.lossless)
+        # a camera waits briefly, else drops the frame (its reader's buffer keeps the freshest meanwhile)
+        slot = self.out.acquire(self.lossless, LIVE_WAIT_S)
+        if slot is None:
+            if self.stop.is_set():
+                return None
+            self.dropped += 1
+            return False
+        np.copyto(self.out.pool.view(slot), d.array)
+        if self.out.send(slot, FrameRecord(rec.stream, rec.seq, slot, rec.pts, rec.time, rec.t_decoded,
+                                           rec.decode_ms)):
+            return True
+        if self.lossless:  # stopped while no classifier was there
+            return None
+        self.dropped += 1
+        return False
+
+    def close(self, eos: EndOfStream) -> None:
+        if self.disp is not None:
+            self.disp.box.close()
+        self.out.finish(eos, wait=True)
 
 
 def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) -> None:
-    lossless = spec.policy is Policy.LOSSLESS
-    out = Producer(spec.out, Hello("source", spec.stream, spec.out.pool.spec), lossless, ctrl.stop)
-    disp = None
-    if spec.display is not None:
-        disp = Producer(spec.display.port, Hello("display", spec.stream, spec.display.port.pool.spec), False, ctrl.stop)
+    feed = _Feed(spec, ctrl)
     # after a restart, numbering goes on where the label log stopped; a file is decoded again
     # from the start and frames already classified are skipped, so each is logged once
-    seq = 0 if lossless else spec.seq_start
+    seq = 0 if feed.lossless else spec.seq_start
     reason = "end"
-    dropped = 0
     frames = stage.frames()
-    discarded = _await_go(frames, ctrl, lossless)
+    discarded = _await_go(frames, ctrl, feed.lossless)
     if discarded:
         log.info("%s: %d frames discarded while the model loaded", spec.title, discarded)
     rep.counters.started = time.monotonic()  # busy fraction and FPS count from the start of work
@@ -83,45 +113,30 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
         if item is None:  # heartbeat: nothing decoded yet
             rep.tick()
             continue
-        if lossless and seq < spec.seq_start:
+        if feed.lossless and seq < spec.seq_start:
             seq += 1
             continue
         d = item if isinstance(item, Decoded) else Decoded(*item)
         t1 = time.monotonic()
         # a threaded live source hands over when it decoded the frame and how long that took
-        t_dec = d.t_decoded if d.t_decoded is not None else t1
         dec_ms = d.decode_ms if d.decode_ms is not None else (t1 - t0) * 1000
-        rec = FrameRecord(spec.stream, seq, -1, d.pts, time.time(), t_dec, dec_ms)
-        if disp is not None and d.display is not None:
-            # the display frame goes first: the sink gets it before the Result it belongs to
-            dropped += send_display(disp, spec.display.geom, d.display, rec, lossless)
-        slot = _take(out, lossless, ctrl.stop)
-        if slot is None and ctrl.stop.is_set():
+        rec = FrameRecord(spec.stream, seq, -1, d.pts, time.time(), d.t_decoded or t1, dec_ms)
+        sent = feed.hand_over(d, rec)
+        if sent is None:
             reason = "stopped"
             break
-        if slot is not None:
-            np.copyto(out.pool.view(slot), d.array)
-            if out.send(slot, FrameRecord(spec.stream, seq, slot, d.pts, rec.time, t_dec, dec_ms)):
-                rep.counters.items += 1
-                rep.counters.busy_s += dec_ms / 1000  # decoding only: waiting for a free slot is not work
-            elif lossless:  # stopped while no classifier was there
-                reason = "stopped"
-                break
-            else:
-                slot = None
-        if slot is None:
-            dropped += 1  # the frame keeps its number (a gap in the log): its display frame pairs with nothing
+        if sent:
+            rep.counters.items += 1
+            rep.counters.busy_s += dec_ms / 1000  # decoding only: waiting for a free slot is not work
         seq += 1
-        rep.counters.dropped = dropped + out.lost + (disp.lost if disp else 0)
+        rep.counters.dropped = feed.all_dropped
         rep.extra["next_seq"] = seq
         rep.tick()
     close = getattr(frames, "close", None)
     if close:
         close()
-    if disp is not None:
-        disp.box.close()
-    out.finish(EndOfStream(spec.stream, seq, reason), wait=True)
-    rep.counters.dropped = dropped + out.lost + (disp.lost if disp else 0)
+    feed.close(EndOfStream(spec.stream, seq, reason))
+    rep.counters.dropped = feed.all_dropped
 
 
 class Backlog:

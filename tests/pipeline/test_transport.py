@@ -137,6 +137,9 @@ def test_a_consumer_killed_holding_slots_gives_them_back(owner, lossless):
         # when the consumer is SIGKILLed holding slots 1-3
         os.kill(old.pid, signal.SIGKILL)
         old.join(10)
+        # (a queue of its own: the killed one may have died holding the old queue's write lock,
+        # the very wedge these links avoid)
+        seen = CTX.Queue()
         new = CTX.Process(target=_consume, args=(addr, 100, seen), daemon=True)
         new.start()
         # then the producer goes on with its next frame
