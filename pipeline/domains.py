@@ -136,11 +136,11 @@ class Domains:
             last = (self._sink_tallies().get(name) or {}).get("last_seq")
         nxt = -1 if last is None else last
         if self.cfg.streams[i].is_live:
-            nxt = max(nxt, self.state.stats.get(f"decode[{name}]", {}).get("next_seq", 0) - 1)
+            nxt = max(nxt, self.state.stats.decoder(i).get("next_seq", 0) - 1)
         return nxt + 1
 
     def _sink_tallies(self) -> dict[str, Any]:
-        return (self.state.stats.get(self.plan.sink_title) or {}).get("streams") or {}
+        return self.state.stats.sink.get("streams") or {}
 
     def _next_sink(self) -> StageSpec:
         """A sink that appends: what the dead one logged is counted, and the classifier replays
@@ -159,7 +159,7 @@ class Domains:
                         else -1)
             if tally.get("end"):
                 ended.add(i)
-        self.state.stats.pop(self.plan.sink_title, None)
+        self.state.stats.forget_sink()
         return self.plan.sink(tuple(last), frozenset(ended))
 
     def _give_up(self, d: Domain, err: VideoclfError) -> None:
@@ -180,7 +180,7 @@ class Domains:
     # -- stats ---------------------------------------------------------------------
     def _retire(self, title: str) -> None:
         """Keep a dead process's cumulative counters: its successor counts from zero."""
-        old = self.state.stats.get(title) or {}
+        old = self.state.stats.stages().get(title) or {}
         kept = {k: old[k] for k in CARRIED if k in old}
         if isinstance(old.get("stale_dropped"), dict):
             kept["stale_dropped"] = dict(old["stale_dropped"])
@@ -209,10 +209,10 @@ class Domains:
         """A stream that gave up (a camera past live.max_reconnects, or a decoder past its
         restart limit) fails the run (exit 1) once the others have ended."""
         stats = self.state.stats
-        gone = [s for s in self.cfg.streams if stats.get(f"decode[{s.name}]", {}).get("gave_up")]
+        gone = [s for i, s in enumerate(self.cfg.streams) if stats.decoder(i).get("gave_up")]
         parts = []
         if gone:
-            first = stats[f"decode[{gone[0].name}]"]
+            first = stats.decoder(self.cfg.streams.index(gone[0]))
             why = f" ({redact(first['last_error'])})" if first.get("last_error") else ""
             parts.append(f"stream{'s' if len(gone) > 1 else ''} {', '.join(s.name for s in gone)} gave up after "
                          f"live.max_reconnects failed reconnects{why}")

@@ -186,7 +186,7 @@ class _Classify:
         self.inputs = Inputs()
         self.max_batch = int(getattr(stage, "max_batch", spec.max_batch))
         self.backlog = Backlog(spec.n_streams, spec.drop_oldest, max(2, self.max_batch), self.inputs.release)
-        rep.extra["stale_dropped"] = self.backlog.dropped  # per stream index (pipeline.metrics.stream_dropped)
+        rep.extra["stale_dropped"] = self.backlog.dropped  # per stream index (pipeline.metrics.RunStats.dropped)
         self.eos_seen: set[int] = set()  # streams whose end came in
         self.ends: deque[tuple[EndOfStream, int]] = deque()  # (end, batches submitted before it)
         self.waiting_ends: list[EndOfStream] = []  # ends whose stream still has frames in the backlog

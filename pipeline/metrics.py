@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 # log-spaced buckets, 2 % wide, from 10 µs up: bounded memory for runs of any length
 _BASE = 1.02
@@ -83,14 +84,64 @@ def peak_rss_mb() -> Optional[float]:
     return None
 
 
-def stage_stats(stats: dict[str, dict[str, Any]], prefix: str) -> dict[str, Any]:
-    """The latest stats of the first stage whose title starts with ``prefix`` ("sink[", "classify[")."""
-    return next((d for t, d in stats.items() if t.startswith(prefix)), {})
+class RunStats:
+    """The latest stats of each stage of a run, kept by role: one decoder per stream, the
+    classifier, the sink. The report, the terminal, the web view, Prometheus and MQTT ask by
+    role and stream index, never by a stage's title. The supervisor writes; servers read a
+    ``snapshot()`` from their own threads."""
 
+    def __init__(self, names: Sequence[str] = ()) -> None:
+        self.names = tuple(names)
+        self._decoders: dict[int, dict[str, Any]] = {}
+        self._classifier: dict[str, Any] = {}
+        self._sink: dict[str, Any] = {}
+        self._stages: dict[str, dict[str, Any]] = {}  # by title, for the report's per-process section
+        self._lock = threading.Lock()
 
-def stream_dropped(stats: dict[str, dict[str, Any]], index: int, name: str) -> int:
-    """Every frame of a stream that was never classified: dropped by its decoder (no free slot,
-    or the live reader's buffer) and stale frames the classifier released unclassified."""
-    dec = stats.get(f"decode[{name}]") or {}
-    stale = stage_stats(stats, "classify[").get("stale_dropped") or {}
-    return dec.get("dropped", 0) + dec.get("buffer_dropped", 0) + stale.get(index, 0)
+    def put(self, role: str, stream: int, title: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            if role == "source":
+                self._decoders[stream] = data
+            elif role == "batch":
+                self._classifier = data
+            else:
+                self._sink = data
+            self._stages[title] = data
+
+    def forget_sink(self) -> None:
+        """A new sink counts from zero: its predecessor's tallies are carried elsewhere."""
+        with self._lock:
+            self._sink = {}
+
+    def decoder(self, index: int) -> dict[str, Any]:
+        return self._decoders.get(index) or {}
+
+    @property
+    def classifier(self) -> dict[str, Any]:
+        return self._classifier
+
+    @property
+    def sink(self) -> dict[str, Any]:
+        return self._sink
+
+    def tally(self, name: str) -> dict[str, Any]:
+        """What the sink counted for one stream (frames, last frame number, latencies)."""
+        return (self._sink.get("streams") or {}).get(name) or {}
+
+    def dropped(self, index: int) -> int:
+        """Every frame of a stream that was never classified: dropped by its decoder (no free
+        slot, or the live reader's buffer) and stale frames the classifier released unclassified."""
+        dec = self.decoder(index)
+        stale = self._classifier.get("stale_dropped") or {}
+        return dec.get("dropped", 0) + dec.get("buffer_dropped", 0) + stale.get(index, 0)
+
+    def stages(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self._stages)
+
+    def snapshot(self) -> "RunStats":
+        with self._lock:
+            copy = RunStats(self.names)
+            copy._decoders, copy._classifier, copy._sink = dict(self._decoders), self._classifier, self._sink
+            copy._stages = dict(self._stages)
+        return copy

@@ -10,20 +10,10 @@ from typing import Any, Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.metrics import _BASE, _MIN_MS, stage_stats, stream_dropped
+from pipeline.metrics import _BASE, _MIN_MS, RunStats
 
 # seconds; our internal histograms are finer (2 % log buckets) and are folded into these
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def snapshot(stats: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Copy of the supervisor's dict, which its thread keeps updating while we read."""
-    for _ in range(5):
-        try:
-            return dict(stats)
-        except RuntimeError:  # changed size during the copy: try again
-            continue
-    return {}
 
 
 def fold(hist: dict[str, Any]) -> tuple[list[tuple[str, float]], float]:
@@ -42,15 +32,13 @@ def fold(hist: dict[str, Any]) -> tuple[list[tuple[str, float]], float]:
 
 
 class StatsCollector(Collector):
-    def __init__(self, streams: list[str], stats: Callable[[], dict[str, dict[str, Any]]]) -> None:
+    def __init__(self, streams: list[str], stats: Callable[[], RunStats]) -> None:
         self.streams = streams
         self.stats = stats
 
     def collect(self) -> Iterator[Any]:
-        stats = snapshot(self.stats())
-        sink = stage_stats(stats, "sink[")
-        tallies = sink.get("streams") or {}
-        live = sink.get("live") or {}
+        stats = self.stats().snapshot()
+        live = stats.sink.get("live") or {}
         fam = {
             "frames": CounterMetricFamily("videoclf_frames", "frames classified and written", labels=["stream"]),
             "decoded": CounterMetricFamily("videoclf_decoded_frames", "frames decoded", labels=["stream"]),
@@ -63,11 +51,11 @@ class StatsCollector(Collector):
         lat = HistogramMetricFamily("videoclf_latency_seconds", "per-frame latency by kind (e2e, decode, infer)",
                                     labels=["stream", "kind"])
         for i, name in enumerate(self.streams):
-            t = tallies.get(name, {})
-            dec = stats.get(f"decode[{name}]", {})
+            t = stats.tally(name)
+            dec = stats.decoder(i)
             fam["frames"].add_metric([name], t.get("frames", 0))
             fam["decoded"].add_metric([name], dec.get("items", 0))
-            fam["dropped"].add_metric([name], stream_dropped(stats, i, name))
+            fam["dropped"].add_metric([name], stats.dropped(i))
             fam["reconnects"].add_metric([name], dec.get("reconnects", 0))
             fps = (live.get(name) or {}).get("fps")
             if fps is None and t.get("span_s"):
@@ -79,7 +67,7 @@ class StatsCollector(Collector):
         busy = CounterMetricFamily("videoclf_stage_busy_seconds", "time each stage spent working", labels=["stage"])
         items = CounterMetricFamily("videoclf_stage_items", "items each stage processed", labels=["stage"])
         frac = GaugeMetricFamily("videoclf_stage_busy_ratio", "busy time / wall time per stage", labels=["stage"])
-        for title, d in stats.items():
+        for title, d in stats.stages().items():
             busy.add_metric([title], d.get("busy_s", 0.0))
             items.add_metric([title], d.get("items", 0))
             frac.add_metric([title], d.get("busy_fraction") or 0.0)
@@ -88,7 +76,7 @@ class StatsCollector(Collector):
         yield from (*fam.values(), lat, busy, items, frac, up)
 
 
-def start_metrics(host: str, port: int, streams: list[str], stats: Callable[[], dict[str, dict[str, Any]]]) -> Any:
+def start_metrics(host: str, port: int, streams: list[str], stats: Callable[[], RunStats]) -> Any:
     """Serve /metrics in a daemon thread; returns the server (call .shutdown())."""
     from prometheus_client import CollectorRegistry, start_http_server
 

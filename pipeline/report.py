@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from pipeline.config import Config, redact
 from pipeline.errors import VideoclfError
-from pipeline.metrics import Histogram, stage_stats, stream_dropped
+from pipeline.metrics import Histogram, RunStats
 
 # live sources jitter around their nominal rate; within 3 % of the target counts as meeting it
 TARGET_TOLERANCE = 0.97
@@ -22,16 +22,14 @@ def _hist(data: Optional[dict]) -> Histogram:
     return h
 
 
-def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, error: Optional[VideoclfError],
+def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[VideoclfError],
                  error_stage: str, interrupted: bool = False) -> dict[str, Any]:
-    sink = stage_stats(stats, "sink[")
-    classify = stage_stats(stats, "classify[")
+    sink, classify = stats.sink, stats.classifier
     model = dict(classify.get("model") or {"backbone": cfg.model.backbone, "weights": cfg.model.weights,
                                            "device": cfg.model.device})
     streams: dict[str, Any] = {}
     for i, s in enumerate(cfg.streams):
-        tally = (sink.get("streams") or {}).get(s.name, {})
-        dec = stats.get(f"decode[{s.name}]", {})
+        tally, dec = stats.tally(s.name), stats.decoder(i)
         frames = tally.get("frames", 0)
         span = tally.get("span_s")
         fps = round((frames - 1) / span, 2) if span else 0.0
@@ -40,7 +38,7 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
             "source": redact(s.source),
             "frames": frames,
             "decoded": dec.get("items", 0),
-            "dropped": stream_dropped(stats, i, s.name),
+            "dropped": stats.dropped(i),
             "sustained_fps": fps,
             "meets_target": fps >= cfg.target_fps * TARGET_TOLERANCE,
             "latency_ms": e2e.summary(),
@@ -66,7 +64,7 @@ def build_report(cfg: Config, stats: dict[str, dict[str, Any]], elapsed: float, 
         if video:  # annotated video files of this stream and the frames they hold
             streams[s.name]["video"] = video
     stages = {t: {**{k: d.get(k) for k in ("items", "busy_s", "wall_s", "busy_fraction", "peak_rss_mb")},
-                  **({"batches": d["batches"]} if "batches" in d else {})} for t, d in stats.items()}
+                  **({"batches": d["batches"]} if "batches" in d else {})} for t, d in stats.stages().items()}
     bottleneck = max(stages, key=lambda t: stages[t]["busy_fraction"] or 0.0) if stages else None
     return {
         "streams": streams,
@@ -122,12 +120,12 @@ def print_summary(report: dict[str, Any], file: Any = None) -> None:
         console.print("[yellow]weights: none — random init, labels are meaningless (speed test)[/yellow]")
 
 
-def _live_status(stats: dict[str, dict[str, Any]], index: int, name: str) -> str:
-    dec = stats.get(f"decode[{name}]")
+def _live_status(stats: RunStats, index: int) -> str:
+    dec = stats.decoder(index)
     if not dec or "reconnects" not in dec:
         return ""
     state = "" if dec.get("connected") else ", DOWN"
-    return (f" ({dec.get('input_fps', 0):.1f} fps in, {stream_dropped(stats, index, name)} dropped, "
+    return (f" ({dec.get('input_fps', 0):.1f} fps in, {stats.dropped(index)} dropped, "
             f"{dec['reconnects']} reconnects{state})")
 
 
@@ -151,7 +149,7 @@ class Progress:
             from rich.console import Console
             from rich.live import Live
 
-            self._table = Live(self._render({}), console=Console(stderr=True), refresh_per_second=2, transient=True)
+            self._table = Live(self._render(RunStats(self.names)), console=Console(stderr=True), refresh_per_second=2, transient=True)
             self._table.start()
         elif self.enabled:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
@@ -163,7 +161,7 @@ class Progress:
             self._tasks = {n: self._live.add_task(n, total=None, fps="-") for n in self.names}
             self._live.start()
 
-    def _render(self, stats: dict[str, dict[str, Any]]) -> Any:
+    def _render(self, stats: RunStats) -> Any:
         from rich.markup import escape
         from rich.table import Table
 
@@ -181,22 +179,22 @@ class Progress:
                           escape(f"{top[0][0]} {top[0][1]:.2f}") if top else "")
         return table
 
-    def update(self, stats: dict[str, dict[str, Any]]) -> None:
-        sink = stage_stats(stats, "sink[").get("streams") or {}
+    def update(self, stats: RunStats) -> None:
+        sink = stats.sink.get("streams") or {}
         now = time.monotonic()
         if self._table is not None:
             self._table.update(self._render(stats))
         elif self._live is not None:
-            for n in self.names:
+            for i, n in enumerate(self.names):
                 t = sink.get(n, {})
                 frames = t.get("frames", 0)
                 fps = f"{(frames - 1) / t['span_s']:.1f}" if t.get("span_s") else "-"
-                src = (stats.get(f"decode[{n}]") or {}).get("source") or {}
+                src = stats.decoder(i).get("source") or {}
                 known = [x for x in (None if self.loops[n] else src.get("frames"), self.max_frames) if x]
                 self._live.update(self._tasks[n], completed=frames, fps=fps, total=min(known) if known else None)
         elif now - self._last_plain >= 10 and sink:
             self._last_plain = now
-            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames{_live_status(stats, i, n)}"
+            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames{_live_status(stats, i)}"
                      for i, n in enumerate(self.names)]
             print(f"[{now - self.t0:6.0f}s] " + ", ".join(parts), file=sys.stderr, flush=True)
 

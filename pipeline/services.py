@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 
 from pipeline.config import Config
 from pipeline.errors import ResourceError
+from pipeline.metrics import RunStats
 from pipeline.outputs_config import parse_address
 
 log = logging.getLogger("videoclf")
@@ -16,8 +17,8 @@ log = logging.getLogger("videoclf")
 class Services:
     """Start what the config asks for; ``stop()`` is bounded and safe to call twice."""
 
-    def __init__(self, cfg: Config, get: Callable[[], dict[str, dict[str, Any]]]) -> None:
-        """``get`` returns the supervisor's latest stats per stage (a new dict after a restart)."""
+    def __init__(self, cfg: Config, get: Callable[[], RunStats]) -> None:
+        """``get`` returns the supervisor's latest stats (read from these servers' threads)."""
         self.servers: list[Any] = []
         self.urls: dict[str, str] = {}
         self.mqtt: Any = None
@@ -58,7 +59,7 @@ class Services:
         except OSError as exc:
             raise ResourceError(f"{key}: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
 
-    def _publish_state(self, cfg: Config, get: Callable[[], dict[str, dict[str, Any]]]) -> None:
+    def _publish_state(self, cfg: Config, get: Callable[[], RunStats]) -> None:
         """Each stream's state, retained, at most once a second (only when it changed)."""
         from pipeline.mqtt import state_payload
         from pipeline.web import stream_rows
@@ -66,7 +67,7 @@ class Services:
         last: dict[str, dict[str, Any]] = {}
         while True:
             stopping = self._stop.wait(1.0)
-            for row in stream_rows(cfg, get()):
+            for row in stream_rows(cfg, get().snapshot()):
                 payload = state_payload(row)
                 if payload != last.get(row["name"]):
                     last[row["name"]] = payload

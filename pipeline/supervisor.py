@@ -26,7 +26,7 @@ from pipeline.domains import Domains
 from pipeline.errors import ResourceError, VideoclfError, error_from_event
 from pipeline.labellog import last_logged_frame, logged_after, logged_frames  # noqa: F401 (re-exported)
 from pipeline.messages import Event
-from pipeline.metrics import stage_stats
+from pipeline.metrics import RunStats
 from pipeline.report import Progress, build_report
 from pipeline.services import Services
 from pipeline.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
@@ -58,7 +58,7 @@ class RunResult:
 
 @dataclass
 class _State:
-    stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # latest per stage title
+    stats: RunStats = field(default_factory=RunStats)  # latest of each stage, by role
     ready: set[str] = field(default_factory=set)
     slow: dict[str, tuple[float, str]] = field(default_factory=dict)  # stage → (ready deadline, what it does)
     done: set[str] = field(default_factory=set)
@@ -107,7 +107,7 @@ class Supervisor:
         self.opts = opts
         self.ctx = mp.get_context("spawn")
         self.run_id = new_run_id()
-        self.state = _State()
+        self.state = _State(RunStats([s.name for s in cfg.streams]))
         self.t_first: Optional[float] = None  # first frames started: --duration counts from here
 
     # -- lifecycle -----------------------------------------------------------------
@@ -153,7 +153,7 @@ class Supervisor:
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self.domains.add_restarts(report)
         if mqtt is not None:
-            events = (stage_stats(self.state.stats, "sink[").get("alerts") or {}).get("mqtt")
+            events = (self.state.stats.sink.get("alerts") or {}).get("mqtt")
             report["mqtt"] = {"state": mqtt, **({"events": events} if events else {})}
         err = self.state.error
         return RunResult(report, err.exit_code if err else 0, err)
@@ -225,7 +225,10 @@ class Supervisor:
             self.state.slow[ev.stage] = (time.monotonic() + ev.data["seconds"], ev.data["what"])
             log.info("%s: %s (allowed %.0f s before it must be ready)", ev.stage, ev.data["what"], ev.data["seconds"])
         elif ev.kind in ("stats", "done"):
-            self.state.stats[ev.stage] = self.domains.with_carried(ev.stage, ev.data)
+            d = self.domains.items.get(ev.stage)
+            if d is not None:
+                self.state.stats.put(d.spec.role, getattr(d.spec, "stream", -1), ev.stage,
+                                     self.domains.with_carried(ev.stage, ev.data))
             if ev.kind == "done":
                 self.state.done.add(ev.stage)
         elif ev.kind == "error":

@@ -19,8 +19,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from pipeline.config import Config
-from pipeline.metrics import stage_stats, stream_dropped
-from pipeline.prom import snapshot
+from pipeline.metrics import RunStats
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +35,13 @@ def _pictured(cfg: Config, stream: str) -> dict[str, Any] | None:
         return None
 
 
-def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]], pictures: bool = True) -> list[dict[str, Any]]:
+def stream_rows(cfg: Config, stats: RunStats, pictures: bool = True) -> list[dict[str, Any]]:
     """One row per stream, as the web view, MQTT state and the terminal table show it.
     ``pictures``: take the labels of the frame the preview JPEG shows, when one is written."""
-    sink = stage_stats(stats, "sink[")
-    tallies, live = sink.get("streams") or {}, sink.get("live") or {}
+    live = stats.sink.get("live") or {}
     rows = []
     for i, s in enumerate(cfg.streams):
-        t, lv, dec = tallies.get(s.name, {}), live.get(s.name) or {}, stats.get(f"decode[{s.name}]", {})
+        t, lv, dec = stats.tally(s.name), live.get(s.name) or {}, stats.decoder(i)
         if t.get("end"):
             status = "ended"
         elif dec.get("state") in ("reconnecting", "connecting", "gave_up"):  # live sources report their state
@@ -54,7 +52,7 @@ def stream_rows(cfg: Config, stats: dict[str, dict[str, Any]], pictures: bool = 
         span = t.get("span_s")
         fps = lv.get("fps") or (round((t["frames"] - 1) / span, 2) if span else 0.0)
         rows.append({"name": s.name, "status": status, "frames": t.get("frames", 0), "fps": fps,
-                     "dropped": stream_dropped(stats, i, s.name),
+                     "dropped": stats.dropped(i),
                      "top": (pictured or lv).get("top") or t.get("top") or [], "pts": (pictured or lv).get("pts"),
                      "input_fps": dec.get("input_fps", 0.0), "reconnects": dec.get("reconnects", 0)})
     return rows
@@ -114,7 +112,7 @@ class Uploads:
         return [{"label": self.labels[int(i)], "score": round(float(v), 5)} for v, i in zip(scores[0], idx[0])]
 
 
-def make_handler(cfg: Config, stats: Callable[[], dict[str, dict[str, Any]]], uploads: Uploads) -> type:
+def make_handler(cfg: Config, stats: Callable[[], RunStats], uploads: Uploads) -> type:
     names = {s.name for s in cfg.streams}
     live_dir = os.path.join(cfg.output.dir, LIVE_DIR)
 
@@ -137,7 +135,7 @@ def make_handler(cfg: Config, stats: Callable[[], dict[str, dict[str, Any]]], up
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
-            rows = stream_rows(cfg, snapshot(stats()))
+            rows = stream_rows(cfg, stats().snapshot())
             if path == "/":
                 self._send(200, PAGE.format(streams=render_streams(rows)).encode(), "text/html; charset=utf-8")
             elif path == "/streams":
@@ -167,7 +165,7 @@ def make_handler(cfg: Config, stats: Callable[[], dict[str, dict[str, Any]]], up
     return Handler
 
 
-def start_web(host: str, port: int, cfg: Config, stats: Callable[[], dict[str, dict[str, Any]]]) -> ThreadingHTTPServer:
+def start_web(host: str, port: int, cfg: Config, stats: Callable[[], RunStats]) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, port), make_handler(cfg, stats, Uploads(cfg)))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web", daemon=True).start()
