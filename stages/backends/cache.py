@@ -244,9 +244,7 @@ def quantized_openvino(src: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
         import nncf  # noqa: F401
     except ImportError as exc:
         raise ConfigError("model.precision: int8 needs nncf, not installed (pip install nncf)") from exc
-    import openvino as ov
-
-    from stages.backends.int8_nncf import MAX_REVERTED, quantize
+    from stages.backends.int8_nncf import quantize
 
     fp32 = export_onnx(src, ctx)
     frames = calibration_frames(cfg)
@@ -275,10 +273,19 @@ def quantized_openvino(src: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
             "int8_quantized_ops": result.quantized_ops - len(result.float_ops),
             "int8_float_ops": len(result.float_ops), "int8_float_op_names": result.float_ops,
             "int8_quantise_s": round(time.monotonic() - start, 1)}
+    info = _publish_ir(folder, result.model, info)
+    _log_int8(cfg, info)
+    return folder / "model.xml", info
+
+
+def _publish_ir(folder: Path, model: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """Write the IR and its info beside it, published with one rename (another run may win)."""
+    import openvino as ov
+
     tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    ov.save_model(result.model, str(tmp / "model.xml"), compress_to_fp16=False)
+    ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
     (tmp / "int8.json").write_text(json.dumps(info, indent=1))
     try:
         os.replace(tmp, folder)
@@ -287,13 +294,18 @@ def quantized_openvino(src: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
         if not (folder / "int8.json").exists():
             raise
         info = json.loads((folder / "int8.json").read_text())
+    return info
+
+
+def _log_int8(cfg: Any, info: dict[str, Any]) -> None:
+    from stages.backends.int8_nncf import MAX_REVERTED
+
     if info["int8_agreement"] is None:
         log.info("int8 %s: %s (%.0f s)", cfg.backbone, info["int8_method"], info["int8_quantise_s"])
-        return folder / "model.xml", info
+        return
     log.info("int8 %s: %d ops kept in float, top-1 agreement %.1f %% on the calibration frames (%.0f s)",
              cfg.backbone, info["int8_float_ops"], 100 * info["int8_agreement"], info["int8_quantise_s"])
     if info["int8_agreement"] < cfg.int8_min_agreement:
         log.warning("int8 %s: %.1f %% agreement on the calibration frames, below model.int8_min_agreement "
                     "%.1f %% (the accuracy control stops at %d ops in float)", cfg.backbone,
                     100 * info["int8_agreement"], 100 * cfg.int8_min_agreement, MAX_REVERTED)
-    return folder / "model.xml", info
