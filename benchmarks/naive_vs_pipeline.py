@@ -222,11 +222,11 @@ def best_batch_infer_core_s(model_file: str, precision: str, crop: int, images: 
     every infer request busy: the least process CPU s / image."""
     import numpy as np
 
-    from stages.backends.openvino_backend import OpenVinoBackend
+    from stages.backends.openvino_backend import Input, OpenVinoBackend
 
     best = float("inf")
     for b in (1, 2, 4, 8):
-        eng = OpenVinoBackend(model_file, precision, cores(), (0.5,) * 3, (0.5,) * 3, crop, max_batch=b)
+        eng = OpenVinoBackend(model_file, precision, cores(), Input(crop, (0.5,) * 3, (0.5,) * 3), max_batch=b)
         batch = np.random.default_rng(0).integers(0, 256, (b, crop, crop, 3), dtype=np.uint8)
         for _ in range(2 * eng.depth):
             if eng.full:

@@ -19,7 +19,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Hashable, Optional
+from typing import Any, Hashable, NamedTuple, Optional
 
 import numpy as np
 
@@ -61,19 +61,26 @@ def cpu_tag() -> str:
     return hashlib.sha256(f"{model}|{flags}|{os.cpu_count()}".encode()).hexdigest()[:10]
 
 
+class Input(NamedTuple):
+    """What the engine's graph is given: crop×crop×3 uint8 frames, normalised inside by mean/std."""
+
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
 class OpenVinoBackend:
-    def __init__(self, path: str, precision: str, threads: int, mean: tuple[float, ...], std: tuple[float, ...],
-                 crop: int, max_batch: Optional[int] = None, extra: Optional[dict[str, Any]] = None,
-                 streams: Optional[int] = None) -> None:
+    def __init__(self, path: str, precision: str, threads: int, inp: Input, max_batch: Optional[int] = None,
+                 extra: Optional[dict[str, Any]] = None, streams: Optional[int] = None) -> None:
         import openvino as ov
 
         self.ov = ov
         self.core = ov.Core()
-        self.path, self.precision, self.threads, self.crop = path, precision, threads, crop
+        self.path, self.precision, self.threads, self.crop = path, precision, threads, inp.crop
         # int8: the ops kept in float run in fp32, as the accuracy control measured them (bf16 there
         # costs about two points of agreement)
         self.hint = {"bf16": "bf16", "fp32": "f32", "int8": "f32"}[precision]
-        self.model = with_u8_input(self.core.read_model(path), mean, std)
+        self.model = with_u8_input(self.core.read_model(path), inp.mean, inp.std)
         self.fixed_streams = streams
         self.plan = plan = self._plan(max_batch)
         self.max_batch, self.streams = plan["batch"], plan["streams"]
@@ -201,7 +208,7 @@ def load(src: Any, ctx: Any) -> OpenVinoBackend:
     spec = cfg.spec
     batch = None if cfg.max_batch == "auto" else int(cfg.max_batch)
     streams = None if cfg.engine_streams == "auto" else int(cfg.engine_streams)
-    args = (spec.mean, spec.std, cfg.crop, batch)
+    args = (Input(cfg.crop, spec.mean, spec.std), batch)
     if ctx.precision == "int8":
         if ctx.int8_model:
             info = json.loads((Path(ctx.int8_model).parent / "int8.json").read_text())

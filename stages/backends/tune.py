@@ -76,10 +76,10 @@ def _ov_logits(path: str, frames: np.ndarray, threads: int) -> np.ndarray:
 
 def _speed(path: str, precision: str, cfg: Any, threads: int) -> float:
     """Best images/s over the measured streams x batch sizes (the plan is cached for later runs)."""
-    from stages.backends.openvino_backend import OpenVinoBackend
+    from stages.backends.openvino_backend import Input, OpenVinoBackend
 
     spec = cfg.spec
-    engine = OpenVinoBackend(path, precision, threads, spec.mean, spec.std, cfg.crop, None)
+    engine = OpenVinoBackend(path, precision, threads, Input(cfg.crop, spec.mean, spec.std), None)
     return max(engine.plan["images_per_s"].values())
 
 
@@ -88,7 +88,8 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
     shipped sample), measure the odd ones, cache and return the verdict."""
     from pipeline.assets import sample_clip
     from stages.backends import BackendContext, cpu_has_vnni, default_threads, isa_precision
-    from stages.backends.cache import _source_tag, cache_dir, export_onnx, model_frames, model_key, normalise
+    from stages.backends.cache import (_publish_ir, _source_tag, cache_dir, export_onnx, model_frames, model_key,
+                                       normalise)
     from stages.backends.int8_nncf import quantize
     from stages.backends.source import ModelSource
 
@@ -109,22 +110,15 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
     checked = np.flatnonzero(conf_c) if conf_c.any() else None
     result = quantize(fp32, normalise(cfg, calib), ref_c.argmax(1), bound, threads, full_range=cpu_has_vnni(),
                       validate_on=checked)
-    import openvino as ov
-
     key = model_key(cfg.backbone, src.weights_id, cfg.crop, "int8",
                     f"tune-{_source_tag(sources)}-{len(calib)}f-m{round(margin * 100)}-a{round(bound * 1000)}")
     folder = cache_dir(cfg.cache_dir) / key
-    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    ov.save_model(result.model, str(tmp / "model.xml"), compress_to_fp16=False)
     info = {"int8_agreement": round(result.agreement, 4), "int8_calibration_frames": len(calib),
             "int8_quantized_ops": result.quantized_ops - len(result.float_ops),
             "int8_float_ops": len(result.float_ops), "int8_float_op_names": result.float_ops,
             "int8_quantise_s": round(time.monotonic() - start, 1)}
-    (tmp / "int8.json").write_text(json.dumps(info, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    shutil.rmtree(folder, ignore_errors=True)  # a new tune replaces the old one's model
+    _publish_ir(folder, result.model, info)
     int8_model = str(folder / "model.xml")
     top1 = _ov_logits(int8_model, normalise(cfg, held), threads).argmax(1)
     same = top1 == ref_h.argmax(1)
