@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.config_errors import BoundedLoader, Marks, format_errors, yaml_marks
+from pipeline.config_errors import redact  # noqa: F401 (re-exported: the stages, report and supervisor import it from here)
 from pipeline.errors import ConfigError
 from pipeline.outputs_config import AlertRule, MqttConfig, check_address
 
@@ -223,143 +225,6 @@ def _expand_env(value: Any, path: str, origin: str) -> Any:
     return value
 
 
-Marks = dict[tuple, tuple[int, int]]  # key path → (line, column), 1-based; (*path, KEY) for the key itself
-KEY = "\0key"
-
-
-def yaml_marks(text: str) -> Marks:
-    """Where each key and value of a YAML document starts, by key path (from yaml's node tree)."""
-    marks: Marks = {}
-    try:
-        root = yaml.compose(text, Loader=_BoundedLoader)
-    except yaml.YAMLError:
-        return marks
-
-    def walk(node: Any, path: tuple) -> None:
-        marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                marks[(*path, k.value, KEY)] = (k.start_mark.line + 1, k.start_mark.column + 1)
-                walk(v, (*path, k.value))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, (*path, i))
-
-    if root is not None:
-        walk(root, ())
-    return marks
-
-
-def _submodel(annotation: Any) -> Optional[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _submodel(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    """The keys the model accepts at ``loc`` (list indices skipped)."""
-    model: Optional[type[BaseModel]] = Config
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if model else None
-        model = _submodel(field.annotation) if field else None
-        if model is None:
-            return []
-    return list(model.model_fields) if model else []
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else ""
-
-
-def _where(origin: str, loc: tuple, marks: Optional[Marks], key: bool = False) -> str:
-    """``FILE:LINE:COL`` of the longest prefix of ``loc`` the document has, else ``FILE``."""
-    if marks:
-        if key and (*loc, KEY) in marks:
-            line, col = marks[(*loc, KEY)]
-            return f"{origin}:{line}:{col}"
-        for n in range(len(loc), -1, -1):
-            if loc[:n] in marks and (n or not loc):
-                line, col = marks[loc[:n]]
-                return f"{origin}:{line}:{col}"
-    return origin
-
-
-def _data_loc(loc: tuple, data: Any) -> tuple:
-    """``loc`` without pydantic's union-branch tags ("literal['auto']", "constrained-int"):
-    only the keys and indices the data has."""
-    out, node = [], data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not out[-1:] == [part]:
-            if not re.search(r"[\[\]\-]", part) and part not in ("int", "str", "float", "bool"):
-                out.append(part)  # a key the data lacks (missing, or extra when loc ends)
-            continue
-        else:
-            continue
-        out.append(part)
-    return tuple(out)
-
-
-def _merge_branches(errors: list[dict], data: Any) -> list[dict]:
-    """One error per key: a union's branches each fail on the same value ('auto' or an int ≥ 1)."""
-    merged: dict[tuple, dict] = {}
-    for e in errors:
-        loc = _data_loc(tuple(e["loc"]), data)
-        e = {**e, "loc": loc}
-        if loc in merged and merged[loc]["type"] != "extra_forbidden":
-            first = merged[loc]
-            extra = e["msg"].removeprefix("Input should be ")
-            merged[loc] = {**first, "msg": f"{first['msg']} or {extra}"}
-        else:
-            merged[loc] = e
-    return list(merged.values())
-
-
-def _format_errors(err: ValidationError, origin: str, marks: Optional[Marks], data: Any = None) -> list[str]:
-    errors = _merge_branches(err.errors(include_url=False), data)
-    # a misspelt required key also shows up as that key missing: say it once, as the misspelling
-    suggested = {(*tuple(e["loc"][:-1]), m.group(1)) for e in errors if e["type"] == "extra_forbidden"
-                 for m in [re.match(r"did you mean '(.+)'\?", did_you_mean(e["loc"][-1], _fields_at(tuple(e["loc"][:-1]))))]
-                 if m}
-    lines = []
-    for e in errors:
-        if e["type"] == "missing" and tuple(e["loc"]) in suggested:
-            continue
-        loc = tuple(e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if not loc:  # a model-level check names its key path at the start of its message
-            m = re.match(r"^([\w.]+): ", msg)
-            if m:
-                loc = tuple(int(x) if x.isdigit() else x for x in m.group(1).split("."))
-                msg = msg[m.end():]
-        path = ".".join(str(p) for p in loc)
-        if e["type"] == "extra_forbidden":
-            hint = did_you_mean(loc[-1], _fields_at(loc[:-1]))
-            lines.append(f"{_where(origin, loc, marks, key=True)}: {path}: unknown key{'; ' + hint if hint else ''}")
-            continue
-        value = e.get("input")
-        shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {redact(str(value))!r})"
-        where = f"{path}: " if path and not msg.startswith(path) else ""
-        lines.append(f"{_where(origin, loc, marks)}: {where}{msg}{shown}")
-    def line_of(text: str) -> tuple[int, int]:
-        m = re.match(rf"^{re.escape(origin)}:(\d+):(\d+): ", text)
-        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-    return sorted(dict.fromkeys(lines), key=line_of)  # in file order; a union's branches can repeat one mistake
-
-
 def parse_config(data: Any, origin: str = "<config>", marks: Optional[Marks] = None) -> Config:
     """Validate ``data``; every mistake is reported at once, one line each (with its line and
     column in the file when ``marks`` are given)."""
@@ -369,7 +234,7 @@ def parse_config(data: Any, origin: str = "<config>", marks: Optional[Marks] = N
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError("\n".join(_format_errors(err, origin, marks, data))) from None
+        raise ConfigError("\n".join(format_errors(err, Config, origin, marks, data))) from None
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -390,7 +255,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read config ({exc})") from None
     try:
-        data = yaml.load(text, Loader=_BoundedLoader)
+        data = yaml.load(text, Loader=BoundedLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -429,64 +294,9 @@ def _resolve_relative(data: Any, base: Path) -> Any:
     return data
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses alias expansion bombs (billion laughs)."""
-
-    max_aliases = 100
-
-    def compose_node(self, parent, index):  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            self._aliases = getattr(self, "_aliases", 0) + 1
-            if self._aliases > self.max_aliases:
-                mark = self.peek_event().start_mark
-                raise yaml.YAMLError(f"more than {self.max_aliases} YAML aliases (line {mark.line + 1})")
-        return super().compose_node(parent, index)
-
-
-_CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
-
-
-def redact(text: str) -> str:
-    """Hide passwords in URLs: rtsp://user:secret@host → rtsp://user:***@host."""
-    return _CRED.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
-
-
-def reference_table() -> str:
-    """The config reference as a Markdown table (README's copy is checked against it)."""
-    rows = ["| key | default | meaning |", "|---|---|---|"]
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, f in model.model_fields.items():
-            if f.is_required():
-                default = "required"
-            elif f.default_factory is not None:
-                default = "…"
-            else:
-                default = "—" if f.default is None else f.default
-            rows.append(f"| `{prefix}{name}` | `{default}` | {f.description} |")
-        for name, f in model.model_fields.items():
-            for sub in (*getattr(f.annotation, "__args__", ()), f.annotation):
-                if isinstance(sub, type) and issubclass(sub, BaseModel):
-                    walk(sub, f"{prefix}{name}{'[]' if 'list' in str(f.annotation) else ''}.")
-                    break
-
-    walk(Config, "")
-    return "\n".join(rows)
-
-
-def update_readme(path: str = "README.md") -> None:
-    """Rewrite the config reference between README's markers."""
-    text = Path(path).read_text(encoding="utf-8")
-    start, end = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    Path(path).write_text(f"{head}{start}\n{reference_table()}\n{end}{tail}", encoding="utf-8")
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # the command README documents; the generator lives in config_reference
     import sys
 
-    if sys.argv[1:] == ["--update-readme"]:
-        update_readme()
-    else:
-        print(reference_table())
+    from pipeline.config_reference import main
+
+    main(sys.argv[1:])

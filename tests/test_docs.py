@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from conftest import ROOT
 
-from pipeline.config import reference_table
+from pipeline.config_reference import reference_table
 from stages.backbones import BACKBONES
 
 README = (ROOT / "README.md").read_text()
@@ -30,7 +30,8 @@ def test_every_field_of_every_config_model_is_documented():
     fields in the reference, with a description."""
     from pydantic import BaseModel
 
-    from pipeline.config import Config, _submodel
+    from pipeline.config import Config
+    from pipeline.config_errors import _submodel
 
     table = reference_table()
     seen: set[type] = set()
