@@ -20,13 +20,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from live_helpers import Camera  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from benchmarks.naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.supervisor import RunOptions, run_pipeline  # noqa: E402
+from pipeline.testing import Camera  # noqa: E402
 
 
 def run(urls: dict[str, str], seconds: float, out: Path, model: dict) -> dict:

@@ -4,14 +4,25 @@
 pause, raises at ``CRASH`` and ends at ``EOF``; ``EchoClassifier`` labels each frame with its
 mean pixel value after an optional delay; ``ListSink`` keeps what reaches it. ``run_in_threads``
 wires them with real shared-memory pools and socket links and runs each loop in a thread.
+
+Real RTSP cameras for tests and benchmarks: ``Camera(clip).start()`` runs ``videoclf serve``
+(GStreamer) on 127.0.0.1 at a free port, ``serving(clip)`` is a factory of them killed at exit,
+and ``gst_rtsp_available()`` says whether this machine can serve at all. Nothing here needs pytest.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -142,3 +153,84 @@ def run_in_threads(owner: Any, sources: list[FakeSource], classifier: EchoClassi
     for t in threads[1:]:
         t.join(5)
     return run
+
+
+# -- real RTSP cameras: `videoclf serve` (GStreamer) on 127.0.0.1, a free port -------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gst_rtsp_available() -> bool:
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    return os.access("/usr/bin/python3", os.X_OK) and subprocess.run(
+        ["/usr/bin/python3", "-c", probe], capture_output=True, timeout=30).returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    """Whether something on 127.0.0.1 accepts connections on ``port``."""
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Camera:
+    """One simulated camera; `kill()` + `start()` restarts it on the same port."""
+
+    def __init__(self, clip: Path, port: int | None = None, user: str = "", password: str = "") -> None:
+        self.clip, self.port = clip, port or free_port()
+        self.auth = ["--user", user, "--password", password] if user else []  # Basic auth, like an IP camera
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, user: str = "", password: str = "") -> str:
+        auth = f"{user}:{password}@" if user else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}/cam"
+
+    def start(self) -> "Camera":
+        # `videoclf serve` execs the server, so this pid is the server itself (SIGSTOP reaches it)
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", str(self.clip),
+                                      "--port", str(self.port), *self.auth], cwd=str(ROOT),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not listening(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rtsp server exited: {self.proc.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("rtsp server did not listen within 20 s")
+            time.sleep(0.05)
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen server must be able to die
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+
+@contextlib.contextmanager
+def serving(clip: Path) -> Iterator[Callable[..., Camera]]:
+    """A factory of cameras serving ``clip``: start(port=None, user=, password=); all killed at exit."""
+    started: list[Camera] = []
+
+    def start(port: int | None = None, **auth: str) -> Camera:
+        cam = Camera(clip, port, **auth).start()
+        started.append(cam)
+        return cam
+
+    try:
+        yield start
+    finally:
+        for cam in started:
+            cam.kill()

@@ -17,6 +17,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "bigbuckbunny_360p.mp4"
 
+# a model that loads and classifies fast on a CPU (random weights, 64 px input): for tests about
+# the pipeline, not the labels
+FAST_MODEL = {"backbone": "efficientnet_lite0", "weights": "none", "input_size": 64, "max_batch": 4,
+              "device": "cpu", "threads": 1}
+
 
 # segments of this test session carry this tag, so parallel sessions do not confuse the check
 SHM_TAG = os.environ.setdefault("VIDEOCLF_SHM_TAG", os.urandom(3).hex())

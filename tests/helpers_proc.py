@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
@@ -20,12 +21,16 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(cond: Callable[[], T], timeout: float, what: str | Callable[[], str]) -> T:
+    """Poll ``cond`` every 50 ms until it returns something truthy, and return that. Past
+    ``timeout`` s fail naming ``what``; a callable ``what`` is called then, so the message can
+    show the state reached (a log's tail, say)."""
     deadline = time.monotonic() + timeout
-    while not cond():
+    while not (value := cond()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         time.sleep(0.05)
+    return value
 
 
 def stages_of(pid: int) -> dict[str, psutil.Process]:

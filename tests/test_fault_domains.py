@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import make_video, read_jsonl, shm_segments
+from conftest import FAST_MODEL, make_video, read_jsonl, shm_segments
 from helpers_proc import assert_all_gone, kill_stage, line_count, stages_of, start_cli, wait_for
 from live_helpers import needs_gst, serving
-from test_supervision import FAST_MODEL
 
 LIVE = {"watchdog_s": 2, "backoff_s": 0.2, "backoff_max_s": 1, "open_timeout_s": 2, "read_timeout_s": 2}
 CAMS = ("c1", "c2", "c3")

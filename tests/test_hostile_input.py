@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_audio_only, make_video, read_jsonl, run_cli
+from conftest import FAST_MODEL, make_audio_only, make_video, read_jsonl, run_cli
 from pipeline.config import MAX_CONFIG_BYTES
 from stages.decode import DecodeConfig, to_model_rgb
-from test_supervision import FAST_MODEL
 
 
 def classify(tmp_path: Path, write_config, source: Path, *extra: str, **model):

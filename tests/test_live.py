@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_video, read_jsonl
+from helpers_proc import line_count, wait_for
 from live_helpers import free_port, needs_gst, serving
 
 pytestmark = [needs_gst, pytest.mark.slow]
@@ -59,16 +60,6 @@ def finish(proc: subprocess.Popen[str], tmp_path: Path) -> tuple[dict[str, Any],
     return report, out + err
 
 
-def wait_for_frames(path: Path, n: int, timeout: float = 90) -> None:
-    """Bounded wait until the label log has n lines (the model loads before decoding starts)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and len(path.read_text().splitlines()) >= n:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{path} did not reach {n} frames in {timeout} s")
-
-
 def log_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
@@ -103,7 +94,7 @@ def test_server_killed_and_restarted_reconnects_and_logs_frames_again(tmp_path, 
     cfg = live_config(tmp_path, {"cam1": cam.url()})
     proc = start_run(cfg, 40)
     log_path = tmp_path / "out" / "cam1.jsonl"
-    wait_for_frames(log_path, 5)
+    wait_for(lambda: line_count(log_path) >= 5, 90, f"5 frames in {log_path}")  # the model loads first
     # when the server is killed, stays down 2 s, and comes back on the same port
     cam.kill()
     time.sleep(2)
@@ -129,7 +120,7 @@ def test_frozen_server_trips_the_watchdog_and_recovers_after_sigcont(tmp_path, c
     cfg = live_config(tmp_path, {"cam1": cam.url()}, read_timeout_s=20, watchdog_s=2)
     proc = start_run(cfg, 40)
     log_path = tmp_path / "out" / "cam1.jsonl"
-    wait_for_frames(log_path, 5)
+    wait_for(lambda: line_count(log_path) >= 5, 90, f"5 frames in {log_path}")  # the model loads first
     # when the server is frozen (SIGSTOP) for 5 s and then thawed
     frozen = time.time()
     cam.signal(signal.SIGSTOP)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_video
-from helpers_proc import assert_all_gone, stages_of
+from helpers_proc import assert_all_gone, stages_of, wait_for
 from live_helpers import SilentHost, free_port, needs_gst, serving
 from stages.live_failures import AUTH, OTHER, REFUSED, TIMEOUT, Failure, ReasonLog, classify
 
@@ -131,15 +131,6 @@ def messages(text: str, *words: str) -> list[str]:
     return [m for m in lines if all(w in m for w in words)]
 
 
-def wait_for_line(path: Path, *words: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if messages(path.read_text(), *words):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no log line with {words} in {timeout} s: {path.read_text()[-2000:]}")
-
-
 @needs_gst
 @pytest.mark.slow
 def test_refused_streams_retry_quietly_or_give_up_while_a_healthy_camera_runs(tmp_path, camera):
@@ -225,7 +216,8 @@ def test_sigint_during_a_long_back_off_and_a_hung_open_stops_within_seconds(tmp_
         cfg = write_config(tmp_path, {"down": (f"rtsp://127.0.0.1:{free_port()}/cam", long),
                                       "hung": (host.url(), long)})
         proc, err = start_run(cfg, tmp_path)
-        wait_for_line(err, "down:", "connection refused")
+        wait_for(lambda: messages(err.read_text(), "down:", "connection refused"), 90,
+                 lambda: f"a log line with down: and connection refused: {err.read_text()[-2000:]}")
         time.sleep(1)  # both are now waiting: one in its back-off, one inside av.open
         assert host.accepted >= 1
         decoders = [p for t, p in stages_of(proc.pid).items() if t.startswith("decode[")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,15 +15,11 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_video, run_cli
+from helpers_proc import wait_for
+from pipeline.testing import free_port, listening
 
 pytestmark = pytest.mark.skipif(shutil.which("cvlc") is None or shutil.which("setpriv") is None,
                                 reason="needs VLC (apt vlc-bin vlc-plugin-base; .ci/run installs it) and setpriv")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +36,7 @@ def vlc_camera():
                              "--sout", f"#rtp{{sdp=rtsp://127.0.0.1:{port}/cam}}", "--sout-keep"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("VLC's RTSP server did not start")
+        wait_for(lambda: listening(port), 20, "VLC's RTSP server to start")
         time.sleep(1)
         yield f"rtsp://127.0.0.1:{port}/cam"
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,20 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_video, read_jsonl, run_cli
+from conftest import FAST_MODEL, make_video, read_jsonl, run_cli
+from helpers_proc import wait_for
+from pipeline.testing import free_port, listening
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None or shutil.which("mosquitto_sub") is None,
                                 reason="needs Debian's mosquitto and mosquitto-clients (.ci/run installs them)")
-
-FAST_MODEL = {"backbone": "efficientnet_lite0", "weights": "none", "input_size": 64, "max_batch": 4,
-              "device": "cpu", "threads": 1}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Broker:
     def __init__(self, tmp: Path, users: dict[str, str] | None = None) -> None:
@@ -49,14 +40,7 @@ class Broker:
     def start(self) -> None:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("mosquitto did not start")
+        wait_for(lambda: listening(self.port), 10, "mosquitto to start")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

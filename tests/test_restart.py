@@ -10,13 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import make_video, read_jsonl, shm_segments
+from conftest import FAST_MODEL, make_video, read_jsonl, shm_segments
 from helpers_proc import assert_all_gone, kill_stage, line_count, stages_of, start_cli, wait_for
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError, StageError
 from pipeline.restart import RestartPolicy
 from pipeline.supervisor import last_logged_frame, logged_after, logged_frames
-from test_supervision import FAST_MODEL
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import SHM_TAG, make_video, run_cli, shm_segments
+from conftest import FAST_MODEL, SHM_TAG, make_video, run_cli, shm_segments
 from helpers_proc import assert_all_gone, line_count, stages_of, start_cli, wait_for
 from pipeline.shm import remove_stale_segments
-from test_supervision import FAST_MODEL
 
 
 @pytest.fixture

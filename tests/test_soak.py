@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.soak import soak, summarize
-from conftest import make_video
-from test_supervision import FAST_MODEL
+from conftest import FAST_MODEL, make_video
 
 
 @pytest.mark.slow

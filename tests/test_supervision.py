@@ -8,11 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_video, read_jsonl, shm_segments
+from conftest import FAST_MODEL, make_video, read_jsonl, shm_segments
 from helpers_proc import assert_all_gone, kill_stage, line_count, stages_of, start_cli, wait_for
-
-FAST_MODEL = {"backbone": "efficientnet_lite0", "weights": "none", "input_size": 64, "max_batch": 4,
-              "device": "cpu", "threads": 1}
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,12 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, SAMPLE, run_cli
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers_proc import wait_for
+from pipeline.testing import free_port
 
 
 def get(url: str, data: bytes | None = None, timeout: float = 10) -> bytes:
@@ -30,17 +25,15 @@ def get(url: str, data: bytes | None = None, timeout: float = 10) -> bytes:
         return r.read()
 
 
-def wait_for(check, timeout: float = 240.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def answered(check):
+    """``check``, with a server that does not answer yet (OSError) read as 'not yet'."""
+    def call():
         try:
-            value = check()
-            if value:
-                return value
+            return check()
         except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("condition not reached in time")
+            return None
+
+    return call
 
 
 def chromium() -> str | None:
@@ -71,9 +64,10 @@ def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
     web = f"http://127.0.0.1:{wport}"
     try:
         # when frames have been classified
-        state = wait_for(lambda: (s := json.loads(get(f"{web}/api/state"))) and s["streams"][0]["top"]
-                         and s["streams"][0]["frames"] > 0
-                         and (tmp_path / "out" / "live" / "bbb.jpg").exists() and s)
+        state = wait_for(answered(lambda: (s := json.loads(get(f"{web}/api/state"))) and s["streams"][0]["top"]
+                                  and s["streams"][0]["frames"] > 0
+                                  and (tmp_path / "out" / "live" / "bbb.jpg").exists() and s),
+                         240, "the web state to show classified frames and the live picture")
         # then /metrics parses and counts the stream's frames, latency and stage busy time
         # (each stage reports every 0.5 s: wait for the classifier's first report too)
         def families():
@@ -82,7 +76,7 @@ def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
             busy = fams.get("videoclf_stage_busy_seconds")
             return fams if busy and any(x.labels["stage"].startswith("classify[") for x in busy.samples) else None
 
-        fams = wait_for(families)
+        fams = wait_for(answered(families), 240, "/metrics to carry the classifier's busy time")
         frames = [s.value for s in fams["videoclf_frames"].samples if s.labels.get("stream") == "bbb"]
         assert frames and frames[0] > 0
         e2e_count = [s.value for s in fams["videoclf_latency_seconds"].samples
