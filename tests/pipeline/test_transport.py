@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from pipeline.links import Producer
-from pipeline.messages import Ack, EndOfStream, FrameRecord, Hello
+from pipeline.links import Forward, Producer
+from pipeline.messages import Ack, EndOfStream, FrameRecord, Hello, Resume
 from pipeline.shm import PoolOwner, SlotPool, new_run_id
 from pipeline.stage import Port
 from pipeline.transport import Flag, Inbox, Joined, Lost, Outbox, address
@@ -195,3 +195,42 @@ def test_flags_need_no_lock_a_killed_reader_cannot_hold(owner):
     assert stop.wait(0.01) and not Flag(flags, 1).wait(0.02)
     reader.join(10)
     out.close()
+
+
+def _results(stream: int, seqs: range) -> list:
+    from pipeline.messages import Result
+
+    return [Result(FrameRecord(stream, s, -1, None, 0.0, 0.0, 0.0), (("x", 1.0),), 0.0, 1) for s in seqs]
+
+
+def _serve(inbox: Inbox, fwd: Forward, resume: Resume, want: int, timeout: float = 10) -> list:
+    """Play the sink: tell a classifier that connects where the logs end, gather results."""
+    got, end = [], time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < end:
+        fwd.poll()
+        m = inbox.get(0.01)
+        if m is None:
+            continue
+        if isinstance(m[1], Joined):
+            inbox.reply(m[0], resume)
+        elif isinstance(m[1], list):
+            got += [(r.frame.stream, r.frame.seq) for r in m[1]]
+    return got
+
+
+def test_a_new_sink_gets_again_what_its_logs_lack_and_nothing_twice(owner):
+    # given a classifier's link to a sink, which has logged 5 results of stream 0
+    addr = address(owner.run_id, "sink")
+    fwd = Forward(addr, 2)
+    first = Inbox(addr).open()
+    fwd.send(_results(0, range(5)))  # kept until the sink says where its logs end
+    assert _serve(first, fwd, Resume((-1, -1)), 5) == [(0, s) for s in range(5)]
+    # when the sink dies with frames 3-4 still unwritten, and results go on meanwhile
+    first.close()
+    fwd.send(_results(0, range(5, 8)) + _results(1, range(3)))
+    second = Inbox(addr).open()
+    # then the new sink, whose log ends at frame 2, gets every result after it, once, in order
+    got = _serve(second, fwd, Resume((2, -1)), 8)
+    assert got == [(0, s) for s in range(3, 8)] + [(1, s) for s in range(3)]
+    assert fwd.lost == 0
+    second.close()
