@@ -165,9 +165,10 @@ class Domains:
     def _give_up(self, d: Domain, err: VideoclfError) -> None:
         i = d.spec.stream
         self.gave_up[i] = err
-        self._unlink_pools(d.spec)
-        self.dead.append(d.proc)
-        log.error("stream %s: giving up: %s", self.cfg.streams[i].name, err)
+        self._unlink_pools(d.spec)  # its process stays in items: it is joined and closed at teardown
+        log.warning("stream %s: giving up after %d restart(s) of %s in a minute (limit "
+                    "supervision.max_restarts_per_min=%d): %s; the other streams go on", self.cfg.streams[i].name,
+                    len(self.restarts.times.get(d.spec.title, ())), d.spec.title, self.restarts.per_min, err)
         # the supervisor ends the stream in its decoder's place, so the classifier and sink finish it
         box = Outbox(self.plan.classifier.inbox, Hello("supervisor", i, None))
         self._ends.append((box, EndOfStream(i, self._next_seq(i), "error")))
@@ -250,6 +251,6 @@ class Domains:
         pump(0.0)  # last stats / errors
         for box, _ in self._ends:
             box.close()
-        for p in procs + self.dead:
+        for p in {id(p): p for p in procs + self.dead}.values():  # each once
             p.join(0.1)
             p.close()

@@ -144,3 +144,38 @@ def test_a_killed_stage_of_a_file_run_loses_and_repeats_no_label(tmp_path, victi
     assert list(report["restarts"].values()) == [1] and next(iter(report["restarts"])).startswith(victim.rstrip("["))
     assert_all_gone(stages)
     assert not shm_segments()
+
+
+def test_a_decoder_past_its_restart_limit_gives_its_stream_up_and_the_others_go_on(tmp_path):
+    # given two looping files, restarts allowed once a minute per domain
+    a = make_video(tmp_path / "a.mp4", width=96, height=64, frames=60)
+    b = make_video(tmp_path / "b.mp4", width=64, height=96, frames=60)
+    cfg = _config(tmp_path, [{"name": "a", "source": str(a), "loop": True}, {"name": "b", "source": str(b), "loop": True}],
+                  supervision={"restart": True, "max_restarts_per_min": 1})
+    out = tmp_path / "out"
+    proc = start_cli("run", str(cfg), "-q", "--duration", "20")
+    try:
+        wait_for(lambda: line_count(out / "a.jsonl") >= 20, 120, "the first labels")
+        stages = list(stages_of(proc.pid).values())
+        # when a's decoder is killed, restarted, and killed again within the minute
+        first = kill_stage(proc.pid, "decode[a]")
+        wait_for(lambda: "decode[a]" in stages_of(proc.pid) and stages_of(proc.pid)["decode[a]"].pid != first.pid,
+                 60, "decode[a] restarted")
+        stages += stages_of(proc.pid).values()
+        kill_stage(proc.pid, "decode[a]")
+        t_gone = time.time()
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # then the run went on with b and failed at the end, naming a, its restarts and the limit
+    assert proc.returncode == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("videoclf: error:")]
+    assert len(lines) == 1 and "stream a gave up after 1 restarts of decode[a]" in lines[0], err
+    assert "max_restarts_per_min=1" in lines[0] and "the other streams ran to the end" in lines[0]
+    report = json.loads((out / "report.json").read_text())
+    assert report["error"]["kind"] == "SourceGaveUp" and report["restarts"] == {"decode[a]": 1}
+    assert report["streams"]["a"]["end"] == "error"
+    assert max(r["time"] for r in read_jsonl(out / "b.jsonl")) > t_gone + 5  # b kept going
+    assert_all_gone(stages)
+    assert not shm_segments()
