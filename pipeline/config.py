@@ -168,8 +168,11 @@ class OutputConfig(_Model):
 class SupervisionConfig(_Model):
     """What the supervisor does when a stage process dies."""
 
-    restart: Optional[bool] = Field(None, description="restart the stages after a crash (default: on when any stream is live)")
-    max_restarts_per_min: int = Field(5, ge=0, le=100, description="restarts allowed in any 60 s; past it the run fails")
+    restart: Optional[bool] = Field(None, description="rebuild a crashed stage's fault domain (its stream's decoder, the "
+                                    "classifier or the sink) while the rest runs on (default: on when any stream is live)")
+    max_restarts_per_min: int = Field(5, ge=0, le=100, description="restarts allowed per fault domain in any 60 s; past "
+                                      "it a decoder's stream is given up (the run exits 1 at the end), a classifier "
+                                      "or sink fails the run")
 
 
 class Config(_Model):

@@ -115,20 +115,31 @@ class Threads:
     errors: dict[str, BaseException] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """How ``run_in_threads`` connects the scripted stages."""
+
+    slots: int = 4  # per stream pool
+    shape: tuple[int, int, int] = (8, 8, 3)
+    policies: Optional[tuple[str, ...]] = None  # per stream; default lossless
+    max_wait_s: float = 0.01
+    timeout: float = 30.0
+
+
 def run_in_threads(owner: Any, sources: list[FakeSource], classifier: EchoClassifier, sink: ListSink,
-                   slots: int = 4, shape: tuple[int, int, int] = (8, 8, 3), policies: Optional[list[str]] = None,
-                   max_wait_s: float = 0.01, timeout: float = 30.0) -> Threads:
+                   wiring: Wiring = Wiring()) -> Threads:
     """Run ``sources`` → ``classifier`` → ``sink`` through real slot pools and real socket
-    links, one thread per loop, until the sink has every stream's end (or ``timeout``)."""
-    policies = policies or ["lossless"] * len(sources)
+    links, one thread per loop, until the sink has every stream's end (or ``wiring.timeout``)."""
+    w = wiring
+    policies = list(w.policies or ["lossless"] * len(sources))
     ctrl = Control(threading.Event(), threading.Event(), queue.Queue(), threading.Event())
     n = len(sources)
     inbox, to_sink = address(owner.run_id, "classify"), address(owner.run_id, "sink")
-    pools = {i: owner.create(f"t{i}", slots, shape, "uint8") for i in range(n)}
+    pools = {i: owner.create(f"t{i}", w.slots, w.shape, "uint8") for i in range(n)}
     run = Threads(sources, classifier, sink)
     specs = [SourceSpec(f"decode[s{i}]", "fake", None, i, Port(pools[i], inbox), Policy(policies[i]))
              for i in range(n)]
-    batch = BatchSpec("classify[fake]", "fake", None, inbox, to_sink, n, classifier.max_batch, max_wait_s,
+    batch = BatchSpec("classify[fake]", "fake", None, inbox, to_sink, n, classifier.max_batch, w.max_wait_s,
                       frozenset(i for i, p in enumerate(policies) if p == "drop_oldest"))
     sink_spec = SinkSpec("sink[fake]", "fake", None, to_sink, n)
 
@@ -148,7 +159,7 @@ def run_in_threads(owner: Any, sources: list[FakeSource], classifier: EchoClassi
     ctrl.go.set()
     for t in threads:
         t.start()
-    threads[0].join(timeout)
+    threads[0].join(w.timeout)
     ctrl.stop.set()
     for t in threads[1:]:
         t.join(5)

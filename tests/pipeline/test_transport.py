@@ -234,3 +234,21 @@ def test_a_new_sink_gets_again_what_its_logs_lack_and_nothing_twice(owner):
     assert got == [(0, s) for s in range(3, 8)] + [(1, s) for s in range(3)]
     assert fwd.lost == 0
     second.close()
+
+
+def test_acquire_by_policy_drop_newest_returns_at_once_lossless_waits_until_a_slot_or_stop(owner):
+    # given a producer whose 2 slots are both held by its consumer
+    pool = owner.create("full", 2, (2,), "uint8")
+    stop = threading.Event()
+    prod = Producer(Port(pool, address(owner.run_id, "nobody")), Hello("display", 0, pool.spec), False, stop)
+    assert prod.pool.take() is not None and prod.pool.take() is not None
+    # then drop-newest gives up at once (the caller drops the frame at hand, the held ones stay)
+    t0 = time.monotonic()
+    assert prod.acquire(False, 0.0) is None and time.monotonic() - t0 < 0.5
+    assert sorted(prod.pool.held()) == [0, 1]
+    # and lossless waits until the consumer frees a slot
+    threading.Timer(0.3, pool.release, args=(1,)).start()
+    assert prod.acquire(True, 0.0) == 1
+    # or until stop, when none comes
+    threading.Timer(0.3, stop.set).start()
+    assert prod.acquire(True, 0.0) is None and stop.is_set()
