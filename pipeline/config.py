@@ -5,6 +5,7 @@ derived sizes live here as properties so stages never recompute them differently
 """
 from __future__ import annotations
 
+import glob
 import os
 import re
 from pathlib import Path
@@ -49,6 +50,14 @@ class LiveOptions(_Model):
         None, ge=0, description="failed attempts in a row before the stream is given up (default: retry forever)")
 
 
+class PlaceConfig(_Model):
+    """Where a stream may run in a fleet (``videoclf run --ray``)."""
+
+    resources: dict[str, float] = Field(default_factory=dict, description="Ray node resources the stream needs, "
+                                        "e.g. {site_a: 1}: only nodes started with them take it")
+    num_gpus: float = Field(0, ge=0, description="GPUs the stream's node must have (a GPU node is placed by num_gpus)")
+
+
 class StreamConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                       description="unique stream name; used for file names and metrics labels")
@@ -61,6 +70,9 @@ class StreamConfig(_Model):
     live: LiveOptions = Field(default_factory=LiveOptions,
                               description="timeouts, watchdog and reconnect back-off of a live source")
     loop: bool = Field(False, description="files only: start again at the end, forever (soak tests, demos)")
+    start_frame: int = Field(0, ge=0, description="first frame number to log: a file skips the frames before it, a "
+                                                  "camera numbers its frames from it (resuming a run)")
+    place: PlaceConfig = Field(default_factory=PlaceConfig, description="fleet placement: node resources it needs")
 
     @property
     def is_live(self) -> bool:
@@ -175,6 +187,15 @@ class SupervisionConfig(_Model):
                                       "or sink fails the run")
 
 
+class ClusterConfig(_Model):
+    """A fleet on Ray (``videoclf run CONFIG --ray ADDRESS``)."""
+
+    streams_per_node: int = Field(4, ge=1, le=1000, description="streams a node takes when it was not started with a "
+                                  "videoclf_streams resource")
+    workdir: str = Field("/tmp/videoclf-fleet", description="where each node keeps its shards' configs and label logs")
+    poll_s: float = Field(0.25, gt=0, le=10, description="how often the driver collects label lines from the nodes")
+
+
 class Config(_Model):
     streams: list[StreamConfig] = Field(min_length=1, description="video sources to classify")
     model: ModelConfig = Field(default_factory=ModelConfig, description="backbone and inference settings")
@@ -183,6 +204,7 @@ class Config(_Model):
     max_frames: Optional[int] = Field(None, gt=0, description="stop each stream after this many frames")
     duration: Optional[float] = Field(None, gt=0, description="stop the run after this many seconds")
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig, description="crash handling")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="fleet on Ray: placement and collection")
 
     @property
     def restart_enabled(self) -> bool:
@@ -228,12 +250,36 @@ def _expand_env(value: Any, path: str, origin: str) -> Any:
     return value
 
 
+_GLOB = re.compile(r"[*?[]")
+
+
+def _expand_globs(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    """A stream whose source is a file pattern (``/data/archive/*.mp4``) becomes one stream per
+    matching file, named ``<name>-<file stem>``: a folder of recordings is classified as a set."""
+    streams = data.get("streams")
+    if not isinstance(streams, list):
+        return data
+    out: list[Any] = []
+    for i, s in enumerate(streams):
+        src = s.get("source") if isinstance(s, dict) else None
+        if not isinstance(src, str) or "://" in src or not _GLOB.search(src):
+            out.append(s)
+            continue
+        files = sorted(f for f in glob.glob(os.path.expanduser(src)) if os.path.isfile(f))
+        if not files:
+            raise ConfigError(f"{origin}: streams.{i}.source: no file matches {src!r}")
+        for f in files:
+            stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(f).stem)
+            out.append({**s, "source": f, "name": f"{s.get('name', 'file')}-{stem}"[:64]})
+    return {**data, "streams": out}
+
+
 def parse_config(data: Any, origin: str = "<config>", marks: Optional[Marks] = None) -> Config:
     """Validate ``data``; every mistake is reported at once, one line each (with its line and
     column in the file when ``marks`` are given)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping with a 'streams' key")
-    data = _expand_env(data, "", origin)
+    data = _expand_globs(_expand_env(data, "", origin), origin)
     try:
         return Config.model_validate(data)
     except ValidationError as err:

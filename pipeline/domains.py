@@ -62,8 +62,8 @@ class Domains:
         """Every process at once: sink, classifier, then the decoders."""
         self._start(self.plan.sink(), 0)
         self._start(self.plan.classifier, 0)
-        for i in range(len(self.cfg.streams)):
-            self._start(self.plan.source(self.owner, i, 0, 0), 0)
+        for i, s in enumerate(self.cfg.streams):
+            self._start(self.plan.source(self.owner, i, 0, s.start_frame), 0)
 
     def _start(self, spec: StageSpec, gen: int) -> None:
         p = self.ctx.Process(target=child_main, args=(spec, self.ctrl), name=spec.title, daemon=True)
@@ -134,7 +134,7 @@ class Domains:
         last = None if self.null_sink else last_logged_frame(self.cfg.output, name)
         if last is None:
             last = (self._sink_tallies().get(name) or {}).get("last_seq")
-        nxt = -1 if last is None else last
+        nxt = self.cfg.streams[i].start_frame - 1 if last is None else last
         if self.cfg.streams[i].is_live:
             nxt = max(nxt, self.state.stats.decoder(i).get("next_seq", 0) - 1)
         return nxt + 1
