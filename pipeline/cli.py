@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from pipeline import __version__
 from pipeline.errors import VideoclfError
@@ -39,6 +39,29 @@ def _setup_logging(verbose: bool, quiet: bool, json_logs: bool) -> None:
         os.environ["VIDEOCLF_DEBUG"] = "1"  # children read it when they set up logging
 
 
+def _run_fleet(cfg: Any, args: argparse.Namespace) -> int:
+    """The config's streams on a Ray cluster (``pipeline/fleet.py``); report.json as a local run's."""
+    from pipeline.errors import ConfigError
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError("--ray needs Ray, not installed (pip install 'videoclf[ray]')") from None
+    from pipeline.fleet import run_fleet
+
+    if args.max_frames:
+        cfg = cfg.model_copy(update={"max_frames": args.max_frames})
+    result = run_fleet(cfg, args.config, args.ray, args.duration)
+    if not args.quiet:
+        for name, s in result.report["streams"].items():
+            print(f"{name}: {s['frames']} frames on {str(s['node'])[:12]}, {s['reassignments']} reassignment(s), "
+                  f"end {s['end']}")
+        print(f"report: {os.path.join(cfg.output.dir, 'report.json')}")
+    if result.error is not None:
+        raise result.error
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.report import print_summary, write_report
@@ -55,6 +78,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             data = cfg.model_dump()
             data["output"][key] = value
             cfg = parse_config(data, f"--{key}")
+    if args.ray:
+        return _run_fleet(cfg, args)
     opts = RunOptions(max_frames=args.max_frames, duration=args.duration,
                       sink="null" if args.null_sink else "auto", progress=not args.quiet)
     result = run_pipeline(cfg, opts)
@@ -175,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--web", metavar="[HOST]:PORT", help="serve the live web view (loopback unless HOST is given)")
     run.add_argument("--metrics", metavar="[HOST]:PORT", help="serve Prometheus metrics at /metrics")
     run.add_argument("--video", action="store_true", help="write annotated MP4s (output.video: true)")
+    run.add_argument("--ray", metavar="ADDRESS", help="run the streams on a Ray cluster (auto: $RAY_ADDRESS, else a "
+                                                     "local one); label logs and report.json are gathered here")
     run.set_defaults(func=_cmd_run)
 
     val = sub.add_parser("validate", help="check a config without running it")

@@ -1,0 +1,388 @@
+"""A fleet of cameras on Ray: ``videoclf run CONFIG --ray ADDRESS``.
+
+Frames never leave the node that decodes them; only label lines travel. The driver places
+streams on nodes (``pipeline/placement.py``), starts one shard per node and placement (an
+ordinary supervisor, run by that node's agent actor: ``pipeline/fleet_agent.py``), gathers
+the shards' label lines into ``output.dir/<stream>.jsonl`` (each frame once: a line whose
+frame number the central log has is dropped) and writes ``report.json``.
+
+- **Epochs.** Every assignment of a stream to a node has a new epoch; lines are taken only
+  from the shard holding the stream's current epoch, so a node that comes back after it was
+  declared dead cannot write.
+- **Failover.** A node that Ray declares dead (or whose agent died) loses its streams to the
+  nodes with room, in a new shard each: a file goes on after its last logged frame, a camera
+  reconnects and numbers on. With no room left, a stream waits (counted, logged).
+- **Runtime changes.** The driver watches CONFIG: streams added to it are placed in new
+  shards (the others are not touched); a removed stream's shard is stopped, or restarted
+  without it when it holds others.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from pipeline.config import Config, StreamConfig, load_config
+from pipeline.errors import ResourceError, SourceGaveUp, VideoclfError
+from pipeline.labellog import _frame_of
+from pipeline.placement import Node, assign, nodes_from_ray
+from pipeline.supervisor import RunResult, check_output_dir
+
+log = logging.getLogger("videoclf")
+
+
+@dataclass
+class _Stream:
+    cfg: StreamConfig
+    node: Optional[str] = None
+    shard: Optional[str] = None
+    epoch: int = 0
+    last: int = -1  # last frame number in the central log
+    frames: int = 0
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    reassignments: int = 0
+    ended: Optional[str] = None  # end reason once its shard finished it
+    waiting_since: Optional[float] = None
+    unassigned_s: float = 0.0
+    report: dict[str, Any] = field(default_factory=dict)  # its section of its last shard's report
+
+
+@dataclass
+class _Shard:
+    node: str
+    streams: dict[str, int]  # name → epoch this shard holds it under
+    done: bool = False
+    metrics: Optional[tuple[str, int]] = None  # its Prometheus endpoint (host, port), if output.metrics is set
+
+
+class Fleet:
+    def __init__(self, cfg: Config, path: str, address: str, duration: Optional[float]) -> None:
+        self.cfg, self.path, self.address = cfg, path, address
+        self.duration = duration or cfg.duration
+        self.streams = {s.name: _Stream(s) for s in cfg.streams}
+        self.shards: dict[str, _Shard] = {}
+        self.agents: dict[str, Any] = {}
+        self.polls: dict[str, Any] = {}  # node id → its agent's poll in flight
+        self.nodes: dict[str, Node] = {}
+        self.dead: dict[str, dict[str, Any]] = {}  # node id → when and how fast its loss was seen
+        self.last_ok: dict[str, float] = {}
+        self.epochs = itertools.count(1)
+        self.files: dict[str, Any] = {}
+        self.errors: list[str] = []
+        self.stopping = 0
+        self.run_id = f"{os.getpid()}-{int(time.time())}"
+        self._mtime = os.stat(path).st_mtime if os.path.exists(path) else 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        import ray
+
+        check_output_dir(self.cfg.output.dir)
+        os.makedirs(self.cfg.output.dir, exist_ok=True)
+        addr = os.environ.get("RAY_ADDRESS") if self.address == "auto" else self.address
+        ray.init(address=addr or None, namespace="videoclf", log_to_driver=False, logging_level=logging.WARNING)
+        from pipeline.fleet_agent import Agent
+
+        self.Agent = ray.remote(num_cpus=0)(Agent)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        start = time.monotonic()
+        try:
+            self._refresh_nodes()
+            self._place([s for s in self.streams.values()], reason="start")
+            self._loop(start)
+        finally:
+            self._stop_all()
+            for f in self.files.values():
+                f.close()
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+            ray.shutdown()
+        return self._result(time.monotonic() - start)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.stopping += 1
+        log.warning("%s: stopping the fleet and writing the report", signal.Signals(signum).name)
+
+    def _loop(self, start: float) -> None:
+        poll = self.cfg.cluster.poll_s
+        while not self.stopping:
+            self._collect()
+            self._refresh_nodes()
+            self._place([s for s in self.streams.values() if s.node is None and not s.ended], reason="waiting")
+            self._watch_config()
+            if all(s.ended for s in self.streams.values()):
+                return
+            if self.duration and time.monotonic() - start >= self.duration:
+                log.info("duration of %.0f s reached: stopping", self.duration)
+                return
+            time.sleep(poll)
+
+    # -- nodes ----------------------------------------------------------------------------
+    def _refresh_nodes(self) -> None:
+        import ray
+
+        nodes = {n.id: n for n in nodes_from_ray(ray.nodes(), self.cfg.cluster.streams_per_node)}
+        for nid in [n for n in self.nodes if n not in nodes and n not in self.dead]:
+            self._node_lost(nid, "Ray declared the node dead")
+        self.nodes = {k: v for k, v in nodes.items() if k not in self.dead}
+
+    def _node_lost(self, nid: str, why: str) -> None:
+        now = time.monotonic()
+        seen = now - self.last_ok.get(nid, now)
+        self.dead[nid] = {"lost_at": time.time(), "why": why, "detected_after_s": round(seen, 2)}
+        self.agents.pop(nid, None)
+        self.polls.pop(nid, None)
+        self.nodes.pop(nid, None)
+        moved = [s for s in self.streams.values() if s.node == nid and not s.ended]
+        for shard in self.shards.values():
+            if shard.node == nid:
+                shard.done = True
+        log.warning("node %s lost (%s, %.1f s after its last answer): moving %s", nid[:12], why, seen,
+                    ", ".join(s.cfg.name for s in moved) or "nothing")
+        for s in moved:
+            s.node = s.shard = None
+            s.reassignments += 1
+        self._place(moved, reason=f"node {nid[:12]} lost")
+        if self.cfg.output.metrics:
+            self._write_targets()
+
+    def _agent(self, nid: str) -> Any:
+        if nid not in self.agents:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            self.agents[nid] = self.Agent.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote(
+                self.cfg.cluster.workdir, self.run_id)
+            self.last_ok[nid] = time.monotonic()
+        return self.agents[nid]
+
+    # -- placement ------------------------------------------------------------------------
+    def _load(self) -> dict[str, int]:
+        load: dict[str, int] = {}
+        for s in self.streams.values():
+            if s.node and not s.ended:
+                load[s.node] = load.get(s.node, 0) + 1
+        return load
+
+    def _place(self, streams: list[_Stream], reason: str) -> None:
+        if not streams:
+            return
+        where = assign([(s.cfg.name, s.cfg.place) for s in streams], list(self.nodes.values()), self._load())
+        by_node: dict[str, list[_Stream]] = {}
+        now = time.monotonic()
+        for s in streams:
+            nid = where[s.cfg.name]
+            if nid is None:
+                if s.waiting_since is None:
+                    s.waiting_since = now
+                    log.warning("stream %s: no node has room (%s); waiting", s.cfg.name, reason)
+                continue
+            if s.waiting_since is not None:
+                s.unassigned_s += now - s.waiting_since
+                s.waiting_since = None
+            by_node.setdefault(nid, []).append(s)
+        for nid, group in by_node.items():
+            self._start_shard(nid, group)
+
+    def _start_shard(self, nid: str, group: list[_Stream]) -> None:
+        import ray
+
+        sid = f"shard{len(self.shards) + 1}"
+        streams = []
+        for s in group:
+            s.epoch, s.node, s.shard = next(self.epochs), nid, sid
+            s.assignments.append({"node": nid, "epoch": s.epoch, "from_frame": s.last + 1, "at": round(time.time(), 3)})
+            # a file by its absolute path: the shard runs in the agent's directory
+            source = s.cfg.source if s.cfg.is_live else os.path.abspath(s.cfg.source)
+            streams.append({**s.cfg.model_dump(mode="json", exclude_defaults=True), "name": s.cfg.name,
+                            "source": source, "start_frame": s.last + 1})
+        config = {"streams": streams, "model": self.cfg.model.model_dump(mode="json", exclude_defaults=True),
+                  "output": {"format": self.cfg.output.format}, "target_fps": self.cfg.target_fps,
+                  "supervision": self.cfg.supervision.model_dump(mode="json", exclude_defaults=True)}
+        if self.cfg.max_frames:
+            config["max_frames"] = self.cfg.max_frames
+        metrics = self._metrics_port(len(self.shards))
+        if metrics:
+            config["output"]["metrics"] = f"{metrics[0]}:{metrics[1]}"
+        self.shards[sid] = _Shard(nid, {s.cfg.name: s.epoch for s in group}, metrics=metrics)
+        # no duration of its own: the driver stops every shard when the run ends
+        ray.get(self._agent(nid).start.remote(sid, config, None), timeout=60)
+        log.info("%s on node %s (%s): %s", sid, nid[:12], self.nodes[nid].address,
+                 ", ".join(f"{s.cfg.name} from frame {s.last + 1}" for s in group))
+        if metrics:
+            self._write_targets()
+
+    def _metrics_port(self, index: int) -> Optional[tuple[str, int]]:
+        """Shard ``index``'s /metrics: output.metrics's host and port + index (shards on one
+        host must not share a port)."""
+        if not self.cfg.output.metrics:
+            return None
+        from pipeline.outputs_config import parse_address
+
+        host, port = parse_address(self.cfg.output.metrics)
+        return host, port + index
+
+    def _write_targets(self) -> None:
+        """A Prometheus file_sd list of the running shards' endpoints, labelled by node and
+        shard: Prometheus attaches the labels to every series it scrapes there."""
+        import json
+
+        targets = []
+        for sid, sh in self.shards.items():
+            if sh.metrics and not sh.done and sh.node in self.nodes:
+                host = self.nodes[sh.node].address if sh.metrics[0] in ("0.0.0.0", "::") else sh.metrics[0]
+                targets.append({"targets": [f"{host}:{sh.metrics[1]}"], "labels": {"node": sh.node, "shard": sid}})
+        path = Path(self.cfg.output.dir) / "prometheus_targets.json"
+        path.with_suffix(".tmp").write_text(json.dumps(targets, indent=1))
+        os.replace(path.with_suffix(".tmp"), path)
+
+    # -- collection -----------------------------------------------------------------------
+    def _collect(self) -> None:
+        """Take what each node's agent has; one poll in flight per node, never waited on: a
+        node that stopped answering holds up no other (Ray says when it is dead)."""
+        import ray
+        from ray.exceptions import RayActorError, RayError
+
+        for nid, agent in self.agents.items():
+            if nid not in self.polls:
+                self.polls[nid] = agent.poll.remote()
+        refs = {ref: nid for nid, ref in self.polls.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+        for ref in ready:
+            nid = refs[ref]
+            self.polls.pop(nid, None)
+            try:
+                polled = ray.get(ref)
+            except RayActorError as exc:
+                self._node_lost(nid, f"its agent died: {type(exc).__name__}")
+                continue
+            except RayError as exc:
+                log.warning("node %s: poll failed: %s", nid[:12], exc)
+                continue
+            self.last_ok[nid] = time.monotonic()
+            for sid, got in polled.items():
+                self._take(sid, got)
+
+    def _take(self, sid: str, got: dict[str, Any]) -> None:
+        shard = self.shards.get(sid)
+        if shard is None:
+            return
+        for name, lines in got["lines"].items():
+            s = self.streams.get(name)
+            if s is None or shard.streams.get(name) != s.epoch:  # fenced: an older assignment
+                continue
+            self._write(s, lines)
+        if got["exit"] is not None and not shard.done:
+            shard.done = True
+            self._shard_ended(sid, shard, got)
+            if shard.metrics:
+                self._write_targets()
+
+    def _write(self, s: _Stream, lines: list[str]) -> None:
+        fmt = self.cfg.output.format
+        f = self.files.get(s.cfg.name)
+        if f is None:
+            path = Path(self.cfg.output.dir) / f"{s.cfg.name}.{fmt}"
+            f = self.files[s.cfg.name] = open(path, "w", buffering=1, encoding="utf-8")
+        for line in lines:
+            n = _frame_of(line.encode(), fmt)
+            if n is None:
+                if fmt == "csv" and s.frames == 0 and f.tell() == 0:
+                    f.write(line + "\n")  # the header, once
+                continue
+            if n <= s.last:
+                continue  # the central log has this frame already
+            f.write(line + "\n")
+            s.last, s.frames = n, s.frames + 1
+
+    def _shard_ended(self, sid: str, shard: _Shard, got: dict[str, Any]) -> None:
+        report = got.get("report") or {}
+        for name, epoch in shard.streams.items():
+            s = self.streams.get(name)
+            if s is None or s.epoch != epoch:
+                continue
+            s.report = (report.get("streams") or {}).get(name) or {}
+            s.ended = s.report.get("end") or ("error" if got["exit"] else "stopped")
+            s.node = None
+        if got["exit"]:
+            why = got.get("error") or f"{sid} exited with code {got['exit']}"
+            self.errors.append(f"{sid} ({', '.join(shard.streams)}): {why.removeprefix('videoclf: error: ')}")
+        self.model = report.get("model") or getattr(self, "model", None)
+
+    # -- runtime changes ------------------------------------------------------------------
+    def _watch_config(self) -> None:
+        try:
+            mtime = os.stat(self.path).st_mtime
+        except OSError:
+            return
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        try:
+            new = load_config(self.path)
+        except VideoclfError as exc:
+            log.warning("%s changed but is not valid; keeping the running fleet: %s", self.path, exc)
+            return
+        names = {s.name for s in new.streams}
+        added = [_Stream(s) for s in new.streams if s.name not in self.streams]
+        removed = [n for n in self.streams if n not in names and not self.streams[n].ended]
+        for s in added:
+            self.streams[s.cfg.name] = s
+        if added:
+            log.info("%s changed: adding %s", self.path, ", ".join(s.cfg.name for s in added))
+            self._place(added, reason="added")
+        for name in removed:
+            self._remove(name)
+
+    def _remove(self, name: str) -> None:
+        import ray
+
+        s = self.streams[name]
+        shard = self.shards.get(s.shard or "")
+        log.info("%s changed: removing %s", self.path, name)
+        s.ended, s.node = "removed", None
+        if shard is None or s.shard is None:
+            return
+        agent = self.agents.get(shard.node)
+        if agent is not None:
+            got = ray.get(agent.stop.remote(s.shard), timeout=60)
+            self._take(s.shard, got)
+        shard.done = True
+        rest = [self.streams[n] for n, e in shard.streams.items() if n != name and self.streams[n].epoch == e
+                and self.streams[n].ended in (None, "stopped")]
+        for r in rest:  # co-located streams go on in a shard without it
+            r.ended = None
+        self._place(rest, reason=f"{name} removed")
+
+    # -- end --------------------------------------------------------------------------------
+    def _stop_all(self) -> None:
+        import ray
+        from ray.exceptions import RayError
+
+        for nid, agent in list(self.agents.items()):
+            try:
+                for sid, got in ray.get(agent.stop_all.remote(), timeout=60).items():
+                    self._take(sid, got)
+            except RayError as exc:
+                log.warning("node %s did not stop cleanly: %s", nid[:12], exc)
+
+    def _result(self, elapsed: float) -> RunResult:
+        from pipeline.fleet_report import fleet_report
+
+        err: Optional[VideoclfError] = None
+        if self.errors:
+            err = SourceGaveUp("; ".join(self.errors))
+        waiting = [s.cfg.name for s in self.streams.values() if s.waiting_since is not None]
+        if waiting and err is None:
+            err = ResourceError(f"no node had room for {', '.join(waiting)} at the end of the run")
+        report = fleet_report(self, elapsed, err)
+        return RunResult(report, err.exit_code if err else 0, err)
+
+
+def run_fleet(cfg: Config, path: str, address: str, duration: Optional[float] = None) -> RunResult:
+    return Fleet(cfg, path, address, duration).run()
