@@ -134,3 +134,18 @@ def test_int8_calibrates_on_the_file_streams_by_default():
     assert parse_config({**BASE, "streams": streams, "model": {"precision": "bf16"}}).model.calibration is None
     live = parse_config({**BASE, "streams": streams[1:2], "model": {"precision": "int8"}})
     assert live.model.calibration is None
+
+
+def test_a_file_pattern_source_is_one_stream_per_file(tmp_path):
+    # given a folder of recordings and a stream whose source is a pattern
+    for name in ("b 2.mp4", "a1.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    cfg = parse_config({"streams": [{"name": "arch", "source": str(tmp_path / "*.mp4"), "loop": True},
+                                    {"name": "cam", "source": "rtsp://cam/1?x=*"}]})
+    # then each matching file is a stream of its own, named after it, with the stream's settings
+    assert [(s.name, Path(s.source).name, s.loop) for s in cfg.streams[:2]] == [
+        ("arch-a1", "a1.mp4", True), ("arch-b_2", "b 2.mp4", True)]
+    assert cfg.streams[2].source == "rtsp://cam/1?x=*"  # a URL is never a pattern
+    # and a pattern that matches nothing is a config error naming the stream
+    with pytest.raises(ConfigError, match=r"streams.0.source: no file matches"):
+        parse_config({"streams": [{"name": "arch", "source": str(tmp_path / "*.mkv")}]})
