@@ -14,9 +14,7 @@ import logging
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional
-
-import numpy as np
+from typing import Any, Callable
 
 from pipeline.config import Config
 from pipeline.metrics import RunStats

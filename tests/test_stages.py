@@ -1,8 +1,6 @@
 """Stage units: configs pickle, decode geometry at odd sizes, normalisation, registry rules."""
 from __future__ import annotations
 
-import dataclasses
-import multiprocessing as mp
 import pickle
 
 import av

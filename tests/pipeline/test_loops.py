@@ -2,7 +2,6 @@
 shared-memory pools: batching under max_wait, each back-pressure policy, a crashing source."""
 from __future__ import annotations
 
-import multiprocessing as mp
 
 import numpy as np
 import pytest
