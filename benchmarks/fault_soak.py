@@ -34,25 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.handwritten import cpu_info, describe_cpu  # noqa: E402
 from benchmarks.naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
-from pipeline.testing import Camera  # noqa: E402
+from pipeline.testing import Camera, stage_processes as stages  # noqa: E402
 
 LIVE = {"watchdog_s": 2, "backoff_s": 0.2, "backoff_max_s": 1, "open_timeout_s": 2, "read_timeout_s": 2}
-
-
-def stages(pid: int) -> dict[str, psutil.Process]:
-    out = {}
-    try:
-        kids = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return out
-    for k in kids:
-        try:
-            cmd = " ".join(k.cmdline())
-        except psutil.Error:
-            continue
-        if cmd.startswith("videoclf: "):
-            out[cmd.removeprefix("videoclf: ").strip()] = k
-    return out
 
 
 def segments() -> list[str]:

@@ -245,3 +245,22 @@ def serving(clip: Path) -> Iterator[Callable[..., Camera]]:
     finally:
         for cam in started:
             cam.kill()
+
+
+def stage_processes(pid: int) -> dict[str, Any]:
+    """The stage processes below ``pid`` by title, e.g. {"decode[a]": psutil.Process}."""
+    import psutil
+
+    out = {}
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return out
+    for k in kids:
+        try:
+            cmd = " ".join(k.cmdline())
+        except psutil.Error:
+            continue
+        if cmd.startswith("videoclf: "):
+            out[cmd.removeprefix("videoclf: ").strip()] = k
+    return out

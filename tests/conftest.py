@@ -27,6 +27,16 @@ FAST_MODEL = {"backbone": "efficientnet_lite0", "weights": "none", "input_size":
 SHM_TAG = os.environ.setdefault("VIDEOCLF_SHM_TAG", os.urandom(3).hex())
 
 
+@pytest.fixture
+def owner():
+    """A pool owner for tests that make slot pools themselves; everything unlinked after."""
+    from pipeline.shm import PoolOwner, new_run_id
+
+    o = PoolOwner(new_run_id())
+    yield o
+    o.unlink_all()
+
+
 def shm_segments() -> set[str]:
     """This session's segments (name: videoclf_<pid>_<tag><hex>_<ring>)."""
     return {n for n in os.listdir("/dev/shm") if n.startswith("videoclf_") and f"_{SHM_TAG}" in n}

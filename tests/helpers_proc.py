@@ -12,6 +12,8 @@ from typing import Callable, TypeVar
 
 import psutil
 
+from pipeline.testing import stage_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
@@ -35,19 +37,7 @@ def wait_for(cond: Callable[[], T], timeout: float, what: str | Callable[[], str
 
 def stages_of(pid: int) -> dict[str, psutil.Process]:
     """Stage processes below ``pid`` by title, e.g. {"decode[a]": Process}."""
-    out = {}
-    try:
-        kids = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return out
-    for k in kids:
-        try:
-            cmd = " ".join(k.cmdline())
-        except psutil.Error:
-            continue
-        if cmd.startswith("videoclf: "):
-            out[cmd.removeprefix("videoclf: ").strip()] = k
-    return out
+    return stage_processes(pid)
 
 
 def line_count(path: Path) -> int:

@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ResourceError
-from pipeline.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
+from pipeline.shm import check_free_space, remove_stale_segments
 
 CTX = mp.get_context("spawn")
-
-
-@pytest.fixture
-def owner():
-    o = PoolOwner(new_run_id())
-    yield o
-    o.unlink_all()
 
 
 def test_a_held_slot_is_never_handed_out_again(owner):

@@ -2,19 +2,9 @@
 shared-memory pools: batching under max_wait, each back-pressure policy, a crashing source."""
 from __future__ import annotations
 
-
 import numpy as np
-import pytest
 
-from pipeline.shm import PoolOwner, new_run_id
 from pipeline.testing import CRASH, EOF, EchoClassifier, FakeSource, ListSink, Pause, ScriptedCrash, Wiring, run_in_threads
-
-
-@pytest.fixture
-def owner():
-    o = PoolOwner(new_run_id())
-    yield o
-    o.unlink_all()
 
 
 def frame(value: int) -> np.ndarray:

@@ -12,18 +12,11 @@ import pytest
 
 from pipeline.links import Forward, Producer
 from pipeline.messages import Ack, EndOfStream, FrameRecord, Hello, Resume
-from pipeline.shm import PoolOwner, SlotPool, new_run_id
+from pipeline.shm import SlotPool
 from pipeline.stage import Port
 from pipeline.transport import Flag, Inbox, Joined, Lost, Outbox, address
 
 CTX = mp.get_context("spawn")
-
-
-@pytest.fixture
-def owner():
-    o = PoolOwner(new_run_id())
-    yield o
-    o.unlink_all()
 
 
 def _produce_forever(addr: str, tag: str) -> None:
