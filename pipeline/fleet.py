@@ -343,20 +343,20 @@ class Fleet:
         import ray
 
         s = self.streams[name]
-        shard = self.shards.get(s.shard or "")
         log.info("%s changed: removing %s", self.path, name)
+        sid, shard = s.shard, self.shards.get(s.shard or "")
+        agent = self.agents.get(shard.node) if shard is not None else None
+        if sid is not None and agent is not None:
+            self._take(sid, ray.get(agent.stop.remote(sid), timeout=60))  # its last lines
         s.ended, s.node = "removed", None
-        if shard is None or s.shard is None:
+        if shard is None:
             return
-        agent = self.agents.get(shard.node)
-        if agent is not None:
-            got = ray.get(agent.stop.remote(s.shard), timeout=60)
-            self._take(s.shard, got)
         shard.done = True
+        # co-located streams go on in a shard without it (they pause for its start)
         rest = [self.streams[n] for n, e in shard.streams.items() if n != name and self.streams[n].epoch == e
-                and self.streams[n].ended in (None, "stopped")]
-        for r in rest:  # co-located streams go on in a shard without it
-            r.ended = None
+                and self.streams[n].ended != "removed"]
+        for r in rest:
+            r.ended, r.node = None, None
         self._place(rest, reason=f"{name} removed")
 
     # -- end --------------------------------------------------------------------------------

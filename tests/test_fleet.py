@@ -159,7 +159,7 @@ def test_a_camera_on_a_killed_node_logs_again_within_10_s(cluster, tmp_path):
 
 
 @needs_gst
-def test_a_camera_added_to_the_config_joins_without_pausing_the_others(cluster, tmp_path):
+def test_a_camera_added_to_the_config_joins_without_pausing_the_others_and_a_removed_one_stops(cluster, tmp_path):
     c, _ = cluster(2)
     clip = make_video(tmp_path / "cam.mp4", 320, 180, frames=60, fps=30, gop=30)
     out = tmp_path / "out"
@@ -173,12 +173,22 @@ def test_a_camera_added_to_the_config_joins_without_pausing_the_others(cluster, 
             t_add = time.time()
             _config(tmp_path, streams)  # the fleet watches its config file
             wait_for(lambda: line_count(out / "c3.jsonl") >= 10, 90, "labels from the added camera")
+            # and a camera taken out of the config stops while the others go on
+            t_remove = time.time()
+            _config(tmp_path, [streams[0], streams[2]])
+            time.sleep(4)
+            t_removed, n_removed = time.time(), line_count(out / "c2.jsonl")
+            time.sleep(4)
+            assert line_count(out / "c2.jsonl") == n_removed
             _, err = proc.communicate(timeout=180)
         finally:
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0, err[-3000:]
     for n in ("c1", "c2"):
-        times = [r["time"] for r in read_jsonl(out / f"{n}.jsonl") if t_add - 2 <= r["time"] <= t_add + 15]
+        times = [r["time"] for r in read_jsonl(out / f"{n}.jsonl") if t_add - 2 <= r["time"] <= t_remove]
         assert max(b - a for a, b in zip(times, times[1:])) <= 1.0, n
+    report = json.loads((out / "report.json").read_text())
+    assert report["streams"]["c2"]["end"] == "removed"
+    assert max(r["time"] for r in read_jsonl(out / "c1.jsonl")) > t_removed + 3  # c1 went on
     _no_leftovers()
