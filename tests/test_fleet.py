@@ -46,7 +46,8 @@ def cluster():
 
 def _config(tmp_path: Path, streams: list[dict[str, Any]]) -> Path:
     p = tmp_path / "fleet.yaml"
-    p.write_text(yaml.safe_dump({"streams": streams, "model": FAST_MODEL, "output": {"dir": str(tmp_path / "out")}}))
+    p.write_text(yaml.safe_dump({"streams": streams, "model": FAST_MODEL, "output": {"dir": str(tmp_path / "out")},
+                                 "cluster": {"workdir": str(tmp_path / "nodes")}}))  # each shard's own outputs
     return p
 
 
