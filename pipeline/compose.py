@@ -2,9 +2,11 @@
 
 The rest of ``pipeline/`` is the runtime (shared memory, stage loops, supervision, reports,
 servers) and knows stages only by kind name (``pipeline.stage.STAGE_MODULES``, imported in
-the child that runs them). This module builds a run from a config: the stage graph (pools,
-channels and one picklable spec per process, display pools and the outputs sink), and the
-few stage functions the runtime needs in its own process (probing a source, building an
+the child that runs them). This module computes a run's plan from a config, once (each
+file probed once): the decoder configs, display geometry, the outputs sink, the classifier's
+spec and the shared memory needed; the plan builds any process's spec, with its pools, when
+the supervisor starts or rebuilds that process's fault domain. It also gives the runtime the
+few stage functions it needs in its own process (probing a source, building an
 engine, preparing an uploaded image, tuning, benchmarking helpers).
 """
 from __future__ import annotations
