@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from pipeline.messages import FrameRecord
+from pipeline.shm import SlotPool
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,6 @@ class DisplayMatcher:
         self.missing = 0  # Results whose frame was dropped before reaching the sink
 
     def joined(self, peer: int, hello: Any) -> None:
-        from pipeline.shm import SlotPool
-
         try:
             self.pool_of[peer] = SlotPool(hello.pool).attach()
         except Exception as exc:  # noqa: BLE001 (its decoder died at once: frames of it are missing)

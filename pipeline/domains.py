@@ -111,7 +111,6 @@ class Domains:
         self._retire(title)
         self.dead.append(d.proc)
         self.state.ready.discard(title)
-        self.state.done.discard(title)
         if d.spec.role == "source":
             i = d.spec.stream
             self._unlink_pools(d.spec)

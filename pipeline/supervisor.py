@@ -24,7 +24,6 @@ from pipeline.compose import RunPlan, make_plan
 from pipeline.config import Config, redact
 from pipeline.domains import Domains
 from pipeline.errors import ResourceError, VideoclfError, error_from_event
-from pipeline.labellog import last_logged_frame, logged_after, logged_frames  # noqa: F401 (re-exported)
 from pipeline.messages import Event
 from pipeline.metrics import RunStats
 from pipeline.report import Progress, build_report
@@ -61,7 +60,6 @@ class _State:
     stats: RunStats = field(default_factory=RunStats)  # latest of each stage, by role
     ready: set[str] = field(default_factory=set)
     slow: dict[str, tuple[float, str]] = field(default_factory=dict)  # stage → (ready deadline, what it does)
-    done: set[str] = field(default_factory=set)
     errors: dict[str, VideoclfError] = field(default_factory=dict)  # a stage's own error, until it exits
     error: Optional[VideoclfError] = None  # what fails the run
     error_stage: str = ""
@@ -229,8 +227,6 @@ class Supervisor:
             if d is not None:
                 self.state.stats.put(d.spec.role, getattr(d.spec, "stream", -1), ev.stage,
                                      self.domains.with_carried(ev.stage, ev.data))
-            if ev.kind == "done":
-                self.state.done.add(ev.stage)
         elif ev.kind == "error":
             # decided when the process exits: a restart of its domain, or the run's failure
             self.state.errors[ev.stage] = error_from_event(ev.data["kind"], ev.data["message"])

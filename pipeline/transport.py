@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from multiprocessing.connection import Client, Connection, Listener
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +151,6 @@ class Inbox:
     def empty(self) -> bool:
         return self._q.empty()
 
-    @property
-    def peers(self) -> int:
-        with self._lock:
-            return len(self._conns)
-
     def close(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -267,9 +262,6 @@ class Flag:
     def set(self) -> None:
         self._byte()[0] = 1
 
-    def clear(self) -> None:
-        self._byte()[0] = 0
-
     def is_set(self) -> bool:
         return bool(self._byte()[0])
 
@@ -298,11 +290,3 @@ class EventOutbox:
 
     put_nowait = put  # logging.handlers.QueueHandler's call
 
-
-def wait_until(cond: Callable[[], bool], timeout: float, every: float = 0.005) -> bool:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= end:
-            return False
-        time.sleep(every)
-    return True

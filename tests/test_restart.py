@@ -15,7 +15,7 @@ from helpers_proc import assert_all_gone, kill_stage, line_count, stages_of, sta
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError, StageError
 from pipeline.restart import RestartPolicy
-from pipeline.supervisor import last_logged_frame, logged_after, logged_frames
+from pipeline.labellog import last_logged_frame, logged_after, logged_frames
 
 
 @pytest.fixture
