@@ -83,6 +83,7 @@ class Inbox:
         self._conns: dict[int, Connection] = {}
         self._next = 0
         self._lock = threading.Lock()
+        self._acceptor: Optional[threading.Thread] = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"address": self.address}
@@ -93,7 +94,10 @@ class Inbox:
     def open(self) -> "Inbox":
         if self._listener is None:
             self._listener = Listener(self.address, "AF_UNIX", backlog=128, authkey=_authkey())
-            threading.Thread(target=self._accept, name="inbox-accept", daemon=True).start()
+            # a bounded accept: the thread sees close() within this even if nothing wakes it
+            self._listener._listener._socket.settimeout(0.2)
+            self._acceptor = threading.Thread(target=self._accept, name="inbox-accept", daemon=True)
+            self._acceptor.start()
         return self
 
     def _accept(self) -> None:
@@ -101,9 +105,7 @@ class Inbox:
         while listener is self._listener and listener is not None:
             try:
                 conn = listener.accept()
-            except _ERRORS:  # a peer that died in the handshake, or the listener closed
-                if self._listener is None:
-                    return
+            except _ERRORS:  # a timeout, a peer that died in the handshake, or the listener closed
                 continue
             with self._lock:
                 peer, self._next = self._next, self._next + 1
@@ -159,6 +161,9 @@ class Inbox:
             except (OSError, AttributeError):
                 pass
             listener.close()
+        if self._acceptor is not None and self._acceptor is not threading.current_thread():
+            # the address is free once no thread sits in accept() on it: another Inbox may take it
+            self._acceptor.join(1.0)
         with self._lock:
             conns = list(self._conns.values())
         for c in conns:
