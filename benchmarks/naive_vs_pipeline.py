@@ -20,9 +20,10 @@ It prints the CPU (model name, cores, ISA flags) first, then one row per backbon
   videoclf      `videoclf run` with `model: {precision: P, backend: openvino}`, null sink: the
                 sink's sustained FPS (report.json streams.clip.sustained_fps).
   limit         the machine limit: cores / (decode + inference core-seconds per frame), each the
-                cheaper of two ways, so that it bounds both loops. Decode: a decode-only pass over
-                the clip, the hand-written loop's (whole-frame resize, then crop) or videoclf's
-                (crop filter, then resize), process CPU time (all threads) / frames. Inference: the
+                cheapest of the ways below, so that it bounds both loops. Decode: a decode-only
+                pass over the clip, the hand-written loop's (whole-frame resize, then crop) or
+                videoclf's (crop filter, then resize; FFmpeg's thread count, and one thread, which
+                costs less CPU per frame), process CPU time (all threads) / frames. Inference: the
                 hand-written loop's compiled model with its async queue over 200 random u8 frames,
                 or the engine videoclf uses at batch 1, 2, 4 or 8 with every request busy, after a
                 warm-up, CPU time / images.
@@ -188,10 +189,12 @@ def one_round(clip: Path, side: Side) -> dict[str, Any]:
         print(f"  warning: videoclf ran {report['model'].get('model_file')}, the hand-written loop "
               f"{model['model_file']}", flush=True)
     crop = compiled.input(0).shape[1]
-    # the limit takes the cheaper of the two ways to decode and of the two ways to infer, so
-    # that it bounds both loops
+    # the limit takes the cheapest way to decode (whole-frame resize, or crop then resize with
+    # FFmpeg's threads or one thread) and the cheaper of the two ways to infer, so that it
+    # bounds both loops
     dec = min(decode_core_s_per_frame(str(clip), frames, crop)["core_s_per_frame"],
-              cropping_decode_core_s(str(clip), frames, crop))
+              cropping_decode_core_s(str(clip), frames, crop),
+              cropping_decode_core_s(str(clip), frames, crop, threads=1))
     inf = min(infer_core_s_per_frame(compiled, INFER_IMAGES)["core_s_per_frame"],
               best_batch_infer_core_s(model["model_file"], report["model"]["precision"], crop))
     limit = machine_limit(dec, inf, cores())
@@ -199,12 +202,13 @@ def one_round(clip: Path, side: Side) -> dict[str, Any]:
             "infer_core_s": inf, "bottleneck": report["bottleneck"]}
 
 
-def cropping_decode_core_s(clip: str, frames: int, crop: int) -> float:
+def cropping_decode_core_s(clip: str, frames: int, crop: int, threads: int = 0) -> float:
     """Decode-only pass the way videoclf decodes (an FFmpeg crop filter on the YUV frame, then
-    one libswscale resize of the kept square): process CPU s / frame."""
+    one libswscale resize of the kept square) with ``threads`` FFmpeg threads (0: FFmpeg's
+    choice): process CPU s / frame."""
     from stages.decode import DecodeConfig, FileDecoder
 
-    dec = FileDecoder(DecodeConfig("limit", clip, round(crop * 256 / 224), crop))
+    dec = FileDecoder(DecodeConfig("limit", clip, round(crop * 256 / 224), crop, threads=threads))
     dec.setup()
     try:
         n, cpu0 = 0, time.process_time()

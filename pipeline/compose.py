@@ -21,6 +21,7 @@ from pipeline.display import DisplayGeom, DisplayPort, slots_needed
 from pipeline.shm import PoolOwner
 from pipeline.stage import BatchSpec, Policy, Port, SinkSpec, SourceSpec
 from pipeline.transport import address
+from stages.backends import may_use_gpu
 from stages.decode import DecodeConfig, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
 from stages.live import live_config
 from stages.sinks import SinkConfig
@@ -86,7 +87,8 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) 
     decoders = []
     for i, s in enumerate(cfg.streams):
         # FFmpeg's own default (cores + 1 threads per stream) oversubscribes many-stream runs
-        s = s.model_copy(update={"decode_threads": s.decode_threads or decode_threads(len(cfg.streams))})
+        threads = decode_threads(len(cfg.streams), shares_cores=not may_use_gpu(m.device))
+        s = s.model_copy(update={"decode_threads": s.decode_threads or threads})
         geom = geoms[i] if geoms else None
         if s.is_live:
             decoders.append(("decode.live", live_config(s, m.resize_to, m.crop, geom)))
@@ -97,7 +99,8 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) 
         m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
     classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),
                            address(run_id, "sink"), len(names), cfg.model.batch_bound, m.max_wait_ms / 1000,
-                           frozenset(i for i, s in enumerate(cfg.streams) if s.effective_policy == "drop_oldest"))
+                           {i: s.live.max_queue_s for i, s in enumerate(cfg.streams)
+                            if s.effective_policy == "drop_oldest"})
     rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * m.crop * m.crop * 3
     shm = rings + _display_bytes(cfg, geoms)
     title = f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]"

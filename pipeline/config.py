@@ -46,6 +46,10 @@ class LiveOptions(_Model):
     watchdog_s: float = Field(10.0, gt=0, le=3600, description="reconnect when no frame arrived for this long")
     backoff_s: float = Field(0.5, gt=0, le=60, description="first wait before reconnecting; doubles after each failure")
     backoff_max_s: float = Field(10.0, gt=0, le=3600, description="longest wait between reconnect attempts")
+    max_queue_s: float = Field(
+        0.3, ge=0, le=60, description="a frame waits at most this long for the classifier; older ones are dropped "
+                                      "unclassified (report.json dropped_by.stale), so labels stay fresh when "
+                                      "inference falls behind, and a short stall costs no frames")
     max_reconnects: Optional[int] = Field(
         None, ge=0, description="failed attempts in a row before the stream is given up (default: retry forever)")
 
@@ -66,7 +70,8 @@ class StreamConfig(_Model):
     policy: Optional[Literal["lossless", "drop_oldest"]] = Field(
         None, description="back-pressure: lossless (files, default) or drop_oldest (live, default)")
     ring_slots: int = Field(8, ge=2, le=256, description="shared-memory frame slots between decode and classify (at least two full batches)")
-    decode_threads: int = Field(0, ge=0, le=64, description="FFmpeg decode threads (0 = the cores shared out between streams, at least 1 each)")
+    decode_threads: int = Field(0, ge=0, le=64, description="FFmpeg decode threads (0 = half the cores shared out between streams when the "
+                                          "classifier runs on the CPU, all of them beside a GPU; at least 1 each)")
     live: LiveOptions = Field(default_factory=LiveOptions,
                               description="timeouts, watchdog and reconnect back-off of a live source")
     loop: bool = Field(False, description="files only: start again at the end, forever (soak tests, demos)")

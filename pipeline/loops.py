@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -141,11 +141,14 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
 
 class Backlog:
     """Frames read from the producers, per stream, oldest first, each with the pool its slot
-    is in. A drop-oldest (live) stream keeps only its newest ``keep`` frames: the older ones
-    are released unclassified and counted, so a camera's labels stay fresh when the
-    classifier falls behind."""
+    is in. A drop-oldest (live) stream keeps the frames decoded within its queue time
+    (``drop_oldest[stream]`` seconds) of its newest one, at least ``keep`` (a batch) and at
+    most half its pool's slots (the rest are in flight or being written): older ones are
+    released unclassified and counted, so a camera's labels stay fresh when the classifier
+    falls behind, while a short stall (a burst of key frames, another process taking the
+    cores) is absorbed instead of costing frames."""
 
-    def __init__(self, n_streams: int, drop_oldest: frozenset[int], keep: int,
+    def __init__(self, n_streams: int, drop_oldest: Mapping[int, float], keep: int,
                  release: Callable[[SlotPool, int], None]) -> None:
         self.drop_oldest, self.keep, self.release = drop_oldest, keep, release
         self.frames: dict[int, deque[tuple[FrameRecord, SlotPool]]] = {s: deque() for s in range(n_streams)}
@@ -157,7 +160,8 @@ class Backlog:
         q.append((rec, pool))
         self.size += 1
         if rec.stream in self.drop_oldest:
-            while len(q) > self.keep:
+            wait_s, cap = self.drop_oldest[rec.stream], max(self.keep, pool.spec.slots // 2)
+            while len(q) > self.keep and (len(q) > cap or rec.t_decoded - q[0][0].t_decoded > wait_s):
                 old, old_pool = q.popleft()
                 self.release(old_pool, old.slot)
                 self.dropped[old.stream] += 1

@@ -129,11 +129,17 @@ class RunStats:
         return (self._sink.get("streams") or {}).get(name) or {}
 
     def dropped(self, index: int) -> int:
-        """Every frame of a stream that was never classified: dropped by its decoder (no free
-        slot, or the live reader's buffer) and stale frames the classifier released unclassified."""
+        """Every frame of a stream that was never classified (the sum of ``dropped_by``)."""
+        return sum(self.dropped_by(index).values())
+
+    def dropped_by(self, index: int) -> dict[str, int]:
+        """Where a stream's frames were dropped: by the live reader when the decoder fell behind
+        (``reader``), by the decoder when no slot was free (``no_slot``), and as stale frames the
+        classifier released unclassified when inference fell behind (``stale``)."""
         dec = self.decoder(index)
         stale = self._classifier.get("stale_dropped") or {}
-        return dec.get("dropped", 0) + dec.get("buffer_dropped", 0) + stale.get(index, 0)
+        return {"reader": dec.get("buffer_dropped", 0), "no_slot": dec.get("dropped", 0),
+                "stale": stale.get(index, 0)}
 
     def stages(self) -> dict[str, dict[str, Any]]:
         with self._lock:

@@ -39,6 +39,7 @@ def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[V
             "frames": frames,
             "decoded": dec.get("items", 0),
             "dropped": stats.dropped(i),
+            "dropped_by": stats.dropped_by(i),
             "sustained_fps": fps,
             "meets_target": fps >= cfg.target_fps * TARGET_TOLERANCE,
             "latency_ms": e2e.summary(),

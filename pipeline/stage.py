@@ -13,9 +13,9 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Iterator, Optional, Protocol, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -146,7 +146,8 @@ class BatchSpec:
     n_streams: int
     max_batch: int = 1
     max_wait_s: float = 0.0
-    drop_oldest: frozenset = frozenset()  # streams whose stale frames the classifier may drop
+    # streams whose stale frames the classifier may drop: index -> how long a frame may wait (s)
+    drop_oldest: Mapping[int, float] = field(default_factory=dict)
     role: str = "batch"
 
 

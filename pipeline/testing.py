@@ -140,7 +140,7 @@ def run_in_threads(owner: Any, sources: list[FakeSource], classifier: EchoClassi
     specs = [SourceSpec(f"decode[s{i}]", "fake", None, i, Port(pools[i], inbox), Policy(policies[i]))
              for i in range(n)]
     batch = BatchSpec("classify[fake]", "fake", None, inbox, to_sink, n, classifier.max_batch, w.max_wait_s,
-                      frozenset(i for i, p in enumerate(policies) if p == "drop_oldest"))
+                      {i: 0.0 for i, p in enumerate(policies) if p == "drop_oldest"})  # keep a batch, no more
     sink_spec = SinkSpec("sink[fake]", "fake", None, to_sink, n)
 
     def go(loop: Any, stage: Any, spec: Any) -> None:

@@ -175,6 +175,9 @@ def test_slow_consumer_drops_frames_and_keeps_latency_bounded(tmp_path, cameras)
     # then the decoder never blocked (input at the camera rate), the excess is counted as dropped
     assert s["input_fps"] >= 25 and s["dropped"] > 0
     assert s["sustained_fps"] < s["input_fps"]
+    # and the classifier released frames it had no time for, each drop counted in one place
+    assert s["dropped_by"]["stale"] > 0, s["dropped_by"]
+    assert sum(s["dropped_by"].values()) == s["dropped"]
     # and latency stays bounded by the frames that can be in flight, not by the run's length
     in_flight = 4 + 1 + 2  # the stream's slots (two batches of one + two) + one being classified + slack
     assert s["latency_ms"]["p99"] <= in_flight * s["infer_ms"]["p99"] + 1000, s

@@ -102,16 +102,40 @@ def _cpu_flags() -> str:
         return ""
 
 
+# oneDNN's instruction-set names, lowest first; ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA)
+# caps what oneDNN, and so OpenVINO's CPU plugin and torch, may use. A cap below
+# AVX512_CORE_BF16 makes a bf16 model fail to compile, so the choices below honour it.
+_ISA_ORDER = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+              "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
+              "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
+
+
+def isa_cap() -> Optional[str]:
+    """The oneDNN instruction-set cap from the environment, upper-case, or None (no cap)."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    return cap if cap in _ISA_ORDER else None
+
+
+def _isa_allows(isa: str) -> bool:
+    cap = isa_cap()
+    if cap is None:
+        return True
+    if isa == "AVX2_VNNI":  # a branch of its own: AVX-512 caps do not include it
+        return cap in ("AVX2_VNNI", "AVX2_VNNI_2")
+    return _ISA_ORDER.index(cap) >= _ISA_ORDER.index(isa) and not cap.startswith("AVX2_VNNI")
+
+
 def cpu_has_bf16() -> bool:
     flags = _cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and _isa_allows("AVX512_CORE_BF16")
 
 
 def cpu_has_vnni() -> bool:
     """int8 dot products without the 16-bit intermediate that older AVX2/AVX-512 int8 code
     saturates (VNNI or AMX): full 8-bit weights are safe."""
     flags = _cpu_flags()
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return (("avx512_vnni" in flags or "amx_int8" in flags) and _isa_allows("AVX512_CORE_VNNI")) or \
+        ("avx_vnni" in flags and _isa_allows("AVX2_VNNI"))
 
 
 def available(name: str, precision: Optional[str] = None) -> bool:
@@ -141,6 +165,12 @@ def _nvidia_present() -> bool:
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
 
 
+def may_use_gpu(requested: str) -> bool:
+    """Whether the classifier may run on a GPU, without importing torch: the decoders then
+    have the cores to themselves."""
+    return requested.startswith("cuda") or (requested == "auto" and _nvidia_present())
+
+
 def resolve_device(requested: str) -> str:
     if requested == "auto":
         if not _nvidia_present():
@@ -162,6 +192,9 @@ def isa_precision() -> tuple[str, str]:
     """The float precision this CPU runs fastest, and why."""
     if cpu_has_bf16():
         return "bf16", "bf16: the CPU has AVX-512 BF16/AMX"
+    flags = _cpu_flags()
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        return "fp32", f"fp32: ONEDNN_MAX_CPU_ISA={isa_cap()} rules out the CPU's bf16 instructions"
     return "fp32", "fp32: the CPU has no bf16 instructions (AVX-512 BF16/AMX)"
 
 
