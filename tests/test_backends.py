@@ -293,3 +293,21 @@ def test_a_long_int8_quantisation_is_waited_for(tmp_path, write_config):
     assert report["model"]["int8_quantise_s"] > 10, report["model"]
     assert report["model"]["int8_calibration_frames"] == 300
     assert len(read_jsonl(tmp_path / "out" / "bbb.jsonl")) == 8
+
+
+def test_a_capped_instruction_set_rules_out_bf16_and_the_run_still_works(tmp_path, write_config, monkeypatch):
+    # ONEDNN_MAX_CPU_ISA caps what OpenVINO's CPU plugin may use: a bf16 model fails to compile
+    # under an AVX2 cap even on a CPU that has bf16, so auto must pick fp32 and say why
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    from stages.backends import cpu_has_vnni, isa_precision
+
+    assert not cpu_has_bf16() and not cpu_has_vnni() and isa_precision()[0] == "fp32"
+    cfg = write_config([{"name": "bbb", "source": str(SAMPLE)}],
+                       model={"backbone": "efficientnet_lite0", "weights": "imagenet", "backend": "openvino"})
+    res = run_cli("run", str(cfg), "--max-frames", "8", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["model"]["precision"] == "fp32" and report["streams"]["bbb"]["frames"] == 8
+    flags = Path("/proc/cpuinfo").read_text()
+    if "avx512_bf16" in flags or "amx_bf16" in flags:  # the cap, not the CPU, ruled bf16 out
+        assert "ONEDNN_MAX_CPU_ISA=AVX2" in report["model"]["precision_reason"]

@@ -58,7 +58,10 @@ def cpu_tag() -> str:
                     break
     except OSError:
         pass
-    return hashlib.sha256(f"{model}|{flags}|{os.cpu_count()}".encode()).hexdigest()[:10]
+    from stages.backends import isa_cap
+
+    cap = isa_cap()  # a oneDNN instruction-set cap changes every measurement
+    return hashlib.sha256(f"{model}|{flags}|{os.cpu_count()}{'|' + cap if cap else ''}".encode()).hexdigest()[:10]
 
 
 class Input(NamedTuple):
