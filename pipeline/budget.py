@@ -19,13 +19,14 @@ def inference_threads(cores: int | None = None) -> int:
     return cores or usable_cores()
 
 
-def decode_threads(n_streams: int, cores: int | None = None, shares_cores: bool = True) -> int:
-    """FFmpeg threads per stream. FFmpeg's own 'auto' would give every stream every core (plus
-    one), oversubscribing many-camera runs. Frame threading also costs CPU: a 1080p H.264
-    frame took 3.7 core-ms with two threads against 2.8 with one (EPYC-Z4). So when the
-    classifier runs on the same cores (``shares_cores``) the decoders get half of them in all,
-    at least one thread each: on 2 cores one thread per stream, which made a one-file
-    mobilenet_v2 run 1.2x faster. A classifier on a GPU leaves the cores to the decoders."""
+def decode_threads(n_streams: int, cores: int | None = None) -> int:
+    """FFmpeg threads per stream: the cores split between streams, at least one each. FFmpeg's
+    own 'auto' would give every stream every core (plus one), oversubscribing many-camera runs.
+
+    Frame threading costs CPU (a 1080p H.264 frame: 3.7 core-ms with two threads, 2.8 with
+    one, EPYC-Z4), yet one thread for a single file on 2 cores was not better overall: it
+    made mobilenet_v2 fp32 (one engine stream using both cores) 1.18x faster, but
+    efficientnet_lite0 and resnet18 (two single-threaded engine streams, which leave the
+    lone decode thread too little of a core) 0.85x and 0.94x (docs/speed.md)."""
     cores = cores or usable_cores()
-    share = cores // 2 if shares_cores else cores
-    return max(1, share // max(1, n_streams))
+    return max(1, cores // max(1, n_streams))

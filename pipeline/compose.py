@@ -21,7 +21,6 @@ from pipeline.display import DisplayGeom, DisplayPort, slots_needed
 from pipeline.shm import PoolOwner
 from pipeline.stage import BatchSpec, Policy, Port, SinkSpec, SourceSpec
 from pipeline.transport import address
-from stages.backends import may_use_gpu
 from stages.decode import DecodeConfig, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
 from stages.live import live_config
 from stages.sinks import SinkConfig
@@ -87,8 +86,7 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) 
     decoders = []
     for i, s in enumerate(cfg.streams):
         # FFmpeg's own default (cores + 1 threads per stream) oversubscribes many-stream runs
-        threads = decode_threads(len(cfg.streams), shares_cores=not may_use_gpu(m.device))
-        s = s.model_copy(update={"decode_threads": s.decode_threads or threads})
+        s = s.model_copy(update={"decode_threads": s.decode_threads or decode_threads(len(cfg.streams))})
         geom = geoms[i] if geoms else None
         if s.is_live:
             decoders.append(("decode.live", live_config(s, m.resize_to, m.crop, geom)))

@@ -165,12 +165,6 @@ def _nvidia_present() -> bool:
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
 
 
-def may_use_gpu(requested: str) -> bool:
-    """Whether the classifier may run on a GPU, without importing torch: the decoders then
-    have the cores to themselves."""
-    return requested.startswith("cuda") or (requested == "auto" and _nvidia_present())
-
-
 def resolve_device(requested: str) -> str:
     if requested == "auto":
         if not _nvidia_present():
