@@ -92,7 +92,7 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) 
             decoders.append(("decode.live", live_config(s, m.resize_to, m.crop, geom)))
         else:
             decoders.append(("decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, s.decode_threads,
-                                                         s.loop, geom)))
+                                                         s.loop, geom, auto_threads=not cfg.streams[i].decode_threads)))
     if m.engine_streams == "auto" and len(cfg.streams) > 1:
         m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
     classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),

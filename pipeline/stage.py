@@ -108,6 +108,9 @@ class Control:
     drain: Any  # set: sources stop reading and send end-of-stream; the rest finishes
     events: Any
     go: Any  # set once the classifier and sink are ready: sources, started beside them, begin
+    # set by a classifier whose one engine stream spreads each inference over every core: file
+    # decoders then halve their automatic FFmpeg thread count before decoding (docs/speed.md)
+    lean_decode: Any = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,8 @@ def child_main(spec: StageSpec, ctrl: Control) -> None:
         stage = build_stage(spec.kind, spec.config)
         stage.setup()
         rep = Reporter(spec, ctrl, stage)
+        if getattr(stage, "wants_lean_decode", False) and ctrl.lean_decode is not None:
+            ctrl.lean_decode.set()  # before "ready": the supervisor sets go only after it
         ctrl.events.put(Event("ready", spec.title, {}))
         LOOPS[spec.role](stage, spec, ctrl, rep)
         ctrl.events.put(Event("done", spec.title, rep.snapshot()))

@@ -45,6 +45,12 @@ class Classifier(StageBase):
         self._order: deque[int] = deque()
         self._next = 0
 
+    @property
+    def wants_lean_decode(self) -> bool:
+        """One engine stream on the CPU: each inference is spread over every core, so a file's
+        decoder does better with fewer FFmpeg threads (pipeline.stage.Control.lean_decode)."""
+        return self.info.get("device") == "cpu" and self.info.get("streams") == 1
+
     def setup(self) -> None:
         from stages.backends import open_backend
 

@@ -174,3 +174,23 @@ def test_a_warm_start_runs_the_cached_model_without_torch(tmp_path, write_config
         cold, warm_rows = (read_jsonl(tmp_path / run / f"{name}.jsonl") for run in ("cold", "warm"))
         assert [r["frame"] for r in warm_rows] == list(range(132))
         assert [r["top"][0]["label"] for r in warm_rows] == [r["top"][0]["label"] for r in cold]
+
+
+@pytest.mark.parametrize("engine_streams", [1, 2])
+def test_a_file_decodes_with_fewer_threads_beside_one_engine_stream_on_every_core(tmp_path, write_config,
+                                                                                   engine_streams):
+    # given one file and OpenVINO with one engine stream (each inference on every core) or two
+    from pipeline.budget import decode_threads, usable_cores
+
+    cfg = write_config([{"name": "bbb", "source": str(SAMPLE)}],
+                       model={**FAST_MODEL, "backend": "openvino", "precision": "fp32", "threads": usable_cores(),
+                              "engine_streams": engine_streams, "max_batch": 1})
+    # when it runs
+    res = run_cli("run", str(cfg), "--max-frames", "20")
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    # then beside one engine stream the decoder halved its automatic FFmpeg threads, beside two it kept them
+    auto = decode_threads(1)
+    want = max(1, auto // 2) if engine_streams == 1 and auto > 1 else auto
+    assert report["model"]["streams"] == engine_streams
+    assert report["streams"]["bbb"]["input"]["threads"] == want and report["streams"]["bbb"]["frames"] == 20
