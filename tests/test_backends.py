@@ -311,3 +311,10 @@ def test_a_capped_instruction_set_rules_out_bf16_and_the_run_still_works(tmp_pat
     flags = Path("/proc/cpuinfo").read_text()
     if "avx512_bf16" in flags or "amx_bf16" in flags:  # the cap, not the CPU, ruled bf16 out
         assert "ONEDNN_MAX_CPU_ISA=AVX2" in report["model"]["precision_reason"]
+        # and an explicit bf16 is one line naming the cap, not a crashed engine
+        cfg = write_config([{"name": "bbb", "source": str(SAMPLE)}],
+                           model={"backbone": "efficientnet_lite0", "weights": "imagenet", "backend": "openvino",
+                                  "precision": "bf16"})
+        res = run_cli("run", str(cfg), "--max-frames", "8", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+        assert res.returncode != 0 and "Traceback" not in res.stderr
+        assert "ONEDNN_MAX_CPU_ISA=AVX2" in res.stderr and "model.precision" in res.stderr
