@@ -210,10 +210,6 @@ def resolve_precision(requested: str, device: str, cfg: Optional[ModelConfig] = 
         return precision, why, None
     if requested == "fp16" and not device.startswith("cuda"):
         raise ConfigError("model.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    if requested == "bf16" and not device.startswith("cuda") and not cpu_has_bf16() and isa_cap():
-        # OpenVINO sees the CPU's bf16 flags, oneDNN may not use them: the engine crashes
-        raise ConfigError(f"model.precision: bf16 cannot run under ONEDNN_MAX_CPU_ISA={isa_cap()}, which rules "
-                          "out the CPU's bf16 instructions; use fp32 or auto")
     return requested, f"{requested}: set in the config", None
 
 

@@ -207,7 +207,14 @@ class OpenVinoBackend:
 def load(src: Any, ctx: Any) -> OpenVinoBackend:
     from stages.backends.cache import INT8_DETAILS, export_onnx, quantized_openvino
 
+    from pipeline.errors import ConfigError
+    from stages.backends import cpu_has_bf16, isa_cap
+
     cfg = ctx.cfg
+    if ctx.precision == "bf16" and not cpu_has_bf16() and isa_cap():
+        # the plugin sees the CPU's bf16 flags but oneDNN may not use them: it crashes in inference
+        raise ConfigError(f"model.precision: bf16 with OpenVINO cannot run under ONEDNN_MAX_CPU_ISA={isa_cap()}, "
+                          "which rules out the CPU's bf16 instructions; use fp32 or auto")
     spec = cfg.spec
     batch = None if cfg.max_batch == "auto" else int(cfg.max_batch)
     streams = None if cfg.engine_streams == "auto" else int(cfg.engine_streams)
