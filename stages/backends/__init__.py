@@ -122,12 +122,17 @@ def _isa_allows(isa: str) -> bool:
         return True
     if isa == "AVX2_VNNI":  # a branch of its own: AVX-512 caps do not include it
         return cap in ("AVX2_VNNI", "AVX2_VNNI_2")
-    return _ISA_ORDER.index(cap) >= _ISA_ORDER.index(isa) and not cap.startswith("AVX2_VNNI")
+    return _ISA_ORDER.index(cap) >= _ISA_ORDER.index(isa)
+
+
+def _bf16_flags() -> bool:
+    """The CPU has bf16 instructions, whether or not a cap lets oneDNN use them."""
+    flags = _cpu_flags()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cpu_has_bf16() -> bool:
-    flags = _cpu_flags()
-    return ("avx512_bf16" in flags or "amx_bf16" in flags) and _isa_allows("AVX512_CORE_BF16")
+    return _bf16_flags() and _isa_allows("AVX512_CORE_BF16")
 
 
 def cpu_has_vnni() -> bool:
@@ -186,8 +191,7 @@ def isa_precision() -> tuple[str, str]:
     """The float precision this CPU runs fastest, and why."""
     if cpu_has_bf16():
         return "bf16", "bf16: the CPU has AVX-512 BF16/AMX"
-    flags = _cpu_flags()
-    if "avx512_bf16" in flags or "amx_bf16" in flags:
+    if _bf16_flags():
         return "fp32", f"fp32: ONEDNN_MAX_CPU_ISA={isa_cap()} rules out the CPU's bf16 instructions"
     return "fp32", "fp32: the CPU has no bf16 instructions (AVX-512 BF16/AMX)"
 
