@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -67,9 +68,13 @@ def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None
     return options, None
 
 
+_STATUS_461 = re.compile(r"(?<![\d:])461(?!\d)")  # the status code, not a port such as :46189 in the URL
+
+
 def refused_transport(exc: BaseException) -> bool:
     """The RTSP server answered 461 Unsupported transport (FFmpeg: 'Protocol not supported')."""
-    return getattr(exc, "errno", None) == 93 or "protocol not supported" in str(exc).lower() or "461" in str(exc)
+    text = str(exc)
+    return getattr(exc, "errno", None) == 93 or "protocol not supported" in text.lower() or bool(_STATUS_461.search(text))
 
 
 class Transport:

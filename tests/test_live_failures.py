@@ -69,6 +69,17 @@ def test_silent_host_open_ends_within_the_timeout_and_says_timed_out():
     assert f.kind == TIMEOUT and "timed out after" in f.text
 
 
+def test_a_461_in_the_url_is_not_a_refused_transport():
+    # FFmpeg's error names the URL: a port such as 46189 must not read as "461 Unsupported transport"
+    from stages.live import refused_transport
+
+    url = "rtsp://127.0.0.1:46189/cam"
+    assert not refused_transport(av.error.InvalidDataError(1094995529, "Invalid data found when processing input",
+                                                           url))
+    assert refused_transport(OSError(f"{url}: Server returned 461 Unsupported transport"))
+    assert refused_transport(OSError(93, "Protocol not supported", url))
+
+
 def test_real_garbage_at_once_is_not_called_a_timeout():
     # a fast failure with FFmpeg's invalid-data error stays what it is
     f = classify(av.error.InvalidDataError(1094995529, "Invalid data found when processing input"), 0.05, 1.0)
