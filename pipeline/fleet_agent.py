@@ -38,6 +38,7 @@ class _Shard:
     streams: tuple[str, ...]
     fmt: str
     offsets: dict[str, int] = field(default_factory=dict)
+    stopping: bool = False  # the agent sent SIGTERM: dying of it is a stop, not a failure
 
 
 class Agent:
@@ -74,6 +75,10 @@ class Agent:
 
     def _poll(self, s: _Shard) -> dict[str, Any]:
         code = s.proc.poll()
+        if code == -signal.SIGTERM and s.stopping:
+            # the signal can land after the supervisor finished and put back the default
+            # handler (its own --duration ran out at the same moment): nothing was lost
+            code = 0
         lines = {name: self._new_lines(s, name) for name in s.streams}  # after poll(): nothing is missed at exit
         out: dict[str, Any] = {"lines": lines, "exit": code}
         if code is not None:
@@ -101,6 +106,7 @@ class Agent:
         """SIGTERM the shard's supervisor (it drains and writes its report), then its last lines."""
         s = self.shards[shard]
         if s.proc.poll() is None:
+            s.stopping = True
             s.proc.send_signal(signal.SIGTERM)
             try:
                 s.proc.wait(grace)
@@ -112,5 +118,6 @@ class Agent:
     def stop_all(self, grace: float = 10.0) -> dict[str, dict[str, Any]]:
         for s in self.shards.values():
             if s.proc.poll() is None:
+                s.stopping = True
                 s.proc.send_signal(signal.SIGTERM)
         return {sid: self.stop(sid, grace) for sid in self.shards}
