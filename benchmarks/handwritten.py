@@ -34,25 +34,31 @@ def cores() -> int:
 
 
 def cpu_info() -> dict[str, Any]:
-    model, flags = "unknown", set()
+    model, flags, ids = "unknown", set(), {}
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown":
+                key = key.strip()
+                if key == "model name" and model == "unknown":
                     model = value.strip()
-                elif key.strip() == "flags" and not flags:
+                elif key in ("cpu family", "model") and key not in ids:
+                    ids[key] = value.strip()
+                elif key == "flags" and not flags:
                     flags = set(value.split())
     except OSError:
         pass
-    return {"model": model, "cpu_count": os.cpu_count(), "cores": cores(),
-            "isa": {f: f in flags for f in ISA_FLAGS}}
+    # a virtual machine often names its CPU just "AMD EPYC": family and model tell the generation
+    # (AMD family 25 = Zen 3/Zen 4, 26 = Zen 5)
+    return {"model": model, "family": ids.get("cpu family"), "model_number": ids.get("model"),
+            "cpu_count": os.cpu_count(), "cores": cores(), "isa": {f: f in flags for f in ISA_FLAGS}}
 
 
 def describe_cpu(info: dict[str, Any]) -> str:
     present = [f for f, ok in info["isa"].items() if ok] or ["none"]
     absent = [f for f, ok in info["isa"].items() if not ok] or ["none"]
-    return (f"CPU: {info['model']}, {info['cores']} cores usable ({info['cpu_count']} online); "
+    ident = f" (family {info['family']}, model {info['model_number']})" if info.get("family") else ""
+    return (f"CPU: {info['model']}{ident}, {info['cores']} cores usable ({info['cpu_count']} online); "
             f"ISA: {' '.join(present)}; absent: {' '.join(absent)}")
 
 
