@@ -19,7 +19,7 @@ measured in the same run (input FPS), so the ratio says how much of the camera w
   cores / (30 x (decode + inference core-seconds per frame)). Decode: a decode-only pass of one
   camera (PyAV over RTSP, one FFmpeg thread, the crop and resize videoclf does), 300 frames as
   the camera sends them; a frame that arrives every 33 ms costs more than one of a file decoded
-  back to back (cold caches: 4.0 against 2.8 ms on EPYC-Z4), and every live loop pays that, so
+  back to back (cold caches: 4.0 against 2.8 ms on EPYC-Z5), and every live loop pays that, so
   the file's figure would overstate the limit. It also prints that file figure. Inference: the
   engine videoclf uses at its best batch size with every request busy
   (benchmarks/naive_vs_pipeline.py). Then it runs N cameras from floor(limit) + 1 downwards

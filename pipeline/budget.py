@@ -24,7 +24,7 @@ def decode_threads(n_streams: int, cores: int | None = None) -> int:
     own 'auto' would give every stream every core (plus one), oversubscribing many-camera runs.
 
     Frame threading costs CPU (a 1080p H.264 frame: 3.7 core-ms with two threads, 2.8 with
-    one, EPYC-Z4), yet one thread for a single file on 2 cores was not better overall: it
+    one, EPYC-Z5), yet one thread for a single file on 2 cores was not better overall: it
     made mobilenet_v2 fp32 (one engine stream using both cores) 1.18x faster, but
     efficientnet_lite0 and resnet18 (two single-threaded engine streams, which leave the
     lone decode thread too little of a core) 0.85x and 0.94x (docs/speed.md)."""
