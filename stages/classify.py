@@ -47,14 +47,14 @@ class Classifier(StageBase):
 
     @property
     def wants_lean_decode(self) -> bool:
-        """One engine stream on the CPU: each inference is spread over every core, so a file's
-        decoder does better with fewer FFmpeg threads (pipeline.stage.Control.lean_decode)."""
+        """One engine stream on the CPU, its threads on all cores but one: a file's decoder
+        does better with fewer FFmpeg threads (pipeline.stage.Control.lean_decode)."""
         return self.info.get("device") == "cpu" and self.info.get("streams") == 1
 
     def setup(self) -> None:
         from stages.backends import open_backend
 
-        opened = open_backend(self.cfg)
+        opened = open_backend(self.cfg, beside_decoders=True)
         self.backend, self.labels, self.info = opened.backend, opened.labels, opened.info
         self.max_batch = int(getattr(self.backend, "max_batch", self.max_batch))
         self.depth = int(getattr(self.backend, "depth", 1))

@@ -176,21 +176,29 @@ def test_a_warm_start_runs_the_cached_model_without_torch(tmp_path, write_config
         assert [r["top"][0]["label"] for r in warm_rows] == [r["top"][0]["label"] for r in cold]
 
 
-@pytest.mark.parametrize("engine_streams", [1, 2])
-def test_a_file_decodes_with_fewer_threads_beside_one_engine_stream_on_every_core(tmp_path, write_config,
-                                                                                   engine_streams):
-    # given one file and OpenVINO with one engine stream (each inference on every core) or two
+@pytest.mark.parametrize("engine_streams,threads", [(1, "auto"), (1, "all"), (2, "all")])
+def test_one_engine_stream_leaves_a_core_and_its_file_decoder_fewer_threads(tmp_path, write_config,
+                                                                            engine_streams, threads):
+    # given one file and OpenVINO with one engine stream (each inference spread over its threads)
+    # or two, its threads automatic or set to every core
     from pipeline.budget import decode_threads, usable_cores
 
-    cfg = write_config([{"name": "bbb", "source": str(SAMPLE)}],
-                       model={**FAST_MODEL, "backend": "openvino", "precision": "fp32", "threads": usable_cores(),
-                              "engine_streams": engine_streams, "max_batch": 1})
+    cores = usable_cores()
+    model = {**FAST_MODEL, "backend": "openvino", "precision": "fp32", "engine_streams": engine_streams, "max_batch": 1}
+    if threads == "all":
+        model["threads"] = cores
+    cfg = write_config([{"name": "bbb", "source": str(SAMPLE)}], model=model)
     # when it runs
     res = run_cli("run", str(cfg), "--max-frames", "20")
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    # then beside one engine stream the decoder halved its automatic FFmpeg threads, beside two it kept them
+    # then one engine stream with automatic threads left the decoders a core (and says so);
+    # threads the config sets are kept
+    spared = engine_streams == 1 and threads == "auto" and cores > 1
+    assert report["model"]["streams"] == engine_streams
+    assert report["model"]["threads"] == (cores - 1 if spared else cores)
+    assert ("a core left to the decoders" in report["model"].get("threads_reason", "")) == spared
+    # and beside one engine stream the decoder halved its automatic FFmpeg threads, beside two it kept them
     auto = decode_threads(1)
     want = max(1, auto // 2) if engine_streams == 1 and auto > 1 else auto
-    assert report["model"]["streams"] == engine_streams
     assert report["streams"]["bbb"]["input"]["threads"] == want and report["streams"]["bbb"]["frames"] == 20

@@ -85,6 +85,7 @@ class BackendContext:
     threads: int
     weights_hash: str  # content hash of the weights: part of every cache key
     int8_model: Optional[str] = None  # the int8 IR that `videoclf tune` made and vetted, when auto chose it
+    spare_core: bool = False  # the threads are automatic and decoders share the cores (the classify stage)
 
 
 @dataclass
@@ -255,9 +256,11 @@ def default_threads(cfg: ModelConfig) -> int:
     return cfg.threads or inference_threads()
 
 
-def open_backend(cfg: ModelConfig) -> OpenedBackend:
+def open_backend(cfg: ModelConfig, beside_decoders: bool = False) -> OpenedBackend:
     """Build the chosen engine for ``cfg`` (in the classify child). The torch model is built
-    only when the engine has no cached export for these weights."""
+    only when the engine has no cached export for these weights. ``beside_decoders``: the
+    engine shares the cores with the run's decoders, so an engine that may choose its own
+    threads may leave them a core (OpenVINO with one stream does)."""
     import sys
 
     from stages.backends.source import ModelSource
@@ -275,10 +278,11 @@ def open_backend(cfg: ModelConfig) -> OpenedBackend:
         precision, why, tuned = (*isa_precision(), None)
         name, note = resolve_backend(cfg.backend, device, precision)
     threads = default_threads(cfg)
+    spare = beside_decoders and cfg.threads == 0 and device == "cpu"
     if cfg.threads == 0 and threads:
         cfg = cfg.model_copy(update={"threads": threads})  # the torch model, if built, uses them too
         src.cfg = cfg
-    ctx = BackendContext(cfg, device, precision, threads, src.weights_id, tuned)
+    ctx = BackendContext(cfg, device, precision, threads, src.weights_id, tuned, spare)
     engine = importlib.import_module(MODULES[name]).load(src, ctx)
     info = {"backbone": cfg.backbone, "weights": src.description, "pretrained": src.pretrained,
             "device": device, "precision": precision, "precision_reason": why, "backend": name,

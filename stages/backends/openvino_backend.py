@@ -74,7 +74,7 @@ class Input(NamedTuple):
 
 class OpenVinoBackend:
     def __init__(self, path: str, precision: str, threads: int, inp: Input, max_batch: Optional[int] = None,
-                 extra: Optional[dict[str, Any]] = None, streams: Optional[int] = None) -> None:
+                 extra: Optional[dict[str, Any]] = None, streams: Optional[int] = None, spare_core: bool = False) -> None:
         import openvino as ov
 
         self.ov = ov
@@ -86,10 +86,21 @@ class OpenVinoBackend:
         self.model = with_u8_input(self.core.read_model(path), inp.mean, inp.std)
         self.fixed_streams = streams
         self.plan = plan = self._plan(max_batch)
+        spared = spare_core and plan["streams"] == 1 and threads > 1
+        if spared:
+            # One stream spreads each inference over all its threads, and they wait for each
+            # other at every layer: when a decoder takes a core from one of them, the rest
+            # stall. Beside the decoders, one core fewer for the engine and one FFmpeg thread
+            # per file decoder (Classifier.wants_lean_decode) gave 1.05-1.15x the FPS on a
+            # 1080p file on 2 cores (docs/speed.md).
+            self.threads = threads - 1
+            self.plan = plan = self._plan(max_batch)
         self.max_batch, self.streams = plan["batch"], plan["streams"]
         self._compile(self.streams)
-        self.details = {"model_file": path, "engine_version": ov.get_version(), "streams": self.streams,
-                        "infer_requests": self.depth, "batch": self.max_batch,
+        self.details = {"model_file": path, "engine_version": ov.get_version(), "threads": self.threads,
+                        **({"threads_reason": f"one engine stream: {threads - 1} of {threads} threads, a core left "
+                                              "to the decoders"} if spared else {}),
+                        "streams": self.streams, "infer_requests": self.depth, "batch": self.max_batch,
                         "batch_chosen_by": plan["by"], **(extra or {})}
 
     # -- setup --------------------------------------------------------------------------------
@@ -226,5 +237,6 @@ def load(src: Any, ctx: Any) -> OpenVinoBackend:
         else:
             path, info = quantized_openvino(src, ctx)
         return OpenVinoBackend(str(path), "int8", ctx.threads, *args, {k: info[k] for k in INT8_DETAILS if k in info},
-                               streams=streams)
-    return OpenVinoBackend(str(export_onnx(src, ctx)), ctx.precision, ctx.threads, *args, streams=streams)
+                               streams=streams, spare_core=ctx.spare_core)
+    return OpenVinoBackend(str(export_onnx(src, ctx)), ctx.precision, ctx.threads, *args, streams=streams,
+                           spare_core=ctx.spare_core)
