@@ -95,6 +95,8 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) 
                                                          s.loop, geom, auto_threads=not cfg.streams[i].decode_threads)))
     if m.engine_streams == "auto" and len(cfg.streams) > 1:
         m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
+    m = m.model_copy()
+    m._file_mpx = sum(i["width"] * i["height"] for i in infos.values() if i.get("width") and i.get("height")) / 1e6
     classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),
                            address(run_id, "sink"), len(names), cfg.model.batch_bound, m.max_wait_ms / 1000,
                            {i: s.live.max_queue_s for i, s in enumerate(cfg.streams)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pipeline.config_errors import BoundedLoader, Marks, format_errors, yaml_marks
 from pipeline.config_errors import redact  # noqa: F401 (re-exported: the stages, report and supervisor import it from here)
@@ -88,6 +88,10 @@ class StreamConfig(_Model):
 
 
 class ModelConfig(_Model):
+    # not configuration: set by the run plan, the megapixels per frame of the run's file
+    # streams (how much decoding competes with inference for the cores)
+    _file_mpx: float = PrivateAttr(default=0.0)
+
     backbone: str = Field("efficientnet_lite0", description="backbone name; `videoclf models` lists them")
     weights: str = Field("imagenet", description="'imagenet', 'none' (random init, speed tests) or a state_dict path")
     num_classes: Optional[int] = Field(None, gt=0, description="classes of a fine-tuned checkpoint (default 1000)")
@@ -121,7 +125,8 @@ class ModelConfig(_Model):
     resize: Optional[int] = Field(None, gt=0, description="shorter-side resize before the center crop (default: backbone's)")
     input_size: Optional[int] = Field(None, ge=16, description="center-crop size fed to the model (default: backbone's)")
     threads: int = Field(0, ge=0, le=256, description="inference threads (0 = all cores; an OpenVINO engine whose "
-                                                      "measured plan is one stream then leaves the decoders one)")
+                                                      "measured plan is one stream then leaves the decoders one when "
+                                                      "the files' frames are a megapixel or more)")
     engine_streams: Union[Literal["auto"], Annotated[int, Field(ge=1, le=64)]] = Field(
         "auto", description="OpenVINO streams (requests run in parallel, the threads shared out between them); auto: "
                             "measured with the batch size for one video stream, one per thread for several (their "

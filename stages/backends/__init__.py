@@ -256,11 +256,15 @@ def default_threads(cfg: ModelConfig) -> int:
     return cfg.threads or inference_threads()
 
 
+SPARE_CORE_MPX = 1.0  # file pixels per frame from which an engine leaves the decoders a core
+
+
 def open_backend(cfg: ModelConfig, beside_decoders: bool = False) -> OpenedBackend:
     """Build the chosen engine for ``cfg`` (in the classify child). The torch model is built
     only when the engine has no cached export for these weights. ``beside_decoders``: the
     engine shares the cores with the run's decoders, so an engine that may choose its own
-    threads may leave them a core (OpenVINO with one stream does)."""
+    threads may leave them a core (OpenVINO with one stream does, when the files' frames
+    are large)."""
     import sys
 
     from stages.backends.source import ModelSource
@@ -278,7 +282,10 @@ def open_backend(cfg: ModelConfig, beside_decoders: bool = False) -> OpenedBacke
         precision, why, tuned = (*isa_precision(), None)
         name, note = resolve_backend(cfg.backend, device, precision)
     threads = default_threads(cfg)
-    spare = beside_decoders and cfg.threads == 0 and device == "cpu"
+    # large file frames only: a 1080p frame costs ~3 core-ms to decode, a 360p one ~0.4, and
+    # beside a fast engine only the former needs the spared core (mobilenet_v2 fp32 on 2
+    # cores: 1.15x the FPS on a 1080p file, 0.97x on the 360p sample)
+    spare = beside_decoders and cfg.threads == 0 and device == "cpu" and cfg._file_mpx >= SPARE_CORE_MPX
     if cfg.threads == 0 and threads:
         cfg = cfg.model_copy(update={"threads": threads})  # the torch model, if built, uses them too
         src.cfg = cfg
