@@ -16,8 +16,9 @@ def usable_cores() -> int:
 def inference_threads(cores: int | None = None) -> int:
     """All usable cores: the classifier is the heaviest stage, and decode/preprocess run in
     the gaps while it waits for a batch. More threads than cores only adds switching. (An
-    OpenVINO engine whose measured plan is one stream then takes one core fewer, since that
-    stream's threads stall together when a decoder preempts one of them.)"""
+    OpenVINO engine whose measured plan is one stream then takes one core fewer beside files of
+    a megapixel or more a frame, since that stream's threads stall together when a decoder
+    preempts one of them.)"""
     return cores or usable_cores()
 
 

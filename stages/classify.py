@@ -47,8 +47,9 @@ class Classifier(StageBase):
 
     @property
     def wants_lean_decode(self) -> bool:
-        """One engine stream on the CPU, its threads on all cores but one: a file's decoder
-        does better with fewer FFmpeg threads (pipeline.stage.Control.lean_decode)."""
+        """One engine stream on the CPU (each inference spread over its threads, which may
+        leave the decoders a core): a file's decoder does better with fewer FFmpeg threads
+        (pipeline.stage.Control.lean_decode)."""
         return self.info.get("device") == "cpu" and self.info.get("streams") == 1
 
     def setup(self) -> None:

@@ -112,37 +112,44 @@ class _ModelInput(threading.local):
 
     def __init__(self) -> None:
         self.graphs: dict[tuple, Any] = {}
-        self.squares: dict[tuple, tuple[av.VideoFrame, VideoReformatter]] = {}
+        self.squares: dict[tuple, tuple[av.VideoFrame, list[np.ndarray], VideoReformatter]] = {}
 
     def convert(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: int) -> np.ndarray:
         fmt = frame.format.name
         if fmt in _PLANAR_YUV:
             return self._copy_then_scale(frame, box, size, fmt)
-        key = (frame.width, frame.height, fmt, box, size)
-        graph = self.graphs.get(key)
-        if graph is None:
-            if len(self.graphs) >= 8:  # geometries come and go (resolution changes): keep a few
-                self.graphs.clear()
-            graph = self.graphs[key] = _crop_scale_graph(frame, box, size)
+        graph = _held(self.graphs, (frame.width, frame.height, fmt, box, size),
+                      lambda: _crop_scale_graph(frame, box, size))
         graph.push(frame)
         return graph.pull().to_ndarray()
 
     def _copy_then_scale(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: int, fmt: str) -> np.ndarray:
         x, y, w, h = box
-        key = (w, h, fmt)
-        held = self.squares.get(key)
-        if held is None:
-            if len(self.squares) >= 8:
-                self.squares.clear()
-            held = self.squares[key] = (av.VideoFrame(w, h, fmt), VideoReformatter())
-        square, scaler = held
+        square, planes, scaler = _held(self.squares, (w, h, fmt), lambda: _square(w, h, fmt))
         xs, ys = _PLANAR_YUV[fmt]
-        for i, (src, dst) in enumerate(zip(frame.planes, square.planes)):
+        for i, (src, out) in enumerate(zip(frame.planes, planes)):
             px, py = (x, y) if i == 0 else (x >> xs, y >> ys)  # the crop filter's chroma offsets
-            out = np.frombuffer(dst, np.uint8).reshape(-1, dst.line_size)[:dst.height, :dst.width]
-            np.copyto(out, np.frombuffer(src, np.uint8).reshape(-1, src.line_size)[py:py + dst.height, px:px + dst.width])
+            rows, cols = out.shape
+            np.copyto(out, np.frombuffer(src, np.uint8).reshape(-1, src.line_size)[py:py + rows, px:px + cols])
         square.colorspace, square.color_range = frame.colorspace, frame.color_range
         return scaler.reformat(square, size, size, "rgb24", interpolation="AREA").to_ndarray()
+
+
+def _held(cache: dict[tuple, Any], key: tuple, make: Any) -> Any:
+    """``cache[key]``, made on first use; geometries come and go (resolution changes): keep a few."""
+    item = cache.get(key)
+    if item is None:
+        if len(cache) >= 8:
+            cache.clear()
+        item = cache[key] = make()
+    return item
+
+
+def _square(w: int, h: int, fmt: str) -> tuple[av.VideoFrame, list[np.ndarray], VideoReformatter]:
+    """A w x h frame to copy the kept square into, numpy views of its planes, and its scaler."""
+    square = av.VideoFrame(w, h, fmt)
+    planes = [np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:p.height, :p.width] for p in square.planes]
+    return square, planes, VideoReformatter()
 
 
 def _crop_scale_graph(frame: av.VideoFrame, box: tuple[int, int, int, int], size: int) -> Any:
