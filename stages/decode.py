@@ -108,11 +108,17 @@ class _ModelInput(threading.local):
     7 cameras of 1080p30 spent 4.4 instead of 5.2 ms per frame in each decoder (EPYC-Z5,
     docs/speed.md). The output is the same as scaling in place; the frame's colour space and
     range tags travel with the copy. Other formats go through an FFmpeg filter graph
-    (buffer → crop → scale → rgb24), whose crop only moves plane pointers."""
+    (buffer → crop → scale → rgb24), whose crop only moves plane pointers.
+
+    Every scaler here runs on the decoder's own thread. libswscale would otherwise split each
+    frame over a slice thread per core and wait for all of them; beside busy engine threads
+    those waits left a 1080p decoder runnable but off the cores, and the cores partly idle
+    (efficientnet_lite0/mobilenet_v2 int8 on a 1080p file, EPYC-Z5, docs/speed.md)."""
 
     def __init__(self) -> None:
         self.graphs: dict[tuple, Any] = {}
         self.squares: dict[tuple, tuple[av.VideoFrame, list[np.ndarray], VideoReformatter]] = {}
+        self.whole = VideoReformatter()  # frames too small to scale down: converted whole
 
     def convert(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: int) -> np.ndarray:
         fmt = frame.format.name
@@ -132,7 +138,7 @@ class _ModelInput(threading.local):
             rows, cols = out.shape
             np.copyto(out, np.frombuffer(src, np.uint8).reshape(-1, src.line_size)[py:py + rows, px:px + cols])
         square.colorspace, square.color_range = frame.colorspace, frame.color_range
-        return scaler.reformat(square, size, size, "rgb24", interpolation="AREA").to_ndarray()
+        return scaler.reformat(square, size, size, "rgb24", interpolation="AREA", threads=1).to_ndarray()
 
 
 def _held(cache: dict[tuple, Any], key: tuple, make: Any) -> Any:
@@ -188,7 +194,7 @@ def to_model_rgb(frame: av.VideoFrame, cfg: DecodeConfig) -> np.ndarray:
         img = _MODEL_INPUT.convert(frame, box, cfg.crop)
     else:  # a zone (or a tiny frame) upscaled: area filtering has nothing to average
         x, y, w, h = box
-        img = frame.to_ndarray(format="rgb24")[y:y + h, x:x + w]
+        img = _MODEL_INPUT.whole.reformat(frame, format="rgb24", threads=1).to_ndarray()[y:y + h, x:x + w]
         img = cv2.resize(img, (cfg.crop, cfg.crop), interpolation=cv2.INTER_LINEAR)
     # phone videos store pixels sideways plus a display matrix: classify the upright picture.
     # The crop is a centred square, so rotating it equals cropping the rotated frame.
@@ -204,6 +210,7 @@ class DisplayTap:
 
     def __init__(self, geom: Optional[DisplayGeom]) -> None:
         self.geom = geom
+        self.scaler = VideoReformatter()
         self._next_preview = 0.0
 
     def take(self, frame: av.VideoFrame) -> Optional[np.ndarray]:
@@ -221,7 +228,7 @@ class DisplayTap:
         w, h = min(g.width, 2 * round(frame.width * s / 2)), min(g.height, 2 * round(frame.height * s / 2))
         if abs(w - g.width) <= 2 and abs(h - g.height) <= 2:  # same aspect (rounding aside)
             w, h = g.width, g.height
-        img = frame.reformat(width=w, height=h, format="yuv420p", interpolation="AREA").to_ndarray()
+        img = self.scaler.reformat(frame, w, h, "yuv420p", interpolation="AREA", threads=1).to_ndarray()
         return img if (w, h) == (g.width, g.height) else letterbox_i420(img, w, h, g.width, g.height)
 
 

@@ -1,7 +1,11 @@
 """Stage units: configs pickle, decode geometry at odd sizes, normalisation, registry rules."""
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import av
 import numpy as np
@@ -18,6 +22,8 @@ from stages.sinks import SinkConfig
 from pipeline.registry import Registry
 from pipeline.shm import PoolOwner, new_run_id
 from stages.decode import DecodeConfig, FileDecoder, fit_geometry, probe, to_model_rgb
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
@@ -97,6 +103,40 @@ def test_model_input_follows_the_frames_colour_tags():
     # then the tags change the RGB the model sees, as libswscale converts them
     ref = frame.reformat(format="rgb24").to_ndarray()[0, 0].astype(int)
     assert np.abs(tagged - ref).max() <= 1 and np.abs(tagged - untagged).max() > 10
+
+
+SCALER_THREADS = r"""
+import os, sys
+import av, numpy as np
+from pipeline.display import DisplayGeom
+from pipeline.config import Roi
+from stages.decode import DecodeConfig, DisplayTap, to_model_rgb
+
+tasks = lambda: len(os.listdir("/proc/self/task"))
+frames = [av.VideoFrame.from_ndarray(np.random.default_rng(i).integers(0, 256, (1080, 1920, 3), np.uint8),
+                                     format="rgb24").reformat(format=f, threads=1) for i, f in enumerate(("yuv420p", "nv12"))]
+tap = DisplayTap(DisplayGeom(1280, 720, 30.0, True))
+before = tasks()
+for frame in frames:  # the copied square, the filter graph, a small zone scaled up, the display frame
+    to_model_rgb(frame, DecodeConfig("s", "x", 256, 224))
+    to_model_rgb(frame, DecodeConfig("s", "x", 256, 224, Roi(x=0, y=0, w=100, h=100)))
+    tap.take(frame)
+print(before, tasks())
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2,
+                    reason="needs Linux and two cores (libswscale's automatic threads are one a core)")
+def test_scaling_a_frame_starts_no_scaler_threads():
+    """Decoders are sized to the cores already: libswscale's automatic slice threads would make
+    each frame's scaling wait on threads that other stages keep off the cores."""
+    # when a fresh process scales frames of each kind the decoder meets
+    out = subprocess.run([sys.executable, "-c", SCALER_THREADS], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split())
+    # then it runs on the threads it had
+    assert after == before
 
 
 def test_center_crop_keeps_the_middle_of_a_wide_frame():
