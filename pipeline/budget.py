@@ -3,6 +3,16 @@ stages share the machine instead of oversubscribing it (2 cores here)."""
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
+
+SPARE_CORE_MPX = 1.0  # file pixels per frame from which an engine may leave the decoders a core
+# CPU per frame with FFmpeg's frame threads against one thread (a 1080p H.264 frame: 3.7 and
+# 2.8 core-ms, EPYC-Z5): what a decoder pays to spread over several cores
+FRAME_THREADING_COST = 1.3
+# the share of a split machine left to the decoder and the engine: the classifier's own loop,
+# the sink and the supervisor run beside them. Fitted to efficientnet_lite0 fp32/int8 and
+# resnet18 fp32 on a 1080p file, EPYC-Z5 (docs/speed.md)
+SPLIT_EFFICIENCY = 0.92
 
 
 def usable_cores() -> int:
@@ -33,3 +43,21 @@ def decode_threads(n_streams: int, cores: int | None = None) -> int:
     lone decode thread too little of a core) 0.85x and 0.94x (docs/speed.md)."""
     cores = cores or usable_cores()
     return max(1, cores // max(1, n_streams))
+
+
+class CoreSplit(NamedTuple):
+    split: bool  # a core to the decoder, the rest to the engine
+    split_fps: float
+    shared_fps: float
+
+
+def split_or_share(decode_s: float, alone_ips: float, shared_ips: float, cores: int) -> CoreSplit:
+    """One file beside an engine of several streams: predicted frames/s of the two ways to
+    share the cores, from measured costs. Split: the decoder's one thread keeps a core (at most
+    1 / ``decode_s`` frames/s), the engine runs on the rest at ``alone_ips``. Shared: every
+    core does both, the decoder on frame threads (FRAME_THREADING_COST more CPU a frame),
+    the engine at ``shared_ips`` on all cores. Splitting wins when decoding and inference cost
+    about the same; sharing when one of them dwarfs the other."""
+    split = SPLIT_EFFICIENCY * min(1.0 / decode_s, alone_ips)
+    shared = cores / (FRAME_THREADING_COST * decode_s + cores / shared_ips)
+    return CoreSplit(split > shared, split, shared)

@@ -15,13 +15,13 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from pipeline.budget import decode_threads, usable_cores
+from pipeline.budget import SPARE_CORE_MPX, decode_threads, usable_cores
 from pipeline.config import Config, ModelConfig, StreamConfig
 from pipeline.display import DisplayGeom, DisplayPort, slots_needed
 from pipeline.shm import PoolOwner
 from pipeline.stage import BatchSpec, Policy, Port, SinkSpec, SourceSpec
 from pipeline.transport import address
-from stages.decode import DecodeConfig, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
+from stages.decode import DecodeConfig, decode_cost, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
 from stages.live import live_config
 from stages.sinks import SinkConfig
 
@@ -97,6 +97,11 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) 
         m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
     m = m.model_copy()
     m._file_mpx = sum(i["width"] * i["height"] for i in infos.values() if i.get("width") and i.get("height")) / 1e6
+    if len(cfg.streams) == 1 and infos and m.threads == 0 and m._file_mpx >= SPARE_CORE_MPX:
+        # how the engine shares the cores with this file's decoder depends on what a frame
+        # costs each (pipeline.budget.split_or_share): a look at its first frames, ~0.07 s for 1080p
+        s = cfg.streams[0]
+        m._file_decode_s = decode_cost(s.source, m.resize_to, m.crop, s.roi)
     classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),
                            address(run_id, "sink"), len(names), cfg.model.batch_bound, m.max_wait_ms / 1000,
                            {i: s.live.max_queue_s for i, s in enumerate(cfg.streams)

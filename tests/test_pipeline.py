@@ -205,3 +205,56 @@ def test_one_engine_stream_leaves_a_core_and_its_file_decoder_fewer_threads(tmp_
     auto = decode_threads(1)
     want = max(1, auto // 2) if engine_streams == 1 and auto > 1 else auto
     assert report["streams"]["bbb"]["input"]["threads"] == want and report["streams"]["bbb"]["frames"] == 20
+
+
+def test_split_or_share_follows_what_a_frame_costs_to_decode_and_to_infer():
+    from pipeline.budget import split_or_share
+
+    # given 2 cores and an engine whose one-thread speed is half its two-thread speed
+    # when decoding and inference cost the same (3 ms a frame each)
+    balanced = split_or_share(3e-3, 333.0, 666.0, 2)
+    # then a core each wins: neither waits on frame threads or on a preempted stream
+    assert balanced.split and balanced.split_fps > balanced.shared_fps
+    # when inference costs far more (20 ms), or decoding does (10 ms against 1)
+    for decode_s, alone in ((3e-3, 50.0), (10e-3, 1000.0)):
+        way = split_or_share(decode_s, alone, 2 * alone, 2)
+        # then every core does both: a core of its own would leave the heavy part short
+        assert not way.split and way.shared_fps > way.split_fps
+    # and the figures measured on a 1080p file (EPYC-Z5) pick what ran faster there
+    assert split_or_share(2.89e-3, 494.3, 610.3, 2).split  # efficientnet_lite0 int8: 257 against 222 FPS
+    assert not split_or_share(3.41e-3, 207.6, 379.9, 2).split  # efficientnet_lite0 fp32: 168 against 181
+    assert not split_or_share(3.24e-3, 69.0, 134.0, 2).split  # resnet18 fp32: 63.5 against 95
+
+
+def test_an_engine_of_measured_streams_beside_a_large_file_splits_or_shares_the_cores_by_cost(
+        tmp_path, write_config, video_factory):
+    # given one 1280x800 file and OpenVINO with its streams, batch and threads all automatic
+    from pipeline.budget import split_or_share, usable_cores
+
+    cores = usable_cores()
+    source = video_factory(width=1280, height=800, frames=24)
+    model = {**FAST_MODEL, "backend": "openvino", "precision": "fp32"}
+    cfg = write_config([{"name": "bbb", "source": str(source)}], model=model)
+    # when it runs
+    res = run_cli("run", str(cfg), "--max-frames", "20")
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = json.loads((tmp_path / "out" / "report.json").read_text())["model"]
+    if cores < 2:
+        assert "threads_reason" not in m
+        return
+    if "core_split" not in m:
+        # then an engine measured fastest on one stream left the decoder a core, as always
+        assert m["streams"] == 1 and m["threads"] == cores - 1 and "one engine stream" in m["threads_reason"]
+        return
+    # then an engine measured fastest on several streams weighed the file's decode cost (measured
+    # on its first frames) against its own speed on every core and on one fewer, and took the
+    # faster prediction
+    split = m["core_split"]
+    assert 0 < split["decode_ms_per_frame"] < 1000
+    way = split_or_share(split["decode_ms_per_frame"] / 1e3, split["engine_images_per_s"]["split"],
+                         split["engine_images_per_s"]["shared"], cores)
+    assert split["predicted_fps"] == {"split": pytest.approx(way.split_fps, rel=0.01),
+                                      "shared": pytest.approx(way.shared_fps, rel=0.01)}
+    assert m["threads"] == (cores - 1 if way.split else cores)
+    assert (m["streams"] == 1) if way.split else (m["streams"] > 1)
+    assert ("a core left to the decoder predicts" in m["threads_reason"]) == way.split

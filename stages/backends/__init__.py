@@ -24,6 +24,7 @@ from typing import Any, Hashable, Optional, Protocol
 
 import numpy as np
 
+from pipeline.budget import SPARE_CORE_MPX
 from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError
 
@@ -86,6 +87,7 @@ class BackendContext:
     weights_hash: str  # content hash of the weights: part of every cache key
     int8_model: Optional[str] = None  # the int8 IR that `videoclf tune` made and vetted, when auto chose it
     spare_core: bool = False  # the threads are automatic and decoders share the cores (the classify stage)
+    decode_s: float = 0.0  # CPU s one thread spends decoding a frame of the run's one file (0: not measured)
 
 
 @dataclass
@@ -256,9 +258,6 @@ def default_threads(cfg: ModelConfig) -> int:
     return cfg.threads or inference_threads()
 
 
-SPARE_CORE_MPX = 1.0  # file pixels per frame from which an engine leaves the decoders a core
-
-
 def open_backend(cfg: ModelConfig, beside_decoders: bool = False) -> OpenedBackend:
     """Build the chosen engine for ``cfg`` (in the classify child). The torch model is built
     only when the engine has no cached export for these weights. ``beside_decoders``: the
@@ -286,10 +285,11 @@ def open_backend(cfg: ModelConfig, beside_decoders: bool = False) -> OpenedBacke
     # beside a fast engine only the former needs the spared core (mobilenet_v2 fp32 on 2
     # cores: 1.15x the FPS on a 1080p file, 0.97x on the 360p sample)
     spare = beside_decoders and cfg.threads == 0 and device == "cpu" and cfg._file_mpx >= SPARE_CORE_MPX
+    decode_s = cfg._file_decode_s
     if cfg.threads == 0 and threads:
         cfg = cfg.model_copy(update={"threads": threads})  # the torch model, if built, uses them too
         src.cfg = cfg
-    ctx = BackendContext(cfg, device, precision, threads, src.weights_id, tuned, spare)
+    ctx = BackendContext(cfg, device, precision, threads, src.weights_id, tuned, spare, decode_s)
     engine = importlib.import_module(MODULES[name]).load(src, ctx)
     info = {"backbone": cfg.backbone, "weights": src.description, "pretrained": src.pretrained,
             "device": device, "precision": precision, "precision_reason": why, "backend": name,

@@ -74,7 +74,8 @@ class Input(NamedTuple):
 
 class OpenVinoBackend:
     def __init__(self, path: str, precision: str, threads: int, inp: Input, max_batch: Optional[int] = None,
-                 extra: Optional[dict[str, Any]] = None, streams: Optional[int] = None, spare_core: bool = False) -> None:
+                 extra: Optional[dict[str, Any]] = None, streams: Optional[int] = None, spare_core: bool = False,
+                 decode_s: float = 0.0) -> None:
         import openvino as ov
 
         self.ov = ov
@@ -86,22 +87,50 @@ class OpenVinoBackend:
         self.model = with_u8_input(self.core.read_model(path), inp.mean, inp.std)
         self.fixed_streams = streams
         self.plan = plan = self._plan(max_batch)
-        spared = spare_core and plan["streams"] == 1 and threads > 1
-        if spared:
+        why: dict[str, Any] = {}
+        if spare_core and threads > 1:
+            plan, why = self._spare_core(plan, max_batch, threads, decode_s)
+        self.max_batch, self.streams = plan["batch"], plan["streams"]
+        self._compile(self.streams)
+        self.details = {"model_file": path, "engine_version": ov.get_version(), "threads": self.threads, **why,
+                        "streams": self.streams, "infer_requests": self.depth, "batch": self.max_batch,
+                        "batch_chosen_by": plan["by"], **(extra or {})}
+
+    def _spare_core(self, plan: dict[str, Any], max_batch: Optional[int], threads: int,
+                    decode_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Beside the decoder of a large file: whether the engine leaves it a core (then it
+        runs on ``threads - 1`` and the file's decoder on one FFmpeg thread)."""
+        from pipeline.budget import split_or_share
+
+        if plan["streams"] == 1:
             # One stream spreads each inference over all its threads, and they wait for each
             # other at every layer: when a decoder takes a core from one of them, the rest
             # stall. Beside the decoders, one core fewer for the engine and one FFmpeg thread
             # per file decoder (Classifier.wants_lean_decode) gave 1.05-1.15x the FPS on a
             # 1080p file on 2 cores (docs/speed.md).
             self.threads = threads - 1
-            self.plan = plan = self._plan(max_batch)
-        self.max_batch, self.streams = plan["batch"], plan["streams"]
-        self._compile(self.streams)
-        self.details = {"model_file": path, "engine_version": ov.get_version(), "threads": self.threads,
-                        **({"threads_reason": f"one engine stream: {threads - 1} of {threads} threads, a core left "
-                                              "to the decoders"} if spared else {}),
-                        "streams": self.streams, "infer_requests": self.depth, "batch": self.max_batch,
-                        "batch_chosen_by": plan["by"], **(extra or {})}
+            return self._plan(max_batch), {"threads_reason": f"one engine stream: {threads - 1} of {threads} "
+                                                             "threads, a core left to the decoders"}
+        if self.fixed_streams or decode_s <= 0 or "images_per_s" not in plan:
+            return plan, {}
+        # Several streams: each runs alone on its threads, so a preempted one stalls nobody,
+        # but the decoder then needs frame threads, and a frame costs it more. Which way is
+        # faster depends on what a frame costs to decode against what it costs to infer.
+        self.threads = threads - 1
+        lean = self._plan(max_batch)
+        alone, shared = max(lean["images_per_s"].values()), max(plan["images_per_s"].values())
+        way = split_or_share(decode_s, alone, shared, threads)
+        facts = {"decode_ms_per_frame": round(1e3 * decode_s, 2), "engine_threads": {"split": threads - 1, "shared": threads},
+                 "engine_images_per_s": {"split": alone, "shared": shared},
+                 "predicted_fps": {"split": round(way.split_fps, 1), "shared": round(way.shared_fps, 1)}}
+        costs = (f"{1e3 * decode_s:.1f} core-ms to decode a frame, {1e3 / alone:.1f} to infer it on "
+                 f"{threads - 1} thread{'s' if threads > 2 else ''}")
+        if way.split:
+            return lean, {"threads_reason": f"{costs}: a core left to the decoder predicts {way.split_fps:.0f} FPS, "
+                                            f"sharing every core {way.shared_fps:.0f}", "core_split": facts}
+        self.threads = threads
+        return plan, {"threads_reason": f"{costs}: sharing every core predicts {way.shared_fps:.0f} FPS, a core "
+                                        f"left to the decoder {way.split_fps:.0f}", "core_split": facts}
 
     # -- setup --------------------------------------------------------------------------------
     def _compile(self, streams: int) -> None:
@@ -237,6 +266,6 @@ def load(src: Any, ctx: Any) -> OpenVinoBackend:
         else:
             path, info = quantized_openvino(src, ctx)
         return OpenVinoBackend(str(path), "int8", ctx.threads, *args, {k: info[k] for k in INT8_DETAILS if k in info},
-                               streams=streams, spare_core=ctx.spare_core)
+                               streams=streams, spare_core=ctx.spare_core, decode_s=ctx.decode_s)
     return OpenVinoBackend(str(export_onnx(src, ctx)), ctx.precision, ctx.threads, *args, streams=streams,
-                           spare_core=ctx.spare_core)
+                           spare_core=ctx.spare_core, decode_s=ctx.decode_s)
