@@ -25,10 +25,10 @@ def usable_cores() -> int:
 
 def inference_threads(cores: int | None = None) -> int:
     """All usable cores: the classifier is the heaviest stage, and decode/preprocess run in
-    the gaps while it waits for a batch. More threads than cores only adds switching. (An
-    OpenVINO engine whose measured plan is one stream then takes one core fewer beside files of
-    a megapixel or more a frame, since that stream's threads stall together when a decoder
-    preempts one of them.)"""
+    the gaps while it waits for a batch. More threads than cores only adds switching. (Beside
+    files of a megapixel or more a frame an OpenVINO engine may take one core fewer: always
+    when its measured plan is one stream, whose threads stall together when a decoder preempts
+    one of them; by ``split_or_share`` when it is several.)"""
     return cores or usable_cores()
 
 

@@ -126,9 +126,10 @@ class ModelConfig(_Model):
     top_k: int = Field(3, ge=1, le=20, description="labels written per frame")
     resize: Optional[int] = Field(None, gt=0, description="shorter-side resize before the center crop (default: backbone's)")
     input_size: Optional[int] = Field(None, ge=16, description="center-crop size fed to the model (default: backbone's)")
-    threads: int = Field(0, ge=0, le=256, description="inference threads (0 = all cores; an OpenVINO engine whose "
-                                                      "measured plan is one stream then leaves the decoders one when "
-                                                      "the files' frames are a megapixel or more)")
+    threads: int = Field(0, ge=0, le=256, description="inference threads (0 = all cores; beside files of a megapixel "
+                                                      "or more a frame, an OpenVINO engine measured fastest on one "
+                                                      "stream leaves the decoders a core, and one measured fastest on "
+                                                      "several does when the file's decode cost predicts more FPS)")
     engine_streams: Union[Literal["auto"], Annotated[int, Field(ge=1, le=64)]] = Field(
         "auto", description="OpenVINO streams (requests run in parallel, the threads shared out between them); auto: "
                             "measured with the batch size for one video stream, one per thread for several (their "

@@ -90,6 +90,7 @@ class OpenVinoBackend:
         why: dict[str, Any] = {}
         if spare_core and threads > 1:
             plan, why = self._spare_core(plan, max_batch, threads, decode_s)
+            self.plan = plan
         self.max_batch, self.streams = plan["batch"], plan["streams"]
         self._compile(self.streams)
         self.details = {"model_file": path, "engine_version": ov.get_version(), "threads": self.threads, **why,
