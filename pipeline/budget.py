@@ -6,12 +6,12 @@ import os
 from typing import NamedTuple
 
 SPARE_CORE_MPX = 1.0  # file pixels per frame from which an engine may leave the decoders a core
-# CPU per frame with FFmpeg's frame threads against one thread (a 1080p H.264 frame: 3.7 and
-# 2.8 core-ms, EPYC-Z5): what a decoder pays to spread over several cores
+# Fitted together to efficientnet_lite0 fp32/int8 and resnet18 fp32 on a 1080p file, EPYC-Z5
+# (docs/speed.md): what a decoder on FFmpeg's frame threads pays a frame against one thread,
+# in a pipeline beside the engine (a decode-only pass alone pays 1.1x) ...
 FRAME_THREADING_COST = 1.3
-# the share of a split machine left to the decoder and the engine: the classifier's own loop,
-# the sink and the supervisor run beside them. Fitted to efficientnet_lite0 fp32/int8 and
-# resnet18 fp32 on a 1080p file, EPYC-Z5 (docs/speed.md)
+# ... and the share of a split machine left to the decoder and the engine once the
+# classifier's own loop, the sink and the supervisor have run
 SPLIT_EFFICIENCY = 0.92
 
 
