@@ -151,7 +151,7 @@ class Domains:
             n = tally.get("frames", 0)
             if not self.null_sink:
                 # its last stats may be up to 0.5 s old (or missing): add the lines it wrote after them
-                n += logged_after(self.cfg.output, s.name, tally.get("last_seq", -1) if tally else -1)
+                n += logged_after(self.cfg.output, s.name, tally.get("last_seq"))
             self.carried_frames[s.name] = self.carried_frames.get(s.name, 0) + n
             logged = None if self.null_sink else last_logged_frame(self.cfg.output, s.name)
             last.append(logged if logged is not None else tally.get("last_seq") if tally.get("last_seq") is not None

@@ -48,9 +48,11 @@ def last_logged_frame(output: Any, stream: str) -> Optional[int]:
     return next(logged_frames(output, stream), None)
 
 
-def logged_after(output: Any, stream: str, seq: int) -> int:
+def logged_after(output: Any, stream: str, seq: Optional[int]) -> int:
     """How many complete lines at the end of the log number a frame after ``seq`` (frame
-    numbers only grow along a log, across restarts too)."""
+    numbers only grow along a log, across restarts too; ``None``: stats taken before the
+    stream's first line, so every line of this run counts)."""
+    seq = -1 if seq is None else seq
     n, prev = 0, None
     for frame in logged_frames(output, stream):
         if frame <= seq or (prev is not None and frame >= prev):  # reached the counted part, or an earlier run

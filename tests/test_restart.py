@@ -159,5 +159,7 @@ def test_log_tail_counts_lines_after_the_last_stats(tmp_path, fmt):
     assert logged_after(out, "cam1", 2999) == 0
     # and counting stops at the start of this run, not in the earlier run's lines
     assert logged_after(out, "cam1", -1) == 3000
+    # and stats taken before the stream's first line (no last frame) count the same way
+    assert logged_after(out, "cam1", None) == 3000
     # and a missing log counts nothing
     assert logged_after(SimpleNamespace(dir=str(tmp_path / "none"), format=fmt), "cam1", -1) == 0
