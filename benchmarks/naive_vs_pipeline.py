@@ -203,22 +203,12 @@ def one_round(clip: Path, side: Side) -> dict[str, Any]:
 
 
 def cropping_decode_core_s(clip: str, frames: int, crop: int, threads: int = 0) -> float:
-    """Decode-only pass the way videoclf decodes (an FFmpeg crop filter on the YUV frame, then
-    one libswscale resize of the kept square) with ``threads`` FFmpeg threads (0: FFmpeg's
-    choice): process CPU s / frame."""
-    from stages.decode import DecodeConfig, FileDecoder
+    """Decode-only pass the way videoclf decodes (the kept square of the YUV frame copied out,
+    then one libswscale resize to the model input) with ``threads`` FFmpeg threads (0:
+    FFmpeg's choice): CPU s / frame."""
+    from stages.decode import decode_cost
 
-    dec = FileDecoder(DecodeConfig("limit", clip, round(crop * 256 / 224), crop, threads=threads))
-    dec.setup()
-    try:
-        n, cpu0 = 0, time.process_time()
-        for _ in dec.frames():
-            n += 1
-            if n >= frames:
-                break
-        return (time.process_time() - cpu0) / max(1, n)
-    finally:
-        dec.teardown()
+    return decode_cost(clip, round(crop * 256 / 224), crop, None, frames, threads)
 
 
 def best_batch_infer_core_s(model_file: str, precision: str, crop: int, images: int = 192) -> float:

@@ -325,18 +325,21 @@ class FileDecoder(StageBase):
             self.container.close()
 
 
-def decode_cost(source: str, resize: int, crop: int, roi: Optional[Roi] = None, frames: int = 24) -> float:
-    """CPU seconds one thread spends on a frame of the file ``source``: decoding it and making
-    the model input, averaged over its first ``frames`` (about 0.07 s for 1080p H.264). Only
-    this thread's time counts, so other work in the process does not inflate it."""
-    dec = FileDecoder(DecodeConfig("cost", source, resize, crop, roi, threads=1))
+def decode_cost(source: str, resize: int, crop: int, roi: Optional[Roi] = None, frames: int = 24,
+                threads: int = 1) -> float:
+    """CPU seconds spent on a frame of the file ``source``: decoding it and making the model
+    input, averaged over its first ``frames`` (about 0.07 s for 1080p H.264 on one thread).
+    ``threads`` FFmpeg threads (0: FFmpeg's choice). On one thread only this thread's time
+    counts, so other work in the process does not inflate it; on more, the whole process's."""
+    dec = FileDecoder(DecodeConfig("cost", source, resize, crop, roi, threads=threads))
+    clock = time.thread_time if threads == 1 else time.process_time
     dec.setup()
     try:
-        n, t0 = 0, time.thread_time()
+        n, t0 = 0, clock()
         for _ in dec.frames():
             n += 1
             if n >= frames:
                 break
-        return (time.thread_time() - t0) / n if n else 0.0
+        return (clock() - t0) / n if n else 0.0
     finally:
         dec.teardown()
