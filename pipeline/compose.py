@@ -101,7 +101,7 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) 
         # how the engine shares the cores with this file's decoder depends on what a frame
         # costs each (pipeline.budget.split_or_share): a look at its first frames, ~0.07 s for 1080p
         s = cfg.streams[0]
-        m._file_decode_s = decode_cost(s.source, m.resize_to, m.crop, s.roi)
+        m._file_decode_s = decode_cost(s.source, m.resize_to, m.crop, s.roi, name=s.name)
     classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),
                            address(run_id, "sink"), len(names), cfg.model.batch_bound, m.max_wait_ms / 1000,
                            {i: s.live.max_queue_s for i, s in enumerate(cfg.streams)

@@ -326,12 +326,13 @@ class FileDecoder(StageBase):
 
 
 def decode_cost(source: str, resize: int, crop: int, roi: Optional[Roi] = None, frames: int = 24,
-                threads: int = 1) -> float:
+                threads: int = 1, name: str = "cost") -> float:
     """CPU seconds spent on a frame of the file ``source``: decoding it and making the model
     input, averaged over its first ``frames`` (about 0.07 s for 1080p H.264 on one thread).
     ``threads`` FFmpeg threads (0: FFmpeg's choice). On one thread only this thread's time
-    counts, so other work in the process does not inflate it; on more, the whole process's."""
-    dec = FileDecoder(DecodeConfig("cost", source, resize, crop, roi, threads=threads))
+    counts, so other work in the process does not inflate it; on more, the whole process's.
+    ``name``: the stream's, for errors (a zone outside the frame)."""
+    dec = FileDecoder(DecodeConfig(name, source, resize, crop, roi, threads=threads))
     clock = time.thread_time if threads == 1 else time.process_time
     dec.setup()
     try:

@@ -94,3 +94,13 @@ def test_every_config_mistake_is_reported_at_once_with_its_line_and_a_suggestion
             f"videoclf: error: {cfg}:6:13: model.backbone: unknown backbone 'resnet19'; did you mean 'resnet18'? "
             "valid: efficientnet_b0, efficientnet_lite0, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, "
             "resnet18, resnet50, shufflenet_v2_x1_0 (got 'resnet19')"], res.stderr
+
+
+def test_a_zone_outside_a_large_files_frame_names_the_stream(tmp_path, write_config, video_factory):
+    # given one file of over a megapixel a frame (whose decode cost the run measures before it
+    # starts) and a zone that lies outside its frame
+    src = video_factory(width=1280, height=800, frames=12)
+    cfg = write_config([{"name": "dock", "source": str(src), "roi": {"x": 1200, "y": 0, "w": 200, "h": 200}}],
+                       model={"backbone": "mobilenet_v3_small", "weights": "none", "backend": "openvino"})
+    # then the run stops with one line naming the stream's zone and the frame size
+    _assert_one_line_error(run_cli("run", str(cfg)), "streams.dock.roi", "lies outside the 1280x800 frame")
