@@ -148,14 +148,13 @@ class Domains:
         last, ended = [], set()
         for i, s in enumerate(self.cfg.streams):
             tally = tallies.get(s.name) or {}
-            n = tally.get("frames", 0)
+            n, seq = tally.get("frames", 0), tally.get("last_seq")  # seq: None before the stream's first line
             if not self.null_sink:
                 # its last stats may be up to 0.5 s old (or missing): add the lines it wrote after them
-                n += logged_after(self.cfg.output, s.name, tally.get("last_seq"))
+                n += logged_after(self.cfg.output, s.name, seq)
             self.carried_frames[s.name] = self.carried_frames.get(s.name, 0) + n
             logged = None if self.null_sink else last_logged_frame(self.cfg.output, s.name)
-            last.append(logged if logged is not None else tally.get("last_seq") if tally.get("last_seq") is not None
-                        else -1)
+            last.append(next((v for v in (logged, seq) if v is not None), -1))
             if tally.get("end"):
                 ended.add(i)
         self.state.stats.forget_sink()
