@@ -70,7 +70,7 @@ class StreamConfig(_Model):
     policy: Optional[Literal["lossless", "drop_oldest"]] = Field(
         None, description="back-pressure: lossless (files, default) or drop_oldest (live, default)")
     ring_slots: int = Field(8, ge=2, le=256, description="shared-memory frame slots between decode and classify (at least two full batches)")
-    decode_threads: int = Field(0, ge=0, le=64, description="FFmpeg decode threads (0 = the cores shared out between streams, at least 1 each)")
+    decode_threads: int = Field(0, ge=0, le=64, description="decode threads (0 = the cores shared out between streams, at least 1 each); a file of closed GOPs is decoded a GOP per thread, others on FFmpeg's frame threads (report.json input.threads_by)")
     live: LiveOptions = Field(default_factory=LiveOptions,
                               description="timeouts, watchdog and reconnect back-off of a live source")
     loop: bool = Field(False, description="files only: start again at the end, forever (soak tests, demos)")

@@ -1,4 +1,5 @@
-"""Decode stage: PyAV with threaded decoding; geometry (resize + crop) done by libswscale.
+"""Decode stage: PyAV with threaded decoding (a file of closed GOPs a GOP per thread,
+stages.gop; else FFmpeg's frame threads); geometry (resize + crop) done by libswscale.
 
 Cropping the decoder's YUV frame to the square the model sees and resizing it straight to
 the model's size is far cheaper than converting the full frame to RGB first, so the decoder
@@ -259,6 +260,8 @@ class FileDecoder(StageBase):
         self.info: dict[str, Any] = {}
         self.passes = 1
         self.tap = DisplayTap(cfg.display)
+        self.gop: Optional[int] = None  # GOP length when each thread decodes whole GOPs; 0: FFmpeg's frame threads
+        self._damage_lock = threading.Lock()  # GOP threads report damage too
 
     def setup(self) -> None:
         self.container, stream = open_video(self.cfg.source)
@@ -279,9 +282,20 @@ class FileDecoder(StageBase):
             self.stream.codec_context.thread_count = max(1, self.cfg.threads // 2)
             self.info["threads"] = self.stream.codec_context.thread_count
 
+    def _plan_threads(self) -> None:
+        """Several threads: a GOP each when the file's GOPs are closed (stages.gop), else
+        FFmpeg's frame threads. Decided at the first decode, after ``lean``."""
+        from stages.gop import gop_length
+
+        threads = self.stream.codec_context.thread_count
+        length = gop_length(self.container, self.stream) if threads > 1 else None
+        self.gop = length or 0
+        self.info["threads_by"] = "gop" if self.gop else "frame"
+
     def _damage(self, exc: Exception) -> None:
-        self.errors += 1
-        self.last_error = str(exc)
+        with self._damage_lock:
+            self.errors += 1
+            self.last_error = str(exc)
         if self.errors <= 3:
             log.warning("%s: skipped undecodable data (%s)", self.cfg.name, exc)
 
@@ -299,6 +313,11 @@ class FileDecoder(StageBase):
             self.passes += 1
 
     def _one_pass(self) -> Iterator[tuple[np.ndarray, Optional[float], Optional[np.ndarray]]]:
+        if self.gop is None:
+            self._plan_threads()
+        if self.gop:
+            yield from self._gop_pass()
+            return
         packets = self.container.demux(self.stream)
         while True:
             try:
@@ -315,6 +334,16 @@ class FileDecoder(StageBase):
                 continue
             for frame in decoded:
                 yield to_model_rgb(frame, self.cfg), frame.time, self.tap.take(frame)
+
+    def _gop_pass(self) -> Iterator[tuple[np.ndarray, Optional[float], Optional[np.ndarray]]]:
+        from stages.gop import decode_by_gop
+
+        def convert() -> Any:
+            tap = DisplayTap(self.cfg.display)  # each thread its own scaler (and preview clock)
+            return lambda frame: (to_model_rgb(frame, self.cfg), frame.time, tap.take(frame))
+
+        yield from decode_by_gop(lambda: open_video(self.cfg.source), self.info["threads"], convert, self.gop,
+                                 self._damage)
 
     def stats(self) -> dict[str, Any]:
         return {"decode_errors": self.errors, "last_error": self.last_error, "source": self.info,
