@@ -342,8 +342,10 @@ class FileDecoder(StageBase):
             tap = DisplayTap(self.cfg.display)  # each thread its own scaler (and preview clock)
             return lambda frame: (to_model_rgb(frame, self.cfg), frame.time, tap.take(frame))
 
+        g = self.cfg.display
+        frame_bytes = self.cfg.crop * self.cfg.crop * 3 + (g.width * g.height * 3 // 2 if g and g.every_frame else 0)
         yield from decode_by_gop(lambda: open_video(self.cfg.source), self.info["threads"], convert, self.gop,
-                                 self._damage)
+                                 frame_bytes, self._damage)
 
     def stats(self) -> dict[str, Any]:
         return {"decode_errors": self.errors, "last_error": self.last_error, "source": self.info,

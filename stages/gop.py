@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 PROBE_PACKETS = 1000  # keyframes further apart than this: one GOP is all there is to share
 PROBE_GOPS = 3
-MAX_QUEUE = 150  # frames a thread may decode ahead (crop x crop RGB: ~150 KB each at 224)
+MAX_QUEUE = 150  # frames a thread may decode ahead (crop x crop RGB: ~150 KB each at 224) ...
+MAX_QUEUE_BYTES = 32 << 20  # ... and bytes (display frames for an annotated video are far larger)
 
 Opener = Callable[[], tuple[Any, Any]]
 Convert = Callable[[Any], Any]
@@ -187,20 +188,24 @@ class _Worker(threading.Thread):
                 container.close()
 
 
-def queue_depth(gop_length: int) -> int:
+def queue_depth(gop_length: int, frame_bytes: int) -> int:
     """Hand-over messages a thread may queue: about two of its GOPs (a frame each, plus a start
-    and an end), so it decodes on while the other threads' GOPs are handed over."""
-    return max(16, min(MAX_QUEUE, 2 * (gop_length + 2)))
+    and an end), so it decodes on while the other threads' GOPs are handed over; fewer when
+    that would hold more than MAX_QUEUE_BYTES of frames (then a thread that runs ahead waits
+    sooner, and the decoding is still in order)."""
+    want = max(16, 2 * (gop_length + 2))
+    return max(4, min(MAX_QUEUE, want, MAX_QUEUE_BYTES // max(1, frame_bytes)))
 
 
 def decode_by_gop(open_video: Opener, count: int, convert: Callable[[], Convert], gop_length: int,
-                  damage: Callable[[Exception], None]) -> Iterator[Any]:
+                  frame_bytes: int, damage: Callable[[Exception], None]) -> Iterator[Any]:
     """Every frame of the file, in file order: ``convert(frame)`` for each, decoded by
-    ``count`` threads a GOP each in turn. ``convert()`` makes each thread's converter;
-    ``damage(exc)`` is called (from any thread) for each packet that does not decode."""
+    ``count`` threads a GOP each in turn. ``convert()`` makes each thread's converter, whose
+    results take about ``frame_bytes`` each; ``damage(exc)`` is called (from any thread) for
+    each packet that does not decode."""
     stop = threading.Event()
-    workers = [_Worker(open_video, i, count, convert(), queue_depth(gop_length), stop, damage)
-               for i in range(count)]
+    depth = queue_depth(gop_length, frame_bytes)
+    workers = [_Worker(open_video, i, count, convert(), depth, stop, damage) for i in range(count)]
     for w in workers:
         w.start()
     keys: dict[int, int] = {}

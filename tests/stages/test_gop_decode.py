@@ -123,3 +123,14 @@ def test_a_truncated_file_gives_the_same_frames_a_gop_per_thread(tmp_path):
     assert 10 < len(two) < 60
     assert [t for _, t in one] == [t for _, t in two]
     assert_same(one[:-1], two[:-1])
+
+
+def test_a_thread_queues_about_two_gops_and_at_most_a_bounded_number_of_bytes():
+    model_input = 224 * 224 * 3
+    assert gop.queue_depth(30, model_input) == 64  # two GOPs of 30, a start and an end each
+    assert gop.queue_depth(250, model_input) * model_input <= gop.MAX_QUEUE_BYTES
+    display = model_input + 1280 * 720 * 3 // 2  # every frame also whole, for an annotated video
+    assert gop.queue_depth(30, display) * display <= gop.MAX_QUEUE_BYTES
+    assert gop.queue_depth(1, model_input) >= 16  # all-intra: still room to run ahead
+    big = 3840 * 2160 * 3 // 2  # 4K display frames: a few only
+    assert 4 <= gop.queue_depth(30, big) and gop.queue_depth(30, big) * big <= 2 * gop.MAX_QUEUE_BYTES
