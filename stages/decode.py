@@ -290,6 +290,10 @@ class FileDecoder(StageBase):
         threads = self.stream.codec_context.thread_count
         length = gop_length(self.container, self.stream) if threads > 1 else None
         self.gop = length or 0
+        if self.gop:
+            from stages.gop import MAX_THREADS
+
+            self.info["threads"] = min(threads, MAX_THREADS)
         self.info["threads_by"] = "gop" if self.gop else "frame"
 
     def _damage(self, exc: Exception) -> None:

@@ -29,6 +29,7 @@ PROBE_PACKETS = 1000  # keyframes further apart than this: one GOP is all there 
 PROBE_GOPS = 3
 MAX_QUEUE = 150  # frames a thread may decode ahead (crop x crop RGB: ~150 KB each at 224) ...
 MAX_QUEUE_BYTES = 32 << 20  # ... and bytes (display frames for an annotated video are far larger)
+MAX_THREADS = 8  # each thread holds a decoder and a queue; 8 decode 1080p H.264 far faster than 30 FPS
 
 Opener = Callable[[], tuple[Any, Any]]
 Convert = Callable[[Any], Any]
@@ -204,6 +205,7 @@ def decode_by_gop(open_video: Opener, count: int, convert: Callable[[], Convert]
     results take about ``frame_bytes`` each; ``damage(exc)`` is called (from any thread) for
     each packet that does not decode."""
     stop = threading.Event()
+    count = max(1, min(count, MAX_THREADS))
     depth = queue_depth(gop_length, frame_bytes)
     workers = [_Worker(open_video, i, count, convert(), depth, stop, damage) for i in range(count)]
     for w in workers:

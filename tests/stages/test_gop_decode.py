@@ -134,3 +134,19 @@ def test_a_thread_queues_about_two_gops_and_at_most_a_bounded_number_of_bytes():
     assert gop.queue_depth(1, model_input) >= 16  # all-intra: still room to run ahead
     big = 3840 * 2160 * 3 // 2  # 4K display frames: a few only
     assert 4 <= gop.queue_depth(30, big) and gop.queue_depth(30, big) * big <= 2 * gop.MAX_QUEUE_BYTES
+
+
+def test_many_threads_asked_for_start_at_most_max_threads_gop_threads(tmp_path):
+    path = make_video(tmp_path / "many.mp4", width=160, height=96, frames=40, gop=2)
+    one, _ = decode_all(path, 1)
+    before = threading.active_count()
+    dec = FileDecoder(DecodeConfig("clip", str(path), 64, 56, threads=16))
+    dec.setup()
+    frames = dec.frames()
+    got = [next(frames)[:2]]
+    running = threading.active_count() - before
+    got += [(x[0].copy(), x[1]) for x in frames]
+    dec.teardown()
+    assert dec.info["threads_by"] == "gop" and dec.info["threads"] == gop.MAX_THREADS
+    assert 0 < running <= gop.MAX_THREADS
+    assert_same(one, got)
