@@ -285,14 +285,13 @@ class FileDecoder(StageBase):
     def _plan_threads(self) -> None:
         """Several threads: a GOP each when the file's GOPs are closed (stages.gop), else
         FFmpeg's frame threads. Decided at the first decode, after ``lean``."""
-        from stages.gop import gop_length
+        from stages.gop import MAX_THREADS, gop_length
 
         threads = self.stream.codec_context.thread_count
-        length = gop_length(self.container, self.stream) if threads > 1 else None
+        local = "://" not in self.cfg.source  # each GOP thread reads the whole file: not over a network
+        length = gop_length(self.container, self.stream) if threads > 1 and local else None
         self.gop = length or 0
         if self.gop:
-            from stages.gop import MAX_THREADS
-
             self.info["threads"] = min(threads, MAX_THREADS)
         self.info["threads_by"] = "gop" if self.gop else "frame"
 
