@@ -112,13 +112,16 @@ class _Worker(threading.Thread):
                 continue
         return False
 
+    def _emit(self, frames: Any) -> bool:
+        return all(self._put(("frame", self.convert(f), f.pts)) for f in _timed(frames, self.stream))
+
     def _decode(self, packet: Any) -> bool:
         try:
             decoded = packet.decode()
         except av.FFmpegError as exc:
             self.damage(exc)
             return True
-        return all(self._put(("frame", self.convert(f), f.pts)) for f in _timed(decoded, self.stream))
+        return self._emit(decoded)
 
     def _finish(self, gop: int, pending: Any, started: bool) -> bool:
         """End this thread's current GOP; a keyframe still pending is a GOP of one frame."""
@@ -134,7 +137,7 @@ class _Worker(threading.Thread):
         except (av.FFmpegError, EOFError) as exc:
             self.damage(exc)
             drained = []
-        if not all(self._put(("frame", self.convert(f), f.pts)) for f in _timed(drained, self.stream)):
+        if not self._emit(drained):
             return False
         cc.flush_buffers()  # ready for the next keyframe
         return self._put(("end",))
@@ -143,7 +146,7 @@ class _Worker(threading.Thread):
         """Decode this thread's GOPs; False when it stopped early (asked to, or an open GOP)."""
         gop, mine, started = -1, False, False
         pending: Any = None  # this GOP's keyframe, held until its next packet shows whether the GOP is open
-        key_pts = 0
+        key_pts: Optional[int] = 0
         for packet in packets:
             if self.stop.is_set():
                 return False
@@ -160,13 +163,13 @@ class _Worker(threading.Thread):
                 continue
             if pending is not None:
                 key_pts = pending.pts
-                if packet.pts is None or packet.pts < key_pts:
+                if key_pts is None or packet.pts is None or packet.pts < key_pts:
                     self._put(("open", gop))
                     return False
                 if not (self._put(("start", gop, key_pts)) and self._decode(pending)):
                     return False
                 pending, started = None, True
-            elif packet.pts is None or packet.pts < key_pts:
+            elif key_pts is None or packet.pts is None or packet.pts < key_pts:
                 self._put(("open", gop))  # a leading picture further in
                 return False
             if not self._decode(packet):
