@@ -258,3 +258,26 @@ def test_an_engine_of_measured_streams_beside_a_large_file_splits_or_shares_the_
     assert m["threads"] == (cores - 1 if way.split else cores)
     assert (m["streams"] == 1) if way.split else (m["streams"] > 1)
     assert ("a core left to the decoder predicts" in m["threads_reason"]) == way.split
+
+
+def test_a_file_decoded_a_gop_per_thread_is_labelled_like_one_decoded_on_one_thread(tmp_path, write_config,
+                                                                                    video_factory):
+    # given a file of closed GOPs with B-frames, and a pinned engine (fp32, one thread, batch 1)
+    source = video_factory(width=320, height=240, frames=75, options={"g": "10", "bf": "2"})
+    model = {**FAST_MODEL, "backend": "openvino", "precision": "fp32", "threads": 1, "max_batch": 1}
+    rows, reports = {}, {}
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}"
+        cfg = write_config([{"name": "v", "source": str(source), "decode_threads": threads}], model=model,
+                           name=f"t{threads}.yaml", output={"dir": str(out)})
+        # when it runs with one decode thread, and with two
+        res = run_cli("run", str(cfg))
+        assert res.returncode == 0, res.stderr[-2000:]
+        rows[threads] = read_jsonl(out / "v.jsonl")
+        reports[threads] = json.loads((out / "report.json").read_text())
+    # then two threads decoded it a GOP each (the report says so), and every frame got the same
+    # labels and scores, with the same timestamps, in order
+    assert reports[1]["streams"]["v"]["input"]["threads_by"] == "frame"
+    assert reports[2]["streams"]["v"]["input"]["threads_by"] == "gop"
+    assert [r["frame"] for r in rows[2]] == list(range(75))
+    assert [(r["pts"], r["top"]) for r in rows[2]] == [(r["pts"], r["top"]) for r in rows[1]]
