@@ -26,6 +26,7 @@ from pipeline.display import DisplayGeom
 from pipeline.errors import InputError
 from pipeline.messages import Decoded
 from pipeline.stage import STAGES, StageBase
+from stages.gop import MAX_THREADS, decode_by_gop, decoded_frames, gop_length
 
 log = logging.getLogger(__name__)
 
@@ -285,8 +286,6 @@ class FileDecoder(StageBase):
     def _plan_threads(self) -> None:
         """Several threads: a GOP each when the file's GOPs are closed (stages.gop), else
         FFmpeg's frame threads. Decided at the first decode, after ``lean``."""
-        from stages.gop import MAX_THREADS, gop_length
-
         threads = self.stream.codec_context.thread_count
         local = "://" not in self.cfg.source  # each GOP thread reads the whole file: not over a network
         length = gop_length(self.container, self.stream) if threads > 1 and local else None
@@ -321,26 +320,10 @@ class FileDecoder(StageBase):
         if self.gop:
             yield from self._gop_pass()
             return
-        packets = self.container.demux(self.stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except av.FFmpegError as exc:  # truncated container: nothing more can be read
-                self._damage(exc)
-                return
-            try:
-                decoded = packet.decode()
-            except av.FFmpegError as exc:
-                self._damage(exc)
-                continue
-            for frame in decoded:
-                yield to_model_rgb(frame, self.cfg), frame.time, self.tap.take(frame)
+        for frame in decoded_frames(self.container, self.stream, self._damage):
+            yield to_model_rgb(frame, self.cfg), frame.time, self.tap.take(frame)
 
     def _gop_pass(self) -> Iterator[tuple[np.ndarray, Optional[float], Optional[np.ndarray]]]:
-        from stages.gop import decode_by_gop
-
         def convert() -> Any:
             tap = DisplayTap(self.cfg.display)  # each thread its own scaler (and preview clock)
             return lambda frame: (to_model_rgb(frame, self.cfg), frame.time, tap.take(frame))
@@ -369,12 +352,14 @@ def decode_cost(source: str, resize: int, crop: int, roi: Optional[Roi] = None, 
     dec = FileDecoder(DecodeConfig(name, source, resize, crop, roi, threads=threads))
     clock = time.thread_time if threads == 1 else time.process_time
     dec.setup()
+    passes = dec.frames()
     try:
         n, t0 = 0, clock()
-        for _ in dec.frames():
+        for _ in passes:
             n += 1
             if n >= frames:
                 break
         return (clock() - t0) / n if n else 0.0
     finally:
+        passes.close()  # ends any decode threads before the container closes
         dec.teardown()

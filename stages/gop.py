@@ -81,6 +81,18 @@ def _packets(container: Any, stream: Any, damage: Callable[[Exception], None]) -
             return
 
 
+def decoded_frames(container: Any, stream: Any, damage: Callable[[Exception], None]) -> Iterator[Any]:
+    """The stream's frames in order; packets that do not decode are skipped and passed to
+    ``damage``, and a container that can no longer be read ends the frames."""
+    for packet in _packets(container, stream, damage):
+        try:
+            decoded = packet.decode()
+        except av.FFmpegError as exc:
+            damage(exc)
+            continue
+        yield from decoded
+
+
 def _timed(frames: Any, stream: Any) -> Iterator[Any]:
     for f in frames:
         if f.time_base is None:  # frames drained at a GOP's end carry no time base
@@ -204,17 +216,15 @@ def queue_depth(gop_length: int, frame_bytes: int) -> int:
 def decode_by_gop(open_video: Opener, count: int, convert: Callable[[], Convert], gop_length: int,
                   frame_bytes: int, damage: Callable[[Exception], None]) -> Iterator[Any]:
     """Every frame of the file, in file order: ``convert(frame)`` for each, decoded by
-    ``count`` threads a GOP each in turn. ``convert()`` makes each thread's converter, whose
-    results take about ``frame_bytes`` each; ``damage(exc)`` is called (from any thread) for
-    each packet that does not decode."""
+    ``count`` threads (the caller keeps it to MAX_THREADS) a GOP each in turn. ``convert()``
+    makes each thread's converter, whose results take about ``frame_bytes`` each;
+    ``damage(exc)`` is called (from any thread) for each packet that does not decode."""
     stop = threading.Event()
-    count = max(1, min(count, MAX_THREADS))
     depth = queue_depth(gop_length, frame_bytes)
     workers = [_Worker(open_video, i, count, convert(), depth, stop, damage) for i in range(count)]
     for w in workers:
         w.start()
-    keys: dict[int, int] = {}
-    shown: dict[int, set[int]] = {}  # pts handed over, by GOP (the last two)
+    handed: dict[int, tuple[Optional[int], set[int]]] = {}  # the last two GOPs: keyframe pts, pts handed over
     gop, open_at = 0, None
     try:
         while open_at is None:
@@ -223,13 +233,11 @@ def decode_by_gop(open_video: Opener, count: int, convert: Callable[[], Convert]
                 item = w.q.get()
                 kind = item[0]
                 if kind == "frame":
-                    shown[gop].add(item[2])
+                    handed[gop][1].add(item[2])
                     yield item[1]
                 elif kind == "start":
-                    keys[gop] = item[2]
-                    shown[gop] = set()
-                    shown.pop(gop - 2, None)
-                    keys.pop(gop - 2, None)
+                    handed[gop] = (item[2], set())
+                    handed.pop(gop - 2, None)
                 elif kind == "end":
                     break
                 elif kind == "open":
@@ -251,8 +259,9 @@ def decode_by_gop(open_video: Opener, count: int, convert: Callable[[], Convert]
             w.join()
     # an open GOP: decode in order from the keyframe before it, skipping what was handed over
     log.info("open GOP %d: decoding in order from here", open_at)
-    yield from _in_order(open_video, count, convert(), keys.get(open_at - 1),
-                         shown.get(open_at - 1, set()) | shown.get(open_at, set()), damage)
+    key, before = handed.get(open_at - 1, (None, set()))
+    _, within = handed.get(open_at, (None, set()))
+    yield from _in_order(open_video, count, convert(), key, before | within, damage)
 
 
 def _in_order(open_video: Opener, threads: int, convert: Convert, from_pts: Optional[int], skip: set[int],
@@ -263,15 +272,9 @@ def _in_order(open_video: Opener, threads: int, convert: Convert, from_pts: Opti
         stream.codec_context.thread_count = threads
         if from_pts is not None:
             container.seek(from_pts, stream=stream)  # the keyframe at from_pts
-        for packet in _packets(container, stream, damage):
-            try:
-                decoded = packet.decode()
-            except av.FFmpegError as exc:
-                damage(exc)
+        for f in decoded_frames(container, stream, damage):
+            if f.pts is not None and (f.pts in skip or from_pts is not None and f.pts < from_pts):
                 continue
-            for f in decoded:
-                if f.pts is not None and (f.pts in skip or from_pts is not None and f.pts < from_pts):
-                    continue
-                yield convert(f)
+            yield convert(f)
     finally:
         container.close()
