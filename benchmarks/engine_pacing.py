@@ -25,7 +25,6 @@ start; sides and gaps alternate in order from round to round.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -49,21 +48,9 @@ while time.monotonic() < end:
 
 
 def thread_cpu_s() -> tuple[float, float]:
-    """(this thread's CPU s, every other thread's CPU s) of this process, from /proc."""
-    me, tick = str(os.getpid()), os.sysconf("SC_CLK_TCK")
-    mine = others = 0.0
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # a thread that ended meanwhile
-            continue
-        cpu = (int(fields[11]) + int(fields[12])) / tick
-        if tid == me:
-            mine += cpu
-        else:
-            others += cpu
-    return mine, others
+    """(this thread's CPU s, every other thread's CPU s) of this process."""
+    mine = time.thread_time()
+    return mine, time.process_time() - mine
 
 
 def paced(engine, frame, gap_s: float, seconds: float) -> tuple[float, float, int]:
@@ -89,9 +76,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="per gap and side")
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
-    gaps = [float(g) for g in args.gaps.split(",")]
-    if 0.0 not in gaps:
-        gaps.insert(0, 0.0)  # the baseline every ratio is taken against
+    gaps = sorted({0.0, *(float(g) for g in args.gaps.split(","))})  # 0: the baseline of every ratio, run first
     print(describe_cpu(cpu_info()), flush=True)
 
     import numpy as np
@@ -121,7 +106,7 @@ def main() -> int:
                 time.sleep(1.0)  # its imports and first frames
             try:
                 base = None
-                for gap in (gaps if r % 2 == 0 else [0.0, *[g for g in reversed(gaps) if g]]):
+                for gap in (gaps if r % 2 == 0 else [0.0, *reversed(gaps[1:])]):
                     eng_ms, call_ms, n = paced(engine, frame, gap / 1e3, args.seconds)
                     if gap == 0.0:
                         base = eng_ms
@@ -135,7 +120,7 @@ def main() -> int:
 
     print(f"\n{'side':18s} {'gap ms':>7s} {'engine ms':>10s} {'caller ms':>10s} {'ratio':>7s}")
     for side in ("alone", "beside a decoder"):
-        for gap in sorted(gaps):
+        for gap in gaps:
             vals = rows[(side, gap)]
             med = [statistics.median(v[i] for v in vals) for i in range(3)]
             print(f"{side:18s} {gap:7g} {med[0]:10.2f} {med[1]:10.2f} {med[2]:6.2f}×")
