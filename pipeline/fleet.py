@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 from pipeline.config import Config, StreamConfig, load_config
 from pipeline.errors import ResourceError, SourceGaveUp, VideoclfError
-from pipeline.labellog import _frame_of
+from pipeline.labellog import frame_of
 from pipeline.placement import Node, assign, nodes_from_ray
 from pipeline.supervisor import RunResult, check_output_dir
 
@@ -290,7 +290,7 @@ class Fleet:
             path = Path(self.cfg.output.dir) / f"{s.cfg.name}.{fmt}"
             f = self.files[s.cfg.name] = open(path, "w", buffering=1, encoding="utf-8")
         for line in lines:
-            n = _frame_of(line.encode(), fmt)
+            n = frame_of(line.encode(), fmt)
             if n is None:
                 if fmt == "csv" and s.frames == 0 and f.tell() == 0:
                     f.write(line + "\n")  # the header, once

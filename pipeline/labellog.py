@@ -1,16 +1,34 @@
-"""Reading a label log from its end: where a stream's numbering goes on after a crash, and
-how many lines a killed sink wrote after its last stats."""
+"""The label log's format and its reading: where a stream's numbering goes on after a crash or
+in a new run, how many lines a killed sink wrote after its last stats, and whether a file's
+log is complete.
+
+A stream's log is ``<output.dir>/<stream>.<format>`` (the current day's), with earlier days
+beside it as ``<stream>.<YYYY-MM-DD>.<format>`` (``pipeline/appendlog.py`` rotates them).
+Frame numbers only grow along a stream's logs, across restarts and runs."""
 from __future__ import annotations
 
 import json
 import os
 from typing import Any, Iterator, Optional
 
+from pipeline.appendlog import day_of, rotated_files
+
+
+def log_path(output: Any, stream: str) -> str:
+    """The stream's current label log."""
+    return os.path.join(output.dir, f"{stream}.{output.format}")
+
 
 def logged_frames(output: Any, stream: str, chunk: int = 65536) -> Iterator[int]:
     """Frame numbers on the complete lines of a stream's label log, last line first (read
-    backwards in chunks, so a long log costs only as much as the lines asked for)."""
-    path = os.path.join(output.dir, f"{stream}.{output.format}")
+    backwards in chunks, so a long log costs only as much as the lines asked for); the
+    rotated logs of earlier days follow, newest first."""
+    path = log_path(output, stream)
+    for p in [path, *reversed(rotated_files(path))]:
+        yield from _frames_backwards(p, output.format, chunk)
+
+
+def _frames_backwards(path: str, fmt: str, chunk: int) -> Iterator[int]:
     try:
         f = open(path, "rb")
     except OSError:
@@ -29,12 +47,12 @@ def logged_frames(output: Any, stream: str, chunk: int = 65536) -> Iterator[int]
                 lines.pop()  # the part after the last newline may be half written
                 first = False
             for line in reversed(lines):
-                n = _frame_of(line, output.format)
+                n = frame_of(line, fmt)
                 if n is not None:
                     yield n
 
 
-def _frame_of(line: bytes, fmt: str) -> Optional[int]:
+def frame_of(line: bytes, fmt: str) -> Optional[int]:
     try:
         if fmt == "jsonl":
             return int(json.loads(line)["frame"])
@@ -59,3 +77,50 @@ def logged_after(output: Any, stream: str, seq: Optional[int]) -> int:
             break
         n, prev = n + 1, frame
     return n
+
+
+def day_of_line(line: bytes) -> Optional[str]:
+    """The local day of a JSONL label or event line (its epoch ``time``), for rotation."""
+    try:
+        return day_of(float(json.loads(line)["time"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def csv_day_of_line(line: bytes) -> Optional[str]:
+    try:
+        return day_of(float(line.split(b",")[3]))
+    except (ValueError, IndexError):
+        return None
+
+
+# -- completion marks: a file stream whose log holds every frame is not classified again ---
+MARKS_DIR = ".videoclf"  # in output.dir: small JSON files, one per file stream
+
+
+def source_identity(source: str) -> dict[str, Any]:
+    st = os.stat(source)
+    return {"source": os.path.abspath(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def mark_path(out_dir: str, stream: str) -> str:
+    return os.path.join(out_dir, MARKS_DIR, f"{stream}.json")
+
+
+def read_mark(out_dir: str, stream: str) -> Optional[dict[str, Any]]:
+    try:
+        with open(mark_path(out_dir, stream), encoding="utf-8") as f:
+            mark = json.load(f)
+        return mark if isinstance(mark, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def write_mark(out_dir: str, stream: str, mark: dict[str, Any]) -> None:
+    """Write atomically (a reader sees the old mark or the new one, whole)."""
+    path = mark_path(out_dir, stream)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(mark, f)
+    os.replace(tmp, path)

@@ -17,10 +17,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+from pipeline.appendlog import AppendLog, DiskFull
 from pipeline.config import redact
+from pipeline.errors import ResourceError
 from pipeline.outputs_config import AlertRule
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 QUEUE_MAX = 256  # pending webhook posts; beyond this new ones are dropped and counted
 BACKOFF_S = 0.5
 CLOSE_S = 2.0  # at shutdown, time left to an in-flight webhook POST
+PENDING_MAX = 10_000  # event lines kept in memory while the disk is full
 
 
 @dataclass
@@ -162,12 +166,18 @@ def safe_name(text: str) -> str:
 
 
 class EventLog:
-    """``<dir>/events.jsonl`` (line-buffered) plus the webhook for rules that name one."""
+    """``<dir>/events.jsonl`` (append-only, rotated by day: ``pipeline/appendlog.py``) plus the
+    webhook for rules that name one. A line the full disk refuses waits in memory (bounded,
+    in order) and is written when space is back."""
 
     def __init__(self, out_dir: str, webhook: bool, mqtt: Any = None) -> None:
         """``mqtt``: an output.mqtt config; events then also go to ``<prefix>/<stream>/events``."""
+        from pipeline.labellog import day_of_line
+
         self.path = os.path.join(out_dir, "events.jsonl")
-        self.file = open(self.path, "a", buffering=1, encoding="utf-8")
+        self.file = AppendLog(self.path, day_of_line=day_of_line).open()
+        self.waiting: deque[tuple[str, float]] = deque()  # lines the full disk refused, oldest first
+        self.lost = 0  # past PENDING_MAX while the disk stayed full
         self.webhook = Webhook() if webhook else None
         self.mqtt = None
         if mqtt is not None:
@@ -178,12 +188,28 @@ class EventLog:
 
     def __call__(self, rule: AlertRule, event: dict[str, Any]) -> None:
         line = json.dumps(event, separators=(",", ":"))
-        self.file.write(line + "\n")
-        self.lines += 1
+        self.waiting.append((line, float(event.get("time") or time.time())))
+        if len(self.waiting) > PENDING_MAX:
+            self.waiting.popleft()
+            self.lost += 1
+        self.flush()
         if rule.webhook and self.webhook:
             self.webhook.submit(rule, event)
         if self.mqtt is not None:
             self.mqtt.publish(self.mqtt.topic(event["stream"], "events"), line)
+
+    def flush(self) -> None:
+        """Write the lines that wait, in order, until the disk refuses one."""
+        while self.waiting:
+            line, epoch = self.waiting[0]
+            try:
+                self.file.write(line, epoch)
+            except DiskFull:
+                return
+            except OSError as exc:
+                raise ResourceError(f"{self.path}: cannot write an event ({exc.strerror or exc})") from exc
+            self.waiting.popleft()
+            self.lines += 1
 
     def close(self) -> None:
         if self.mqtt is not None:
@@ -191,8 +217,12 @@ class EventLog:
         if self.webhook:
             # bounded: a dead receiver delays shutdown by one timeout at most
             self.webhook.close(CLOSE_S)
+        self.flush()
+        if self.waiting:
+            log.warning("%s: %d event line(s) not written: the disk stayed full", self.path, len(self.waiting))
         self.file.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"events": self.lines, "webhook": self.webhook.stats() if self.webhook else None,
+        return {"events": self.lines, "waiting_for_disk": len(self.waiting), "lost_disk_full": self.lost,
+                "webhook": self.webhook.stats() if self.webhook else None,
                 **({"mqtt": self.mqtt.stats()} if self.mqtt is not None else {})}
