@@ -81,7 +81,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.ray:
         return _run_fleet(cfg, args)
     opts = RunOptions(max_frames=args.max_frames, duration=args.duration,
-                      sink="null" if args.null_sink else "auto", progress=not args.quiet)
+                      sink="null" if args.null_sink else "auto", progress=not args.quiet,
+                      overwrite=args.overwrite)
     result = run_pipeline(cfg, opts)
     try:
         path = write_report(result.report, cfg.output.dir)
@@ -197,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, metavar="N", help="stop each stream after N frames")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     run.add_argument("--null-sink", action="store_true", help="measure without writing label logs (benchmarks)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start every stream's label log afresh from start_frame, losing the lines it held (by "
+                          "default a run appends and goes on after the last logged frame; complete files are "
+                          "not classified again)")
     run.add_argument("--web", metavar="[HOST]:PORT", help="serve the live web view (loopback unless HOST is given)")
     run.add_argument("--metrics", metavar="[HOST]:PORT", help="serve Prometheus metrics at /metrics")
     run.add_argument("--video", action="store_true", help="write annotated MP4s (output.video: true)")

@@ -44,6 +44,10 @@ class RunPlan:
     sink_title: str
     max_frames: Optional[int]
     shm_bytes: int  # what the pools take in /dev/shm (checked before anything is created)
+    first_seq: tuple[int, ...] = ()  # per stream: its first frame number in this run (pipeline/resume.py)
+
+    def first(self, i: int) -> int:
+        return self.first_seq[i] if self.first_seq else self.cfg.streams[i].start_frame
 
     @property
     def sink_address(self) -> str:
@@ -61,7 +65,7 @@ class RunPlan:
             display = DisplayPort(Port(owner.create(f"{s.name}_yuv{tag}", n, g.shape, "uint8"), self.sink_address), g)
         kind, dec = self.decoders[i]
         return SourceSpec(f"decode[{s.name}]", kind, dec, i, Port(pool, self.classifier.inbox),
-                          Policy(s.effective_policy), seq_start, self.max_frames, display)
+                          Policy(s.effective_policy), seq_start, self.max_frames, display, seq_base=self.first(i))
 
     def sink(self, last_seq: tuple[int, ...] = (), ended: frozenset = frozenset()) -> SinkSpec:
         """The sink's spec; after a crash it appends to the logs and drops what they hold."""
@@ -74,11 +78,14 @@ class RunPlan:
                         last_seq, ended, display)
 
 
-def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) -> RunPlan:
+def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, first_seq: tuple[int, ...] = (),
+              overwrite: bool = False) -> RunPlan:
     infos = {i: probe(s.source) for i, s in enumerate(cfg.streams) if not s.is_live}  # the one probe per file
     m = cfg.model
     names = tuple(s.name for s in cfg.streams)
-    sink_cfg: Any = SinkConfig(cfg.output.dir, names, m.top_k, m.weights == "none", False)
+    sink_cfg: Any = SinkConfig(cfg.output.dir, names, m.top_k, random_weights=m.weights == "none",
+                               append=not overwrite, sources=_file_identities(cfg),
+                               retention=cfg.output.retention, min_free=cfg.output.min_free)
     geoms = tuple(display_geom(s, cfg.output.video, infos.get(i)) for i, s in enumerate(cfg.streams)) \
         if wants_display(cfg) else None
     if geoms:
@@ -110,7 +117,20 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str) 
     shm = rings + _display_bytes(cfg, geoms)
     title = f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]"
     return RunPlan(cfg, run_id, sink_kind, sink_cfg, geoms, tuple(decoders), classifier, title,
-                   max_frames or cfg.max_frames, shm)
+                   max_frames or cfg.max_frames, shm, first_seq)
+
+
+def _file_identities(cfg: Config) -> tuple[Optional[dict], ...]:
+    """Per stream, what a complete log records of its file (None: live or looping sources)."""
+    from pipeline.labellog import source_identity
+
+    out: list[Optional[dict]] = []
+    for s in cfg.streams:
+        try:
+            out.append(None if s.is_live or s.loop else source_identity(s.source))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def _model_slots(cfg: Config) -> int:
@@ -170,7 +190,8 @@ def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[DisplayGe
 
     return "outputs.sink", OutputsConfig(label_kind, label, tuple(geoms), cfg.output.video, segment_seconds(cfg),
                                          tuple(cfg.output.alerts), cfg.output.web is not None,
-                                         cfg.output.mqtt if cfg.output.alerts else None)
+                                         cfg.output.mqtt if cfg.output.alerts else None,
+                                         tuple(s.is_live for s in cfg.streams))
 
 
 # -- stage functions the runtime calls in its own process ------------------------------

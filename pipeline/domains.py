@@ -63,7 +63,7 @@ class Domains:
         self._start(self.plan.sink(), 0)
         self._start(self.plan.classifier, 0)
         for i, s in enumerate(self.cfg.streams):
-            self._start(self.plan.source(self.owner, i, 0, s.start_frame), 0)
+            self._start(self.plan.source(self.owner, i, 0, self.plan.first(i)), 0)
 
     def _start(self, spec: StageSpec, gen: int) -> None:
         p = self.ctx.Process(target=child_main, args=(spec, self.ctrl), name=spec.title, daemon=True)
@@ -133,7 +133,7 @@ class Domains:
         last = None if self.null_sink else last_logged_frame(self.cfg.output, name)
         if last is None:
             last = (self._sink_tallies().get(name) or {}).get("last_seq")
-        nxt = self.cfg.streams[i].start_frame - 1 if last is None else last
+        nxt = self.plan.first(i) - 1 if last is None else max(last, self.plan.first(i) - 1)
         if self.cfg.streams[i].is_live:
             nxt = max(nxt, self.state.stats.decoder(i).get("next_seq", 0) - 1)
         return nxt + 1

@@ -93,6 +93,8 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
     # after a restart, numbering goes on where the label log stopped; a file is decoded again
     # from the start and frames already classified are skipped, so each is logged once
     seq = 0 if feed.lossless else spec.seq_start
+    # a file's max_frames is its first frames; a camera's counts its frames in this run
+    limit = None if spec.max_frames is None else spec.max_frames + (0 if feed.lossless else spec.seq_base)
     reason = "end"
     frames = stage.frames()
     discarded = _await_go(frames, ctrl, feed.lossless)
@@ -105,7 +107,7 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
         if ctrl.stop.is_set() or ctrl.drain.is_set():
             reason = "stopped"
             break
-        if spec.max_frames is not None and seq >= spec.max_frames:
+        if limit is not None and seq >= limit:
             reason = "limit"
             break
         t0 = time.monotonic()

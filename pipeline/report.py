@@ -73,7 +73,9 @@ def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[V
         "model": model,
         "random_weights": cfg.model.weights == "none",
         "elapsed_s": round(elapsed, 3),
+        "started_at": round(time.time() - elapsed, 3),
         "stages": stages,
+        "outputs": {k: sink[k] for k in ("labels", "retention", "disk") if sink.get(k) is not None},
         "bottleneck": bottleneck,
         "alerts": sink.get("alerts"),
         "interrupted": interrupted,
@@ -83,17 +85,32 @@ def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[V
 
 
 def write_report(report: dict[str, Any], out_dir: str) -> str:
+    """``report.json`` is the latest run's; every run's report is also kept, never replaced,
+    as ``reports/<local start time>.json``."""
     path = os.path.join(out_dir, "report.json")
     tmp = path + ".tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
+        _keep_copy(tmp, os.path.join(out_dir, "reports"), report.get("started_at"))
     except OSError:
         if os.path.exists(tmp):  # a half-written temporary file helps nobody (and fills the disk)
             os.unlink(tmp)
         raise
     os.replace(tmp, path)  # a reader never sees half a report
     return path
+
+
+def _keep_copy(src: str, folder: str, started: Optional[float]) -> None:
+    os.makedirs(folder, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(started or time.time()))
+    for n in range(1000):
+        dest = os.path.join(folder, f"{stamp}{f'-{n}' if n else ''}.json")
+        try:
+            os.link(src, dest)  # never onto an existing file
+            return
+        except FileExistsError:
+            continue
 
 
 def print_summary(report: dict[str, Any], file: Any = None) -> None:
@@ -113,7 +130,10 @@ def print_summary(report: dict[str, Any], file: Any = None) -> None:
                       "yes" if s["meets_target"] else "NO", *(f"{lat[k]:.0f}" if lat[k] is not None else "-"
                                                             for k in ("p50", "p95", "p99")),
                       str(s["decode_errors"]))
-    console.print(table)
+    if report["streams"]:
+        console.print(table)
+    for name, why in (report.get("skipped") or {}).items():
+        console.print(f"{escape(name)}: not classified again: {escape(why)} (--overwrite to classify it again)")
     if report.get("bottleneck"):
         st = report["stages"][report["bottleneck"]]
         console.print(f"bottleneck: {escape(report['bottleneck'])} (busy {100 * (st['busy_fraction'] or 0):.0f} %)")

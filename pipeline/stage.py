@@ -134,6 +134,7 @@ class SourceSpec:
     seq_start: int = 0  # first frame number (after a restart: where the label log stopped)
     max_frames: Optional[int] = None
     display: Any = None  # pipeline.display.DisplayPort
+    seq_base: int = 0  # the stream's first frame number in this run: a camera's max_frames counts from it
     role: str = "source"
 
 

@@ -27,6 +27,7 @@ from pipeline.errors import ResourceError, VideoclfError, error_from_event
 from pipeline.messages import Event
 from pipeline.metrics import RunStats
 from pipeline.report import Progress, build_report
+from pipeline.resume import resume
 from pipeline.services import Services
 from pipeline.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
 from pipeline.stage import Control
@@ -46,6 +47,7 @@ class RunOptions:
     duration: Optional[float] = None
     sink: str = "auto"  # auto → the config's output.format; "null" for benchmarks
     progress: bool = True
+    overwrite: bool = False  # start every label log afresh (the one way to lose what a run wrote)
 
 
 @dataclass
@@ -84,11 +86,12 @@ def check_output_dir(path: str) -> None:
         raise ResourceError(f"output.dir {path}: {probe_dir} is not writable")
 
 
-def preflight(cfg: Config, run_id: str = "check", max_frames: Optional[int] = None, sink: str = "auto") -> RunPlan:
+def preflight(cfg: Config, run_id: str = "check", max_frames: Optional[int] = None, sink: str = "auto",
+              first_seq: tuple[int, ...] = (), overwrite: bool = False) -> RunPlan:
     """The run plan (each file probed once), and the checks that need no child process and
     change nothing: sources, weights path, output dir, /dev/shm."""
     kind = "sink.null" if sink == "null" else f"sink.{cfg.output.format}"
-    plan = make_plan(cfg, run_id, max_frames, kind)
+    plan = make_plan(cfg, run_id, max_frames, kind, first_seq, overwrite)
     w = cfg.model.weights
     if w not in ("imagenet", "none") and not os.path.isfile(w):
         from pipeline.errors import InputError
@@ -100,9 +103,10 @@ def preflight(cfg: Config, run_id: str = "check", max_frames: Optional[int] = No
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, opts: RunOptions) -> None:
+    def __init__(self, cfg: Config, opts: RunOptions, first_seq: tuple[int, ...] = ()) -> None:
         self.cfg = cfg
         self.opts = opts
+        self.first_seq = first_seq
         self.ctx = mp.get_context("spawn")
         self.run_id = new_run_id()
         self.state = _State(RunStats([s.name for s in cfg.streams]))
@@ -111,7 +115,8 @@ class Supervisor:
     # -- lifecycle -----------------------------------------------------------------
     def run(self) -> RunResult:
         remove_stale_segments()
-        plan = preflight(self.cfg, self.run_id, self.opts.max_frames, self.opts.sink)
+        plan = preflight(self.cfg, self.run_id, self.opts.max_frames, self.opts.sink, self.first_seq,
+                         self.opts.overwrite)
         try:
             os.makedirs(self.cfg.output.dir, exist_ok=True)
         except OSError as exc:
@@ -253,4 +258,17 @@ class Supervisor:
 
 
 def run_pipeline(cfg: Config, opts: RunOptions | None = None) -> RunResult:
-    return Supervisor(cfg, opts or RunOptions()).run()
+    """Run ``cfg``'s streams; each goes on after what its label log already holds
+    (``pipeline/resume.py``), and a file whose log is complete is not classified again."""
+    opts = opts or RunOptions()
+    check_output_dir(cfg.output.dir)
+    plan = resume(cfg, opts.overwrite, logs=opts.sink != "null")
+    if plan.nothing_to_do:
+        log.info("every stream's label log is complete: nothing to classify")
+        report = build_report(cfg.model_copy(update={"streams": []}), RunStats([]), 0.0, None, "")
+        report["skipped"] = dict(plan.skipped)
+        return RunResult(report, 0)
+    result = Supervisor(plan.cfg, opts, plan.first_seq).run()
+    if plan.skipped:
+        result.report["skipped"] = dict(plan.skipped)
+    return result

@@ -2,17 +2,25 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, IO
+from typing import Any, Callable, Optional
 
+from pipeline.appendlog import AppendLog, DiskFull
 from pipeline.errors import ResourceError
+from pipeline.labellog import csv_day_of_line, day_of_line, write_mark
 from pipeline.messages import EndOfStream, Result
 from pipeline.metrics import Histogram
 from pipeline.stage import STAGES, StageBase
+from stages.retention import Housekeeper
 
+log = logging.getLogger(__name__)
+
+DISK_RETRY_S = 1.0  # a full disk is tried again this often
 
 @dataclass(frozen=True)
 class SinkConfig:
@@ -20,7 +28,12 @@ class SinkConfig:
     streams: tuple[str, ...]
     top_k: int = 3
     random_weights: bool = False
-    append: bool = False  # after a restart: keep what the crashed generation wrote
+    append: bool = True  # False: --overwrite, the first generation starts each log afresh
+    # per stream, the identity of a file source (path, size, mtime) recorded when its log is
+    # complete; None for live sources
+    sources: tuple[Optional[dict], ...] = ()
+    retention: Any = None  # output.retention (stages/retention.py applies it)
+    min_free: int = 0  # output.min_free, bytes
 
 
 class StreamTally:
@@ -56,25 +69,31 @@ class StreamTally:
 
 class _LabelLogSink(StageBase):
     suffix = ""
+    day_of_line: Optional[Callable[[bytes], Optional[str]]] = None
 
     def __init__(self, cfg: SinkConfig) -> None:
         self.cfg = cfg
-        self.files: dict[int, IO[str]] = {}
+        self.files: dict[int, AppendLog] = {}
         self.tally = [StreamTally() for _ in cfg.streams]
+        self.repaired = 0  # logs whose torn last line (a killed run) was cut at open
+        self.disk_full_pauses = 0
+        self.disk_full_since: Optional[float] = None
+        self.keeper: Optional[Housekeeper] = None
 
     def setup(self) -> None:
         try:
             os.makedirs(self.cfg.dir, exist_ok=True)
+            self.keeper = Housekeeper(self.cfg.dir, self.cfg.streams, self.suffix.lstrip("."), self.cfg.retention,
+                                      self.cfg.min_free)
             for i, name in enumerate(self.cfg.streams):
-                # line-buffered: every frame's line reaches the file as it is written
-                self.files[i] = open(os.path.join(self.cfg.dir, name + self.suffix), "a" if self.cfg.append else "w",
-                                     buffering=1, encoding="utf-8")
-                self._start(i)
+                self.files[i] = AppendLog(os.path.join(self.cfg.dir, name + self.suffix), self.header(),
+                                          day_of_line=self.day_of_line).open(truncate=not self.cfg.append)
+                self.repaired += self.files[i].repaired_bytes > 0
         except OSError as exc:
             raise ResourceError(f"output.dir {self.cfg.dir}: cannot write ({exc.strerror or exc})") from exc
 
-    def _start(self, i: int) -> None:
-        pass
+    def header(self) -> Optional[str]:
+        return None
 
     def record(self, r: Result) -> dict[str, Any]:
         f = r.frame
@@ -86,13 +105,37 @@ class _LabelLogSink(StageBase):
         return rec
 
     def write(self, r: Result, frame: Any = None) -> None:
-        try:
-            self._write(r)
-        except OSError as exc:
-            raise ResourceError(f"output.dir {self.cfg.dir}: writing the label log failed ({exc.strerror or exc})") from exc
-        self.tally[r.frame.stream].add(r, time.monotonic())
+        line = self.line(r)
+        f = self.files[r.frame.stream]
+        while True:
+            try:
+                f.write(line, r.frame.time)
+                break
+            except DiskFull:
+                # the line is not lost: wait for space (the classifier keeps what follows, a
+                # file waits for its slots, a camera drops and counts)
+                self._wait_for_space(f.path)
+            except OSError as exc:
+                raise ResourceError(f"output.dir {self.cfg.dir}: writing the label log failed "
+                                    f"({exc.strerror or exc})") from exc
+        if self.disk_full_since is not None:
+            log.warning("output.dir %s: space is back; label logs go on (%.0f s paused)", self.cfg.dir,
+                        time.monotonic() - self.disk_full_since)
+            self.disk_full_since = None
+        now = time.monotonic()
+        self.tally[r.frame.stream].add(r, now)
+        if self.keeper is not None:
+            self.keeper.tick(now)
 
-    def _write(self, r: Result) -> None:
+    def _wait_for_space(self, path: str) -> None:
+        if self.disk_full_since is None:
+            self.disk_full_since = time.monotonic()
+            self.disk_full_pauses += 1
+            log.warning("output.dir %s: the disk is full; label logs pause until space is freed "
+                        "(no line is lost)", self.cfg.dir)
+        time.sleep(DISK_RETRY_S)
+
+    def line(self, r: Result) -> str:
         raise NotImplementedError
 
     def end(self, eos: EndOfStream) -> None:
@@ -100,9 +143,21 @@ class _LabelLogSink(StageBase):
         f = self.files.pop(eos.stream, None)
         if f:
             f.close()
+        ident = self.cfg.sources[eos.stream] if self.cfg.sources else None
+        if ident is not None and eos.reason == "end" and f is not None:
+            # the file's every frame is logged: a later run of it classifies nothing again
+            try:
+                write_mark(self.cfg.dir, self.cfg.streams[eos.stream], {**ident, "complete": True,
+                                                                         "next_seq": eos.frames})
+            except OSError as exc:
+                log.warning("output.dir %s: cannot record that stream %s is complete: %s", self.cfg.dir,
+                            self.cfg.streams[eos.stream], exc)
 
     def stats(self) -> dict[str, Any]:
-        return {"streams": {self.cfg.streams[i]: t.to_dict() for i, t in enumerate(self.tally)}}
+        return {"streams": {self.cfg.streams[i]: t.to_dict() for i, t in enumerate(self.tally)},
+                "labels": {"repaired_tails": self.repaired, "disk_full_pauses": self.disk_full_pauses,
+                           "paused": self.disk_full_since is not None},
+                **(self.keeper.stats() if self.keeper else {})}
 
     def teardown(self) -> None:
         for f in self.files.values():
@@ -113,30 +168,27 @@ class _LabelLogSink(StageBase):
 @STAGES.register("sink.jsonl")
 class JsonlSink(_LabelLogSink):
     suffix = ".jsonl"
+    day_of_line = staticmethod(day_of_line)
 
-    def _write(self, r: Result) -> None:
-        self.files[r.frame.stream].write(json.dumps(self.record(r), separators=(",", ":")) + "\n")
+    def line(self, r: Result) -> str:
+        return json.dumps(self.record(r), separators=(",", ":"))
 
 
 @STAGES.register("sink.csv")
 class CsvSink(_LabelLogSink):
     suffix = ".csv"
+    day_of_line = staticmethod(csv_day_of_line)
 
-    def __init__(self, cfg: SinkConfig) -> None:
-        super().__init__(cfg)
-        self.writers: dict[int, Any] = {}
-
-    def _start(self, i: int) -> None:
-        self.writers[i] = csv.writer(self.files[i])
-        if self.cfg.append:  # the header is already there
-            return
+    def header(self) -> Optional[str]:
         ranks = [f"{c}{j + 1}" for j in range(self.cfg.top_k) for c in ("label", "score")]
-        self.writers[i].writerow(["stream", "frame", "pts", "time", *ranks])
+        return ",".join(["stream", "frame", "pts", "time", *ranks])
 
-    def _write(self, r: Result) -> None:
+    def line(self, r: Result) -> str:
         rec = self.record(r)
-        self.writers[r.frame.stream].writerow(
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(
             [rec["stream"], rec["frame"], rec["pts"], rec["time"], *(v for t in r.top for v in t)])
+        return buf.getvalue()
 
 
 @STAGES.register("sink.null")
@@ -146,5 +198,8 @@ class NullSink(_LabelLogSink):
     def setup(self) -> None:
         pass
 
-    def _write(self, r: Result) -> None:
-        pass
+    def end(self, eos: EndOfStream) -> None:
+        self.tally[eos.stream].end_reason = eos.reason
+
+    def write(self, r: Result, frame: Any = None) -> None:
+        self.tally[r.frame.stream].add(r, time.monotonic())
