@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import av
 import cv2
 import numpy as np
 
@@ -27,7 +28,7 @@ from pipeline.stage import STAGES, StageBase, build_stage
 from stages.alerts import AlertEngine, EventLog, safe_name
 from stages.overlay import RateMeter, draw_overlay, overlay_lines, yuv_to_bgr
 from stages.sinks import SinkConfig
-from stages.video_out import SegmentWriter
+from stages.video_out import SegmentWriter, create_new, stamp
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class OutputsConfig:
     alerts: tuple[AlertRule, ...] = ()
     live: bool = False  # write the web view's preview JPEGs
     mqtt: Any = None  # output.mqtt: events are published there too
+    is_live: tuple[bool, ...] = ()  # per stream: a live source (video rotates on the wall clock)
 
 
 @dataclass
@@ -85,12 +87,18 @@ class OutputsSink(StageBase):
         self.events: Optional[EventLog] = None
         self.alerts: Optional[AlertEngine] = None
         self.without_frame = 0
+        self.paused_frames = 0  # video frames not written while the disk was below output.min_free
+        self.paused_snapshots = 0
+        self.video_errors = 0
         self._done_files: dict[int, SegmentWriter] = {}  # closed writers, still reported
 
     def setup(self) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
         self.label = build_stage(self.cfg.label_kind, self.cfg.label)
         self.label.setup()
+        self.keeper = getattr(self.label, "keeper", None)
+        if self.keeper is not None:  # the video files being written are not retention's to delete
+            self.keeper.in_use = lambda: {w.files[-1] for w in self.writers.values() if w.container is not None}
         out = self.cfg.label.dir
         try:
             if self.cfg.live:
@@ -105,7 +113,8 @@ class OutputsSink(StageBase):
             for i, g in enumerate(self.cfg.geoms):
                 if g is not None:
                     seg = self.cfg.segment_s[i] if self.cfg.segment_s else None
-                    self.writers[i] = SegmentWriter(out, self.names[i], (g.width, g.height), g.fps, seg)
+                    live = bool(self.cfg.is_live and self.cfg.is_live[i])
+                    self.writers[i] = SegmentWriter(out, self.names[i], (g.width, g.height), g.fps, seg, live)
 
     def write(self, result: Result, frame: Optional[np.ndarray] = None) -> None:
         self.label.write(result)  # first: the label line exists for every frame the video shows
@@ -126,19 +135,57 @@ class OutputsSink(StageBase):
             self._write_jpeg(base + ".jpg", yuv_to_bgr(frame, LIVE_WIDTH))
             # the labels of the pictured frame (the newest labels may belong to a later frame)
             _replace(base + ".json", json.dumps({"seq": rec.seq, "pts": rec.pts, "top": result.top}).encode())
+        if self.events is not None and self.events.waiting:
+            self.events.flush()
         w = self.writers.get(i)
         if w is not None and frame is not None:
-            g = self.cfg.geoms[i]
-            assert g is not None
-            # the slot is ours until the loop releases it: draw in place, no copy
-            draw_overlay(frame, g.height, overlay_lines(self.names[i], rec.pts, live.fps, result.top))
-            w.write(frame, rec.pts)
+            self._video(i, w, frame, result)
+
+    def _video(self, i: int, w: SegmentWriter, frame: np.ndarray, result: Result) -> None:
+        """One annotated frame; below the free-space floor the stream's file is finished and
+        frames are counted, not written, until space is back."""
+        if self._disk_low():
+            if w.container is not None:
+                w.close()
+            self.paused_frames += 1
+            return
+        g = self.cfg.geoms[i]
+        assert g is not None
+        rec = result.frame
+        # the slot is ours until the loop releases it: draw in place, no copy
+        draw_overlay(frame, g.height, overlay_lines(self.names[i], rec.pts, self.live[i].fps, result.top))
+        files = len(w.files)
+        try:
+            w.write(frame, rec.pts, rec.time)
+        except (OSError, av.FFmpegError) as exc:  # a full disk mid-file: the file is kept up to its last fragment
+            self.video_errors += 1
+            log.warning("%s: writing %s failed (%s); video goes on in a new file", self.names[i],
+                        w.files[-1] if w.files else "video", exc)
+            w.close()
+            return
+        if len(w.files) > files > 0 and self.keeper is not None:  # a file was finished: apply video retention
+            self.keeper.sweep(("video",))
+
+    def _disk_low(self) -> bool:
+        return self.keeper is not None and self.keeper.low
 
     def _snapshot(self, i: int, seq: int, label: str, frame: Optional[np.ndarray]) -> Optional[str]:
         if frame is None:
             return None
-        path = os.path.join(self.cfg.label.dir, "snapshots", f"{self.names[i]}_{seq:07d}_{safe_name(label)}.jpg")
-        self._write_jpeg(path, yuv_to_bgr(frame))
+        if self._disk_low():
+            self.paused_snapshots += 1
+            return None
+        ok, buf = cv2.imencode(".jpg", yuv_to_bgr(frame), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            return None
+        stem = f"{self.names[i]}_{stamp(time.time())}_{seq}_{safe_name(label)}"
+        try:
+            path = create_new(os.path.join(self.cfg.label.dir, "snapshots"), stem, ".jpg")
+            with open(path, "wb") as f:
+                f.write(buf.tobytes())
+        except OSError as exc:
+            log.warning("%s: cannot write a snapshot: %s", self.names[i], exc)
+            return None
         return path
 
     @staticmethod
@@ -167,6 +214,8 @@ class OutputsSink(StageBase):
         if self.events is not None:
             out["alerts"] = self.events.stats()
         out["frames_without_display"] = self.without_frame
+        out["paused"] = {"video_frames": self.paused_frames, "snapshots": self.paused_snapshots,
+                         "video_errors": self.video_errors}
         return out
 
     def teardown(self) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def test_annotated_mp4_has_one_frame_per_input_frame_with_its_timing_and_an_over
     res = run_cli("run", str(cfg), "-q")
     # then the MP4 decodes to exactly the input's frames, with the input's timestamps and the label log's
     assert res.returncode == 0, res.stderr
-    out = tmp_path / "out" / "cam.mp4"
+    [out] = (tmp_path / "out").glob("cam_*.mp4")  # named by the wall-clock time of its first frame
     labels = read_jsonl(tmp_path / "out" / "cam.jsonl")
     got, want = decode_times(out), decode_times(src)
     assert len(got) == len(want) == len(labels) == 45
@@ -58,10 +59,13 @@ def test_forced_segments_rotate_into_playable_files_that_add_up_to_the_input(vid
                        output={"dir": str(tmp_path / "out"), "video": True, "segment_seconds": 0.5})
     # when it runs
     res = run_cli("run", str(cfg), "-q")
-    # then there are 4 numbered segments of 15 frames, each starting at t=0
+    # then there are 4 segments of 15 frames, each starting at t=0, named by the wall-clock time
+    # of their first frame (a second's files numbered -1, -2 … after the first), in the report's order
     assert res.returncode == 0, res.stderr
-    files = sorted((tmp_path / "out").glob("seg_*.mp4"))
-    assert [f.name for f in files] == [f"seg_{i:05d}.mp4" for i in range(4)]
+    files = [Path(f) for f in json.loads((tmp_path / "out" / "report.json").read_text())["streams"]["seg"]["video"]["files"]]
+    assert len(files) == 4 and all(f.exists() for f in files)
+    assert all(re.fullmatch(r"seg_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(-\d)?\.mp4", f.name) for f in files)
+    assert sorted(f.name for f in (tmp_path / "out").glob("seg_*.mp4")) == sorted(f.name for f in files)
     times = [decode_times(f) for f in files]
     assert [len(t) for t in times] == [15, 15, 15, 15]
     assert all(abs(t[0]) < 1e-3 for t in times)
@@ -89,7 +93,8 @@ def test_sigint_mid_run_leaves_a_finalized_mp4_whose_frames_match_the_label_log(
     # then the MP4 opens and plays to its last frame, which is the label log's last frame
     assert proc.returncode == 0, err
     labels = read_jsonl(log)
-    got = decode_times(tmp_path / "out" / "long.mp4")
+    [video] = (tmp_path / "out").glob("long_*.mp4")
+    got = decode_times(video)
     assert len(labels) >= 20
     assert len(got) == len(labels)
     assert got[-1] == pytest.approx(labels[-1]["pts"], abs=1e-3)
