@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pipeline.config_errors import BoundedLoader, Marks, format_errors, yaml_marks
 from pipeline.config_errors import redact  # noqa: F401 (re-exported: the stages, report and supervisor import it from here)
 from pipeline.errors import ConfigError
-from pipeline.outputs_config import AlertRule, MqttConfig, check_address
+from pipeline.outputs_config import AlertRule, MqttConfig, Retention, check_address, parse_size
 
 MAX_CONFIG_BYTES = 1 << 20  # a camera config is a few KB; refuse YAML bombs early
 
@@ -175,6 +175,11 @@ class OutputConfig(_Model):
     alerts: list[AlertRule] = Field(default_factory=list, description="alert rules → <dir>/events.jsonl (+ webhook)")
     web: Optional[str] = Field(None, description="serve the live web view on PORT, :PORT or HOST:PORT (loopback default)")
     metrics: Optional[str] = Field(None, description="serve Prometheus /metrics on PORT, :PORT or HOST:PORT (loopback default)")
+    retention: Retention = Field(default_factory=Retention, description="how long label logs, events, video and "
+                                 "snapshots are kept (age and size per kind); default: kept forever")
+    min_free: int = Field(200_000_000, ge=0, description="free-space floor of output.dir (200MB, 2GiB or bytes): "
+                          "below it annotated video and snapshots pause (label logs go on, and pause only when "
+                          "the disk is full, losing no line); they resume when space is back")
     mqtt: Optional[MqttConfig] = Field(None, description="publish alert events, stream state and availability to an MQTT "
                                                          "broker: mqtt://[user[:password]@]host[:port], or a mapping with url "
                                                          "and the options below")
@@ -188,6 +193,8 @@ class OutputConfig(_Model):
     @classmethod
     def _address(cls, v: Optional[str], info: Any) -> Optional[str]:
         return check_address(v)
+
+    _min_free = field_validator("min_free", mode="before")(parse_size)
 
 
 class SupervisionConfig(_Model):

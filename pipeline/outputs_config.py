@@ -4,7 +4,7 @@ Kept out of config.py so that module stays small; config.py only adds the fields
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -77,3 +77,49 @@ class MqttConfig(BaseModel):
         tls = m.group("scheme") == "mqtts"
         return {"tls": tls, "host": m.group("host").strip("[]"), "port": int(m.group("port") or (8883 if tls else 1883)),
                 "user": m.group("user") or None, "password": m.group("pw")}
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
+
+
+def parse_size(v: Any) -> Any:
+    """2000000, "2MB", "1.5 GiB" → bytes (KB, MB, GB, TB are powers of 1000; KiB, … of 1024)."""
+    if isinstance(v, str):
+        m = _SIZE.match(v)
+        if not m:
+            raise ValueError("expected a size such as 500MB, 2GiB or a number of bytes")
+        power = " KMGT".index((m.group(2) or " ").upper())
+        return int(float(m.group(1)) * (1024 if m.group(3) else 1000) ** power)
+    return v
+
+
+class RetentionRule(BaseModel):
+    """How long one kind of output is kept: the oldest files go first, past either limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_age_days: Optional[float] = Field(None, gt=0, description="delete files older than this many days")
+    max_bytes: Optional[int] = Field(None, gt=0, description="keep at most this much (500MB, 2GiB or bytes), "
+                                                             "oldest deleted first; the file being written is kept")
+
+    _size = field_validator("max_bytes", mode="before")(parse_size)
+
+
+class Retention(BaseModel):
+    """``output.retention``: per kind of output, what is kept. Deletions are logged at debug
+    level and counted in report.json and in ``videoclf_retention_deleted_files_total``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labels: RetentionRule = Field(default_factory=RetentionRule, description="label logs of earlier days "
+                                  "(<stream>.<day>.jsonl); the current day's log is never deleted")
+    events: RetentionRule = Field(default_factory=RetentionRule, description="event logs of earlier days "
+                                  "(events.<day>.jsonl)")
+    video: RetentionRule = Field(default_factory=RetentionRule, description="annotated video files")
+    snapshots: RetentionRule = Field(default_factory=RetentionRule, description="alert snapshots")
+    every_s: float = Field(60.0, gt=0, le=86400, description="how often the rules are applied (also at start, "
+                                                             "when a video file closes and when space runs low)")
+
+    @property
+    def active(self) -> bool:
+        return any(r.max_age_days or r.max_bytes for r in (self.labels, self.events, self.video, self.snapshots))
