@@ -46,6 +46,9 @@ class OutputsConfig:
     alerts: tuple[AlertRule, ...] = ()
     live: bool = False  # write the web view's preview JPEGs
     mqtt: Any = None  # output.mqtt: events are published there too
+    # per stream: None for a file (stream time), the watchdog_s of a live stream (wall clock:
+    # its alert cooldowns and runs)
+    live_gap_s: tuple[Optional[float], ...] = ()
 
 
 @dataclass
@@ -98,7 +101,8 @@ class OutputsSink(StageBase):
             if self.cfg.alerts:
                 os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
                 self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts), self.cfg.mqtt)
-                self.alerts = AlertEngine(self.cfg.alerts, self.events)
+                live = {n: g for n, g in zip(self.names, self.cfg.live_gap_s) if g is not None}
+                self.alerts = AlertEngine(self.cfg.alerts, self.events, live)
         except OSError as exc:
             raise ResourceError(f"output.dir {out}: cannot write ({exc.strerror or exc})") from exc
         if self.cfg.video:
