@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
+from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from pipeline.messages import EndOfStream, Result
 from pipeline.outputs_config import AlertRule
 from pipeline.stage import STAGES, StageBase, build_stage
 from stages.alerts import AlertEngine, EventLog, safe_name
-from stages.overlay import RateMeter, draw_overlay, overlay_lines, yuv_to_bgr
+from stages.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
 from stages.sinks import SinkConfig
 from stages.video_out import SegmentWriter
 
@@ -47,8 +48,9 @@ class OutputsConfig:
     live: bool = False  # write the web view's preview JPEGs
     mqtt: Any = None  # output.mqtt: events are published there too
     # per stream: None for a file (stream time), the watchdog_s of a live stream (wall clock:
-    # its alert cooldowns and runs)
+    # its alert cooldowns and runs, and the overlay's local date and time)
     live_gap_s: tuple[Optional[float], ...] = ()
+    timezone: Optional[str] = None  # output.timezone of the overlay; None: the system's zone
 
 
 @dataclass
@@ -89,6 +91,7 @@ class OutputsSink(StageBase):
         self.alerts: Optional[AlertEngine] = None
         self.without_frame = 0
         self._done_files: dict[int, SegmentWriter] = {}  # closed writers, still reported
+        self.tz = ZoneInfo(cfg.timezone) if cfg.timezone else None  # None: the system's local zone
 
     def setup(self) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -135,8 +138,15 @@ class OutputsSink(StageBase):
             g = self.cfg.geoms[i]
             assert g is not None
             # the slot is ours until the loop releases it: draw in place, no copy
-            draw_overlay(frame, g.height, overlay_lines(self.names[i], rec.pts, live.fps, result.top))
+            draw_overlay(frame, g.height, self.overlay_text(result, live.fps))
             w.write(frame, rec.pts)
+
+    def overlay_text(self, result: Result, fps: float) -> list[str]:
+        """The lines drawn on a frame: a live stream's show the local date and time, like CCTV."""
+        rec = result.frame
+        live = rec.stream < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[rec.stream] is not None
+        local = local_time(rec.time, self.tz) if live else None
+        return overlay_lines(self.names[rec.stream], rec.pts, fps, result.top, local)
 
     def _snapshot(self, i: int, seq: int, label: str, frame: Optional[np.ndarray]) -> Optional[str]:
         if frame is None:
