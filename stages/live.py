@@ -104,7 +104,10 @@ class StreamTime:
     frame by the time that passed between the two (the outage, on the monotonic clock): stream
     time never goes backwards, and an outage shows as a gap as long as the outage. A pts that
     goes backwards within a connection (a camera that restarts its clock without dropping the
-    connection) is re-anchored the same way. The first connection keeps the camera's pts."""
+    connection) is re-anchored the same way. A frame without a pts (FFmpeg gives none to the
+    first frame of many RTSP connections) is placed by the time elapsed since the frame before
+    it; the connection's next timestamped frame anchors it. The first connection keeps the
+    camera's pts."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -116,15 +119,17 @@ class StreamTime:
         """The next frame comes from a new connection."""
         self.new_connection = True
 
-    def __call__(self, pts: Optional[float], at: float) -> Optional[float]:
+    def __call__(self, pts: Optional[float], at: float) -> float:
         """Stream time of a frame with camera ``pts`` decoded at monotonic time ``at``."""
-        if pts is None:  # nothing to continue; the sinks fall back to the frame's wall time
-            return None
-        if self.last is not None and (self.new_connection or pts + self.offset < self.last):
-            self.offset = self.last + max(at - self.last_at, MIN_STEP_S) - pts
-        self.new_connection = False
-        self.last, self.last_at = pts + self.offset, at
-        return self.last
+        if pts is None:
+            t = 0.0 if self.last is None else self.last + max(at - self.last_at, MIN_STEP_S)
+        else:
+            if self.last is not None and (self.new_connection or pts + self.offset < self.last):
+                self.offset = self.last + max(at - self.last_at, MIN_STEP_S) - pts
+            self.new_connection = False
+            t = pts + self.offset
+        self.last, self.last_at = t, at
+        return t
 
 
 class _Reader(threading.Thread):
