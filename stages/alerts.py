@@ -75,14 +75,17 @@ class AlertEngine:
         if last is None:
             return
         gap = self.live.get(stream)
-        for (name, i), st in self.state.items():
-            if name != stream:
+        if now >= last and (gap is None or now - last <= gap):
+            return  # the usual case: nothing to adjust
+        for i, rule in enumerate(self.rules):
+            st = self.state.get((stream, i))
+            if st is None:
                 continue
             if now < last:
                 st.quiet_until -= last - now
-            elif gap is not None and now - last > gap:
+            else:
                 st.run = 0
-                self._close(self.rules[i], st, stream)
+                self._close(rule, st, stream)
 
     def update(self, stream: str, t: float, epoch: float, top: Sequence[tuple[str, float]],
                snapshot: Callable[[str], Optional[str]]) -> None:
