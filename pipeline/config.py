@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -183,6 +184,20 @@ class OutputConfig(_Model):
     mqtt: Optional[MqttConfig] = Field(None, description="publish alert events, stream state and availability to an MQTT "
                                                          "broker: mqtt://[user[:password]@]host[:port], or a mapping with url "
                                                          "and the options below")
+    timezone: Optional[str] = Field(None, description="IANA time zone (e.g. Europe/Paris) of the local date and time "
+                                                      "drawn on live streams' annotated video (default: the system's "
+                                                      "local zone)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            # ValueError: not a zone key at all (../x, an absolute path); OSError: a folder (Europe)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                raise ValueError("unknown time zone: use an IANA name such as Europe/Paris or UTC") from None
+        return v
 
     @field_validator("mqtt", mode="before")
     @classmethod

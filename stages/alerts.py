@@ -2,10 +2,12 @@
 
 An event opens when a rule has held for ``for_frames`` consecutive frames (one line with
 ``"event": "open"``) and closes on the first frame where it no longer holds or when the
-stream ends (``"event": "close"``, with end time, peak score and frame count). Times are
-stream time (pts seconds) so files give the same events on every run; wall-clock epoch
-times are added for people. The webhook runs in a background thread behind a bounded
-queue: a slow or dead receiver costs the pipeline nothing but dropped notifications."""
+stream ends (``"event": "close"``, with end time, peak score and frame count). Each event
+has both stream time (pts seconds) and wall-clock epoch times. Cooldowns run on the stream's
+clock: stream time for a file, so a file classified faster than real time gives the same
+events on every run, and the wall clock for a live stream (see ``AlertEngine``). The
+webhook runs in a background thread behind a bounded queue: a slow or dead receiver costs
+the pipeline nothing but dropped notifications."""
 from __future__ import annotations
 
 import json
@@ -19,7 +21,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from pipeline.appendlog import AppendLog, DiskFull
 from pipeline.config import redact
@@ -39,7 +41,8 @@ class _RuleState:
     run: int = 0  # consecutive frames that matched
     run_start: tuple[float, float] = (0.0, 0.0)  # (stream time, epoch) of the run's first frame
     event: Optional[dict[str, Any]] = None  # the open event
-    quiet_until: float = float("-inf")  # stream time before which the rule may not fire
+    last_at: float = 0.0  # the stream's clock at the open event's last frame
+    quiet_until: float = float("-inf")  # the stream's clock before which the rule may not fire
 
 
 def match(rule: AlertRule, top: Sequence[tuple[str, float]]) -> Optional[tuple[str, float]]:
@@ -49,16 +52,50 @@ def match(rule: AlertRule, top: Sequence[tuple[str, float]]) -> Optional[tuple[s
 
 
 class AlertEngine:
-    """Evaluates every rule on every frame of every stream; ``emit`` gets each event dict."""
+    """Evaluates every rule on every frame of every stream; ``emit`` gets each event dict.
 
-    def __init__(self, rules: Sequence[AlertRule], emit: Callable[[AlertRule, dict[str, Any]], None]) -> None:
+    ``live`` maps each live stream's name to its longest gap between frames (its watchdog).
+    A live stream runs on the wall clock (the frame's epoch time): its camera's pts may start
+    again after a reconnect, and a cooldown must last ``cooldown_s`` real seconds. A gap longer
+    than its bound means the camera was lost: the frames on either side are not consecutive,
+    so the run of matching frames starts again and an open event closes at its last frame.
+    Other streams run on stream time. A clock that steps back (an NTP correction, a pts that
+    starts again) moves the cooldowns back with it, so it never lengthens a quiet time."""
+
+    def __init__(self, rules: Sequence[AlertRule], emit: Callable[[AlertRule, dict[str, Any]], None],
+                 live: Mapping[str, float] | None = None) -> None:
         self.rules = list(rules)
         self.emit = emit
+        self.live = dict(live or {})
         self.state: dict[tuple[str, int], _RuleState] = {}
+        self.clock: dict[str, float] = {}  # per stream: its clock at the last frame
         self.opened = 0
+
+    def _tick(self, stream: str, now: float) -> None:
+        """Follow the stream's clock to ``now``: a step back shifts its cooldowns, a live gap
+        ends its runs and events."""
+        last = self.clock.get(stream)
+        self.clock[stream] = now
+        if last is None:
+            return
+        gap = self.live.get(stream)
+        if now >= last and (gap is None or now - last <= gap):
+            return  # the usual case: nothing to adjust
+        for i, rule in enumerate(self.rules):
+            st = self.state.get((stream, i))
+            if st is None:
+                continue
+            if now < last:
+                st.quiet_until -= last - now
+            else:
+                st.run = 0
+                self._close(rule, st, stream)
 
     def update(self, stream: str, t: float, epoch: float, top: Sequence[tuple[str, float]],
                snapshot: Callable[[str], Optional[str]]) -> None:
+        """One frame: ``t`` its stream time (pts, else its epoch), ``epoch`` its wall-clock time."""
+        now = epoch if stream in self.live else t
+        self._tick(stream, now)
         for i, rule in enumerate(self.rules):
             st = self.state.setdefault((stream, i), _RuleState())
             hit = match(rule, top)
@@ -72,9 +109,10 @@ class AlertEngine:
             ev = st.event
             if ev is not None:
                 ev["end_pts"], ev["end_time"], ev["frames"] = round(t, 6), round(epoch, 6), ev["frames"] + 1
+                st.last_at = now
                 if hit[1] > ev["peak_score"]:
                     ev["label"], ev["peak_score"] = hit
-            elif st.run >= rule.for_frames and t >= st.quiet_until:
+            elif st.run >= rule.for_frames and now >= st.quiet_until:
                 st.event = {"event": "open", "stream": stream, "rule": i, "label": hit[0],
                             "start_pts": round(st.run_start[0], 6), "start_time": round(st.run_start[1], 6),
                             "end_pts": None, "end_time": None, "peak_score": hit[1], "frames": st.run,
@@ -82,11 +120,12 @@ class AlertEngine:
                 self.opened += 1
                 self.emit(rule, dict(st.event))
                 st.event["end_pts"], st.event["end_time"] = round(t, 6), round(epoch, 6)
+                st.last_at = now
 
     def _close(self, rule: AlertRule, st: _RuleState, stream: str) -> None:
         if st.event is not None:
             st.event["event"] = "close"
-            st.quiet_until = st.event["end_pts"] + rule.cooldown_s
+            st.quiet_until = st.last_at + rule.cooldown_s
             self.emit(rule, st.event)
             st.event = None
 

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
+from zoneinfo import ZoneInfo
 
 import av
 import cv2
@@ -26,7 +27,7 @@ from pipeline.messages import EndOfStream, Result
 from pipeline.outputs_config import AlertRule
 from pipeline.stage import STAGES, StageBase, build_stage
 from stages.alerts import AlertEngine, EventLog, safe_name
-from stages.overlay import RateMeter, draw_overlay, overlay_lines, yuv_to_bgr
+from stages.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
 from stages.sinks import SinkConfig
 from stages.video_out import SegmentWriter, create_new, stamp
 
@@ -47,7 +48,10 @@ class OutputsConfig:
     alerts: tuple[AlertRule, ...] = ()
     live: bool = False  # write the web view's preview JPEGs
     mqtt: Any = None  # output.mqtt: events are published there too
-    is_live: tuple[bool, ...] = ()  # per stream: a live source (video rotates on the wall clock)
+    # per stream: None for a file (stream time), the watchdog_s of a live stream (wall clock:
+    # its alert cooldowns and runs, and the overlay's local date and time)
+    live_gap_s: tuple[Optional[float], ...] = ()
+    timezone: Optional[str] = None  # output.timezone of the overlay; None: the system's zone
 
 
 @dataclass
@@ -91,6 +95,7 @@ class OutputsSink(StageBase):
         self.paused_snapshots = 0
         self.video_errors = 0
         self._done_files: dict[int, SegmentWriter] = {}  # closed writers, still reported
+        self.tz = ZoneInfo(cfg.timezone) if cfg.timezone else None  # None: the system's local zone
 
     def setup(self) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -106,14 +111,15 @@ class OutputsSink(StageBase):
             if self.cfg.alerts:
                 os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
                 self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts), self.cfg.mqtt)
-                self.alerts = AlertEngine(self.cfg.alerts, self.events)
+                live = {n: g for n, g in zip(self.names, self.cfg.live_gap_s) if g is not None}
+                self.alerts = AlertEngine(self.cfg.alerts, self.events, live)
         except OSError as exc:
             raise ResourceError(f"output.dir {out}: cannot write ({exc.strerror or exc})") from exc
         if self.cfg.video:
             for i, g in enumerate(self.cfg.geoms):
                 if g is not None:
                     seg = self.cfg.segment_s[i] if self.cfg.segment_s else None
-                    live = bool(self.cfg.is_live and self.cfg.is_live[i])
+                    live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
                     self.writers[i] = SegmentWriter(out, self.names[i], (g.width, g.height), g.fps, seg, live)
 
     def write(self, result: Result, frame: Optional[np.ndarray] = None) -> None:
@@ -153,7 +159,7 @@ class OutputsSink(StageBase):
         assert g is not None
         rec = result.frame
         # the slot is ours until the loop releases it: draw in place, no copy
-        draw_overlay(frame, g.height, overlay_lines(self.names[i], rec.pts, self.live[i].fps, result.top))
+        draw_overlay(frame, g.height, self.overlay_text(result, self.live[i].fps))
         files = len(w.files)
         try:
             w.write(frame, rec.pts, rec.time)
@@ -168,6 +174,13 @@ class OutputsSink(StageBase):
 
     def _disk_low(self) -> bool:
         return self.keeper is not None and self.keeper.low
+
+    def overlay_text(self, result: Result, fps: float) -> list[str]:
+        """The lines drawn on a frame: a live stream's show the local date and time, like CCTV."""
+        rec = result.frame
+        live = rec.stream < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[rec.stream] is not None
+        local = local_time(rec.time, self.tz) if live else None
+        return overlay_lines(self.names[rec.stream], rec.pts, fps, result.top, local)
 
     def _snapshot(self, i: int, seq: int, label: str, frame: Optional[np.ndarray]) -> Optional[str]:
         if frame is None:

@@ -6,6 +6,7 @@ panel, readable on any footage."""
 from __future__ import annotations
 
 from collections import deque
+from datetime import datetime, tzinfo
 from typing import Optional, Sequence
 
 import cv2
@@ -15,9 +16,16 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 BOX_Y, TEXT_Y = 24, 235  # video-range black and white
 
 
-def overlay_lines(stream: str, pts: Optional[float], fps: float, top: Sequence[tuple[str, float]]) -> list[str]:
-    when = "-" if pts is None else f"{pts:9.3f} s"
-    return [f"{stream}  t={when}  {fps:5.1f} fps"] + [f"{label[:40]}  {score:.2f}" for label, score in top]
+def local_time(epoch: float, tz: Optional[tzinfo] = None) -> str:
+    """``epoch`` as the date and time a CCTV picture shows, in ``tz`` (None: the system's zone)."""
+    return datetime.fromtimestamp(epoch, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def overlay_lines(stream: str, pts: Optional[float], fps: float, top: Sequence[tuple[str, float]],
+                  local: Optional[str] = None) -> list[str]:
+    """The header shows ``local`` (a live frame's date and time) when given, else stream time."""
+    when = local if local is not None else "t=" + ("-" if pts is None else f"{pts:9.3f} s")
+    return [f"{stream}  {when}  {fps:5.1f} fps"] + [f"{label[:40]}  {score:.2f}" for label, score in top]
 
 
 def draw_overlay(yuv: np.ndarray, height: int, lines: Sequence[str]) -> None:

@@ -41,7 +41,9 @@ def test_bad_source_file(tmp_path, write_config, make, needle):
     ("streams:\n  - {name: a, source: x.mp4}\nmodel: {backbone: alexnet}\n", ["unknown backbone 'alexnet'", "resnet18"]),
     ("streams:\n  - {name: a, source: x.mp4}\n  - {name: a, source: y.mp4}\n", ["duplicate stream name 'a'"]),
     ("streams:\n  - name: a\n    source: x.mp4\n   bad indent: 1\n", ["line 4", "invalid YAML"]),
-], ids=["no-streams", "unknown-key", "wrong-type", "unknown-backbone", "duplicate-names", "bad-yaml"])
+    ("streams:\n  - {name: a, source: x.mp4}\noutput: {timezone: Paris}\n",
+     [":3:20: output.timezone: unknown time zone", "'Paris'"]),
+], ids=["no-streams", "unknown-key", "wrong-type", "unknown-backbone", "duplicate-names", "bad-yaml", "time-zone"])
 def test_bad_config(tmp_path, yaml_text, needles):
     cfg = tmp_path / "cam.yaml"
     cfg.write_text(yaml_text)

@@ -43,6 +43,9 @@ def test_file_sources_are_lossless_and_live_sources_drop_oldest():
     ({**BASE, "model": {"device": "tpu"}}, "model.device"),
     ({**BASE, "model": {"max_batch": 0}}, "model.max_batch"),
     ({"streams": [{"name": "bad name!", "source": "x"}]}, "streams.0.name"),
+    ({**BASE, "output": {"timezone": "Mars/Olympus_Mons"}}, "output.timezone: unknown time zone"),
+    ({**BASE, "output": {"timezone": "Europe"}}, "output.timezone: unknown time zone"),  # a folder of zones
+    ({**BASE, "output": {"timezone": "../../etc/passwd"}}, "output.timezone: unknown time zone"),
 ])
 def test_bad_config_names_key_and_value(data, expected):
     with pytest.raises(ConfigError) as err:
@@ -50,6 +53,12 @@ def test_bad_config_names_key_and_value(data, expected):
     msg = str(err.value)
     assert msg.startswith("cam.yaml: ") and expected in msg
     assert "\n" not in msg
+
+
+def test_the_overlay_time_zone_is_an_iana_name_and_defaults_to_the_system_zone():
+    assert parse_config(BASE).output.timezone is None
+    assert parse_config({**BASE, "output": {"timezone": "Europe/Paris"}}).output.timezone == "Europe/Paris"
+    assert parse_config({**BASE, "output": {"timezone": "UTC"}}).output.timezone == "UTC"
 
 
 def test_unknown_backbone_lists_every_valid_one():

@@ -131,3 +131,76 @@ def test_a_dead_webhook_never_blocks_the_event_log(tmp_path):
     assert spent < 1.0
     assert closing < 4.0
     assert log.webhook.sent == 0 and log.webhook.dropped + log.webhook.failed >= 199
+
+
+def drive(engine: AlertEngine, stream: str, frames: list[tuple[float, float, bool]]) -> None:
+    """Feed (pts, epoch, the label is seen) frames to ``engine``."""
+    for pts, epoch, seen in frames:
+        engine.update(stream, pts, epoch, [("ambulance", 0.9)] if seen else [("car", 0.9)], lambda label: None)
+
+
+def collect() -> tuple[list[dict], object]:
+    events: list[dict] = []
+    return events, lambda rule, event: events.append(dict(event))
+
+
+def test_a_live_cooldown_runs_on_the_wall_clock_when_the_camera_pts_start_again():
+    # regression: the cooldown counted in stream time muted a rule after a reconnect for as
+    # long as the camera had streamed before it
+    events, emit = collect()
+    rule = AlertRule(when=("ambulance",), min_score=0.5, for_frames=1, cooldown_s=5)
+    engine = AlertEngine([rule], emit, live={"cam": 2.0})
+    # given 5 s at 10 fps where the ambulance shows for the first second: an event closes at
+    # the frame of epoch 1000.9
+    drive(engine, "cam", [(k / 10, 1000 + k / 10, k < 10) for k in range(50)])
+    # when the camera reconnects 0.15 s later with its pts at 0 again, the ambulance in view
+    drive(engine, "cam", [(k / 10, 1005.05 + k / 10, True) for k in range(30)])
+    # then the rule fires again on the first frame 5 s of wall time after the close, not before
+    opens = [e for e in events if e["event"] == "open"]
+    close = next(e for e in events if e["event"] == "close")
+    assert close["end_time"] == pytest.approx(1000.9)
+    assert len(opens) == 2
+    again = opens[1]
+    assert again["start_time"] == pytest.approx(1005.05) and again["start_pts"] == 0.0
+    assert again["frames"] == 10  # opened at epoch 1005.95: the first frame at least 5 s after 1000.9
+
+
+def test_a_file_cooldown_stays_in_stream_time_when_it_is_classified_faster_than_real_time():
+    events, emit = collect()
+    rule = AlertRule(when=("ambulance",), min_score=0.5, for_frames=1, cooldown_s=1)
+    engine = AlertEngine([rule], emit)  # no live streams
+    # given a 30 fps file classified 10x faster than real time, the label on every other frame
+    drive(engine, "clip", [(k / 30, 2000 + k / 300, k % 2 == 0) for k in range(120)])
+    # then events open at most once per second of video, though 4 s of video took 0.4 s of wall time
+    starts = [e["start_pts"] for e in events if e["event"] == "open"]
+    assert len(starts) == 4
+    assert all(b - a >= 1.0 for a, b in zip(starts, starts[1:]))
+
+
+def test_a_live_gap_longer_than_the_watchdog_ends_the_run_and_the_open_event():
+    events, emit = collect()
+    rule = AlertRule(when=("ambulance",), min_score=0.5, for_frames=3, cooldown_s=0)
+    engine = AlertEngine([rule], emit, live={"cam": 2.0})
+    # given an ambulance in view, a 1 s stall and a 4 s outage of a camera with a 2 s watchdog
+    drive(engine, "cam", [(k / 10, 100 + k / 10, True) for k in range(10)])  # opens at frame 2
+    drive(engine, "cam", [(1.9 + k / 10, 101.9 + k / 10, True) for k in range(5)])  # after 1 s: same event
+    drive(engine, "cam", [(k / 10, 106.3 + k / 10, True) for k in range(5)])  # after 4 s, pts at 0
+    # then the stall kept the event, the outage closed it at its last frame before the gap,
+    # and the frames after it needed for_frames again to open the next one
+    assert [e["event"] for e in events] == ["open", "close", "open"]
+    assert events[1]["end_time"] == pytest.approx(102.3) and events[1]["frames"] == 15
+    assert events[2]["start_time"] == pytest.approx(106.3) and events[2]["frames"] == 3
+
+
+def test_a_wall_clock_stepped_back_does_not_lengthen_a_live_cooldown():
+    events, emit = collect()
+    rule = AlertRule(when=("ambulance",), min_score=0.5, for_frames=1, cooldown_s=2)
+    engine = AlertEngine([rule], emit, live={"cam": 10.0})
+    # given an event whose last frame was at epoch 5000.0, frames until 5000.4, then an NTP
+    # correction of about one hour back, the ambulance in view every 0.25 s after it
+    drive(engine, "cam", [(k / 10, 5000 + k / 10, k == 0) for k in range(5)])
+    drive(engine, "cam", [(0.5 + k / 4, 1400.5 + k / 4, True) for k in range(30)])
+    # then the time across the step counts as none, and the rule fires again once the frames
+    # after it make up the rest of the 2 s (1.6 s: the frame 1.75 s after the step), not an hour later
+    opens = [e for e in events if e["event"] == "open"]
+    assert len(opens) == 2 and opens[1]["frames"] == 8
