@@ -133,11 +133,12 @@ def print_summary(report: dict[str, Any], file: Any = None) -> None:
     if report["streams"]:
         console.print(table)
     for name, why in (report.get("skipped") or {}).items():
-        console.print(f"{escape(name)}: not classified again: {escape(why)} (--overwrite to classify it again)")
+        console.print(f"{escape(name)}: not classified again: {escape(why)} (--overwrite to classify it again)",
+                      soft_wrap=True)
     if report.get("bottleneck"):
         st = report["stages"][report["bottleneck"]]
         console.print(f"bottleneck: {escape(report['bottleneck'])} (busy {100 * (st['busy_fraction'] or 0):.0f} %)")
-    if report["random_weights"]:
+    if report["random_weights"] and report["streams"]:
         console.print("[yellow]weights: none — random init, labels are meaningless (speed test)[/yellow]")
 
 

@@ -103,6 +103,8 @@ class Housekeeper:
     def _apply(self, kind: str, rule: RetentionRule, busy: set[str]) -> int:
         entries = []
         for p in self.files(kind):
+            if p in busy:  # being written: neither deleted nor counted (it is the "+ one file")
+                continue
             try:
                 st = os.stat(p)
             except OSError:
@@ -117,8 +119,6 @@ class Housekeeper:
             too_big = rule.max_bytes is not None and total > rule.max_bytes
             if not (too_old or too_big):
                 break  # oldest first: the rest are newer, and the total is within the limit
-            if path in busy:
-                continue
             try:
                 os.unlink(path)
             except OSError as exc:
