@@ -71,9 +71,33 @@ class StatsCollector(Collector):
             busy.add_metric([title], d.get("busy_s", 0.0))
             items.add_metric([title], d.get("items", 0))
             frac.add_metric([title], d.get("busy_fraction") or 0.0)
+        yield from _outputs(stats.sink)
         up = GaugeMetricFamily("videoclf_scrape_timestamp_seconds", "time of this scrape")
         up.add_metric([], time.time())
         yield from (*fam.values(), lat, busy, items, frac, up)
+
+
+def _outputs(sink: dict[str, Any]) -> Iterator[Any]:
+    """Disk use: retention's deletions, the free-space floor and its pauses."""
+    kept = sink.get("retention") or {}
+    deleted = CounterMetricFamily("videoclf_retention_deleted_files", "files deleted by output.retention",
+                                  labels=["kind"])
+    freed = CounterMetricFamily("videoclf_retention_deleted_bytes", "bytes deleted by output.retention",
+                                labels=["kind"])
+    for kind, n in (kept.get("deleted_files") or {}).items():
+        deleted.add_metric([kind], n)
+        freed.add_metric([kind], (kept.get("deleted_bytes") or {}).get(kind, 0))
+    disk = sink.get("disk") or {}
+    free = GaugeMetricFamily("videoclf_output_free_bytes", "free space of output.dir")
+    if disk.get("free_bytes") is not None:
+        free.add_metric([], disk["free_bytes"])
+    low = GaugeMetricFamily("videoclf_output_paused", "1 while an output is paused for space", labels=["output"])
+    low.add_metric(["video"], 1.0 if disk.get("low") else 0.0)
+    low.add_metric(["labels"], 1.0 if (sink.get("labels") or {}).get("paused") else 0.0)
+    pauses = CounterMetricFamily("videoclf_output_pauses", "times an output paused for space", labels=["output"])
+    pauses.add_metric(["video"], disk.get("pauses", 0))
+    pauses.add_metric(["labels"], (sink.get("labels") or {}).get("disk_full_pauses", 0))
+    yield from (deleted, freed, free, low, pauses)
 
 
 def start_metrics(host: str, port: int, streams: list[str], stats: Callable[[], RunStats]) -> Any:

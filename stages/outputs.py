@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 LIVE_EVERY_S = 0.5  # the web view refreshes about this often
 LIVE_WIDTH = 640
+VIDEO_RETRY_S = 10.0  # after a video write failed (a full disk), the next file is tried this much later
 LIVE_DIR = "live"  # <output.dir>/live/<stream>.jpg, read by pipeline/web.py
 
 
@@ -94,6 +95,7 @@ class OutputsSink(StageBase):
         self.paused_frames = 0  # video frames not written while the disk was below output.min_free
         self.paused_snapshots = 0
         self.video_errors = 0
+        self._video_retry: dict[int, float] = {}  # per stream: after a write error, no video before this
         self._done_files: dict[int, SegmentWriter] = {}  # closed writers, still reported
         self.tz = ZoneInfo(cfg.timezone) if cfg.timezone else None  # None: the system's local zone
 
@@ -150,7 +152,7 @@ class OutputsSink(StageBase):
     def _video(self, i: int, w: SegmentWriter, frame: np.ndarray, result: Result) -> None:
         """One annotated frame; below the free-space floor the stream's file is finished and
         frames are counted, not written, until space is back."""
-        if self._disk_low():
+        if self._disk_low() or time.monotonic() < self._video_retry.get(i, 0.0):
             if w.container is not None:
                 w.close()
             self.paused_frames += 1
@@ -165,8 +167,9 @@ class OutputsSink(StageBase):
             w.write(frame, rec.pts, rec.time)
         except (OSError, av.FFmpegError) as exc:  # a full disk mid-file: the file is kept up to its last fragment
             self.video_errors += 1
-            log.warning("%s: writing %s failed (%s); video goes on in a new file", self.names[i],
-                        w.files[-1] if w.files else "video", exc)
+            self._video_retry[i] = time.monotonic() + VIDEO_RETRY_S
+            log.warning("%s: writing %s failed (%s); video goes on in a new file in %.0f s", self.names[i],
+                        w.files[-1] if w.files else "video", exc, VIDEO_RETRY_S)
             w.close()
             return
         if len(w.files) > files > 0 and self.keeper is not None:  # a file was finished: apply video retention

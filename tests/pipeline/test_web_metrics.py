@@ -84,6 +84,13 @@ def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
         assert e2e_count and e2e_count[0] > 0
         assert any(s.labels["stage"].startswith("classify[") for s in fams["videoclf_stage_busy_seconds"].samples)
         assert "videoclf_dropped_frames" in fams and "videoclf_processed_fps" in fams
+        # and disk use: output.dir's free space as the sink reads it, nothing paused or deleted
+        free = fams["videoclf_output_free_bytes"].samples
+        assert free and free[0].value > 0
+        assert {s.labels["output"]: s.value for s in fams["videoclf_output_paused"].samples} == \
+            {"video": 0.0, "labels": 0.0}
+        assert {s.labels["kind"]: s.value for s in fams["videoclf_retention_deleted_files"].samples
+                if s.name.endswith("_total")} == {"labels": 0, "events": 0, "video": 0, "snapshots": 0}
         # and the web state has the stream, its status and real labels
         row = state["streams"][0]
         assert row["name"] == "bbb" and row["status"] == "live" and len(row["top"]) == 3
