@@ -75,8 +75,9 @@ class StreamConfig(_Model):
     live: LiveOptions = Field(default_factory=LiveOptions,
                               description="timeouts, watchdog and reconnect back-off of a live source")
     loop: bool = Field(False, description="files only: start again at the end, forever (soak tests, demos)")
-    start_frame: int = Field(0, ge=0, description="first frame number to log: a file skips the frames before it, a "
-                                                  "camera numbers its frames from it (resuming a run)")
+    start_frame: int = Field(0, ge=0, description="lowest frame number to log: a file skips the frames before it, a "
+                                                  "camera numbers its frames from it; a run goes on after the last "
+                                                  "frame its log holds when that is higher")
     place: PlaceConfig = Field(default_factory=PlaceConfig, description="fleet placement: node resources it needs")
 
     @property
