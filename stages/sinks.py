@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 DISK_RETRY_S = 1.0  # a full disk is tried again this often
 
+
 @dataclass(frozen=True)
 class SinkConfig:
     dir: str
@@ -114,7 +115,7 @@ class _LabelLogSink(StageBase):
             except DiskFull:
                 # the line is not lost: wait for space (the classifier keeps what follows, a
                 # file waits for its slots, a camera drops and counts)
-                self._wait_for_space(f.path)
+                self._wait_for_space()
             except OSError as exc:
                 raise ResourceError(f"output.dir {self.cfg.dir}: writing the label log failed "
                                     f"({exc.strerror or exc})") from exc
@@ -127,7 +128,7 @@ class _LabelLogSink(StageBase):
         if self.keeper is not None:
             self.keeper.tick(now)
 
-    def _wait_for_space(self, path: str) -> None:
+    def _wait_for_space(self) -> None:
         if self.disk_full_since is None:
             self.disk_full_since = time.monotonic()
             self.disk_full_pauses += 1
