@@ -35,6 +35,10 @@ class ResourceError(VideoclfError, OSError):
     exit_code = 2
 
 
+class ClusterUnreachable(VideoclfError, ConnectionError):
+    """No Ray cluster answers at the address given to ``--ray``."""
+
+
 class SourceGaveUp(VideoclfError):
     """A live stream stopped retrying (``live.max_reconnects``): the run fails once the other
     streams end, so whatever watches the exit code learns that a camera is gone."""

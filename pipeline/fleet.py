@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 from pipeline.config import Config, StreamConfig, load_config
 from pipeline.errors import ResourceError, SourceGaveUp, VideoclfError
+from pipeline.fleet_connect import connect
 from pipeline.labellog import _frame_of
 from pipeline.placement import Node, assign, nodes_from_ray
 from pipeline.supervisor import RunResult, check_output_dir
@@ -84,8 +85,7 @@ class Fleet:
 
         check_output_dir(self.cfg.output.dir)
         os.makedirs(self.cfg.output.dir, exist_ok=True)
-        addr = os.environ.get("RAY_ADDRESS") if self.address == "auto" else self.address
-        ray.init(address=addr or None, namespace="videoclf", log_to_driver=False, logging_level=logging.WARNING)
+        connect(self.address)
         from pipeline.fleet_agent import Agent
 
         self.Agent = ray.remote(num_cpus=0)(Agent)
