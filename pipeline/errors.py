@@ -35,6 +35,11 @@ class ResourceError(VideoclfError, OSError):
     exit_code = 2
 
 
+class SharedMemoryError(VideoclfError, OSError):
+    """The system refused a shared-memory segment for a reason other than space (permission,
+    file descriptors, a read-only /dev/shm, a name in use): a run-time failure, exit 1."""
+
+
 class ClusterUnreachable(VideoclfError, ConnectionError):
     """No Ray cluster answers at the address given to ``--ray``."""
 
@@ -45,7 +50,8 @@ class SourceGaveUp(VideoclfError):
 
 
 ERROR_KINDS: dict[str, type[VideoclfError]] = {
-    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError)
+    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError,
+                                   SharedMemoryError)
 }
 
 
