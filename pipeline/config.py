@@ -230,6 +230,9 @@ class ClusterConfig(_Model):
                                   "videoclf_streams resource")
     workdir: str = Field("/tmp/videoclf-fleet", description="where each node keeps its shards' configs and label logs")
     poll_s: float = Field(0.25, gt=0, le=10, description="how often the driver collects label lines from the nodes")
+    start_timeout_s: float = Field(60.0, gt=0, le=3600, description="a shard's supervisor must be started on its node "
+                                   "within this long (a node's first also starts its agent); past it the shard's "
+                                   "streams end in error and the run exits 1 once the others end")
 
 
 class Config(_Model):

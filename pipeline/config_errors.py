@@ -14,9 +14,12 @@ from pydantic import BaseModel, ValidationError
 
 
 class BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses alias expansion bombs (billion laughs)."""
+    """SafeLoader that refuses alias expansion bombs (billion laughs) and documents nested
+    deeper than any config is (PyYAML composes nodes recursively: thousands of ``[`` would
+    end in a RecursionError)."""
 
     max_aliases = 100
+    max_depth = 50  # a config nests 6 levels (streams → stream → live → value); room for lists in lists
 
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -24,7 +27,15 @@ class BoundedLoader(yaml.SafeLoader):
             if self._aliases > self.max_aliases:
                 mark = self.peek_event().start_mark
                 raise yaml.YAMLError(f"more than {self.max_aliases} YAML aliases (line {mark.line + 1})")
-        return super().compose_node(parent, index)
+        depth = getattr(self, "_depth", 0)
+        if depth >= self.max_depth:
+            raise yaml.MarkedYAMLError(problem=f"nested deeper than {self.max_depth} levels",
+                                       problem_mark=self.peek_event().start_mark)
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
 
 
 Marks = dict[tuple, tuple[int, int]]  # key path → (line, column), 1-based; (*path, KEY) for the key itself

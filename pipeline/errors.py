@@ -35,13 +35,23 @@ class ResourceError(VideoclfError, OSError):
     exit_code = 2
 
 
+class SharedMemoryError(VideoclfError, OSError):
+    """The system refused a shared-memory segment for a reason other than space (permission,
+    file descriptors, a read-only /dev/shm, a name in use): a run-time failure, exit 1."""
+
+
+class ClusterUnreachable(VideoclfError, ConnectionError):
+    """No Ray cluster answers at the address given to ``--ray``."""
+
+
 class SourceGaveUp(VideoclfError):
     """A live stream stopped retrying (``live.max_reconnects``): the run fails once the other
     streams end, so whatever watches the exit code learns that a camera is gone."""
 
 
 ERROR_KINDS: dict[str, type[VideoclfError]] = {
-    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError)
+    cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError,
+                                   SharedMemoryError)
 }
 
 

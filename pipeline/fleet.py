@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 from pipeline.config import Config, StreamConfig, load_config
 from pipeline.errors import ResourceError, SourceGaveUp, VideoclfError
+from pipeline.fleet_connect import connect
 from pipeline.labellog import frame_of
 from pipeline.placement import Node, assign, nodes_from_ray
 from pipeline.supervisor import RunResult, check_output_dir
@@ -84,8 +85,7 @@ class Fleet:
 
         check_output_dir(self.cfg.output.dir)
         os.makedirs(self.cfg.output.dir, exist_ok=True)
-        addr = os.environ.get("RAY_ADDRESS") if self.address == "auto" else self.address
-        ray.init(address=addr or None, namespace="videoclf", log_to_driver=False, logging_level=logging.WARNING)
+        connect(self.address)
         from pipeline.fleet_agent import Agent
 
         self.Agent = ray.remote(num_cpus=0)(Agent)
@@ -191,6 +191,7 @@ class Fleet:
 
     def _start_shard(self, nid: str, group: list[_Stream]) -> None:
         import ray
+        from ray.exceptions import GetTimeoutError, RayError
 
         sid = f"shard{len(self.shards) + 1}"
         streams = []
@@ -210,12 +211,31 @@ class Fleet:
         if metrics:
             config["output"]["metrics"] = f"{metrics[0]}:{metrics[1]}"
         self.shards[sid] = _Shard(nid, {s.cfg.name: s.epoch for s in group}, metrics=metrics)
-        # no duration of its own: the driver stops every shard when the run ends
-        ray.get(self._agent(nid).start.remote(sid, config, None), timeout=60)
+        limit = self.cfg.cluster.start_timeout_s
+        try:  # no duration of its own: the driver stops every shard when the run ends
+            ray.get(self._agent(nid).start.remote(sid, config, None), timeout=limit)
+        except RayError as exc:
+            why = f"did not start within {limit:g} s (cluster.start_timeout_s)" if isinstance(exc, GetTimeoutError) \
+                else f"could not start: {type(exc).__name__}"
+            self._start_failed(sid, why)
+            return
         log.info("%s on node %s (%s): %s", sid, nid[:12], self.nodes[nid].address,
                  ", ".join(f"{s.cfg.name} from frame {s.last + 1}" for s in group))
         if metrics:
             self._write_targets()
+
+    def _start_failed(self, sid: str, why: str) -> None:
+        """The shard's streams end in error (the run goes on with the others and exits 1); if
+        its supervisor starts late, its lines are not taken and ``_stop_all`` stops it."""
+        shard = self.shards[sid]
+        shard.done = True
+        for name in shard.streams:
+            s = self.streams[name]
+            s.ended, s.node = "error", None
+        self.errors.append(f"{sid} ({', '.join(shard.streams)}) on node {shard.node[:12]}: {why}")
+        if any(not s.ended for s in self.streams.values()):  # else the run ends now, with this as its error
+            log.warning("%s; the other streams go on", self.errors[-1])
+        shard.streams = {}  # fenced: no epoch of its is current any more
 
     def _metrics_port(self, index: int) -> Optional[tuple[str, int]]:
         """Shard ``index``'s /metrics: output.metrics's host and port + index (shards on one
@@ -341,13 +361,17 @@ class Fleet:
 
     def _remove(self, name: str) -> None:
         import ray
+        from ray.exceptions import RayError
 
         s = self.streams[name]
         log.info("%s changed: removing %s", self.path, name)
         sid, shard = s.shard, self.shards.get(s.shard or "")
         agent = self.agents.get(shard.node) if shard is not None else None
         if sid is not None and agent is not None:
-            self._take(sid, ray.get(agent.stop.remote(sid), timeout=60))  # its last lines
+            try:
+                self._take(sid, ray.get(agent.stop.remote(sid), timeout=60))  # its last lines
+            except RayError as exc:  # its node is going: the stream is removed all the same
+                log.warning("%s on node %s did not stop cleanly: %s", sid, shard.node[:12], type(exc).__name__)
         s.ended, s.node = "removed", None
         if shard is None:
             return

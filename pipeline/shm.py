@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ResourceError
+from pipeline.errors import ResourceError, SharedMemoryError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ def _attach_untracked(name: str) -> SharedMemory:
     except FileNotFoundError:
         # the segment's owner is gone (or something removed it under the run): say which
         raise ResourceError(f"shared-memory segment {SHM_DIR}/{name} is gone: cannot attach to it") from None
+    except OSError as exc:  # out of descriptors, say: the stage's error names the segment
+        raise SharedMemoryError(f"{SHM_DIR}/{name}: cannot attach to the segment ({exc.strerror or exc})") from exc
     finally:
         resource_tracker.register = original  # type: ignore[assignment]
 
@@ -186,7 +188,9 @@ class PoolOwner:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.ENOMEM):
                 raise ResourceError(f"{SHM_DIR}: cannot allocate {spec.total_bytes / 2**20:.1f} MiB for {label}") from exc
-            raise
+            # permission, descriptors, a read-only /dev/shm, a name in use: the system's refusal, not the config's
+            raise SharedMemoryError(f"{SHM_DIR}/{spec.name}: cannot create the segment for {label} "
+                                    f"({exc.strerror or exc})") from exc
         pool = SlotPool(spec)
         pool._map(shm)
         pool.reclaim()

@@ -126,7 +126,11 @@ class Supervisor:
         self.handlers = logging.getLogger().handlers or [logging.StreamHandler()]
         for h in self.handlers:
             h.addFilter(_Redact())
-        flags = owner.create("ctl", 4, (1,), "uint8")
+        try:
+            flags = owner.create("ctl", 4, (1,), "uint8")
+        except VideoclfError:  # /dev/shm refused: nothing started yet, but the inbox is open
+            self.inbox.close()
+            raise
         self.ctrl = Control(Flag(flags, 0), Flag(flags, 1), self.inbox.address, Flag(flags, 2), Flag(flags, 3))
         self.domains = Domains(plan, owner, self.ctx, self.ctrl, self.state, self.opts.sink == "null")
         previous = self._install_signals()

@@ -12,6 +12,8 @@ import html
 import json
 import logging
 import os
+import re
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -116,6 +118,7 @@ def make_handler(cfg: Config, stats: Callable[[], RunStats], uploads: Uploads) -
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "videoclf"
+        timeout = 30  # a client that stops sending mid-request frees its thread
 
         def log_message(self, fmt: str, *args: Any) -> None:  # requests are not worth a log line each
             log.debug("web: " + fmt, *args)
@@ -149,22 +152,70 @@ def make_handler(cfg: Config, stats: Callable[[], RunStats], uploads: Uploads) -
             else:
                 self._send(404, b"not found", "text/plain")
 
+        def _refuse(self, code: int, message: str) -> None:
+            """A 4xx, and the connection closed: what the client still sends is not read."""
+            self.close_connection = True
+            self._json(code, {"error": message})
+
+        def _upload_size(self) -> int | None:
+            """The body's declared length, or None once the request was refused for it."""
+            values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+            text = values.pop() if len(values) == 1 else ""
+            limit = f"upload an image of 1 byte to {MAX_UPLOAD >> 20} MiB"
+            if values:  # two different lengths: which body is meant is anyone's guess
+                return self._refuse(400, "conflicting Content-Length headers")
+            if not text:
+                return self._refuse(411, f"Content-Length required: {limit}")
+            if not re.fullmatch(r"[0-9]+", text):
+                return self._refuse(400, f"Content-Length {text[:20]!r} is not a number of bytes")
+            digits = text.lstrip("0") or "0"
+            if len(digits) > 9 or int(digits) > MAX_UPLOAD:  # int() of a 5000-digit header would raise
+                return self._refuse(413, limit)
+            if digits == "0":
+                return self._refuse(400, limit)
+            return int(digits)
+
         def do_POST(self) -> None:  # noqa: N802
             if self.path.split("?", 1)[0] != "/api/classify":
                 return self._send(404, b"not found", "text/plain")
-            n = int(self.headers.get("Content-Length") or 0)
-            if not 0 < n <= MAX_UPLOAD:
-                return self._json(400, {"error": f"upload an image of 1 byte to {MAX_UPLOAD >> 20} MiB"})
+            n = self._upload_size()
+            if n is None:
+                return None
             try:
-                self._json(200, {"top": uploads.classify(self.rfile.read(n))})
+                data = self.rfile.read(n)
+            except OSError:  # the client stalled past the timeout or went away: nobody to answer
+                self.close_connection = True
+                return None
+            if len(data) < n:
+                return self._refuse(400, f"the upload ended after {len(data)} of {n} bytes")
+            try:
+                top = uploads.classify(data)
             except ValueError as exc:
-                self._json(400, {"error": str(exc)})
+                return self._json(400, {"error": str(exc)})
+            except Exception as exc:  # the engine, not the upload: one line, and the run goes on
+                log.warning("web: an upload was not classified: %s", _one_line(exc))
+                return self._json(500, {"error": "the image could not be classified"})
+            return self._json(200, {"top": top})
 
     return Handler
 
 
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints a traceback to stderr for any error in a handler: one line
+        instead, none for a client that went away."""
+        exc = sys.exc_info()[1]
+        if exc is not None and not isinstance(exc, (ConnectionError, TimeoutError)):
+            log.warning("web: a request from %s failed: %s", client_address[0], _one_line(exc))
+
+
 def start_web(host: str, port: int, cfg: Config, stats: Callable[[], RunStats]) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(cfg, stats, Uploads(cfg)))
-    server.daemon_threads = True
+    server = _Server((host, port), make_handler(cfg, stats, Uploads(cfg)))
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web", daemon=True).start()
     return server

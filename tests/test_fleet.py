@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,30 @@ def test_placement_fills_the_least_loaded_node_that_fits():
     assert got["s1"] == "b" and got["g1"] == "g"  # required resources and GPUs pick the node
     assert sorted(got[n] for n in ("p1", "p2", "p3")) == ["a", "a", "b"]  # spread, least loaded first
     assert got["p4"] is None and load == {"a": 2, "b": 2, "g": 1}  # no room left: it waits
+
+
+def test_a_shard_that_does_not_start_in_time_is_one_line_naming_it_and_the_limit(cluster, tmp_path):
+    # regression: a shard start past its wait ended the driver in a GetTimeoutError traceback
+    # given nodes that must start a shard within 1 ms (a node's agent alone takes longer to start)
+    c, workers = cluster(2)
+    cfg = _config(tmp_path, [{"name": "f0", "source": str(make_video(tmp_path / "f0.mp4", width=96, height=64))}])
+    data = yaml.safe_load(cfg.read_text())
+    data["cluster"]["start_timeout_s"] = 0.001
+    cfg.write_text(yaml.safe_dump(data))
+    # when the fleet runs
+    proc = start_cli("run", str(cfg), "--ray", c.address)
+    _, err = proc.communicate(timeout=240)
+    # then it exits 1 with one error line naming the shard, its stream, its node and the limit
+    assert proc.returncode == 1 and "Traceback" not in err, err[-3000:]
+    errors = [ln for ln in err.splitlines() if ln.startswith("videoclf: error:")]
+    assert len(errors) == 1, err[-3000:]
+    m = re.fullmatch(r"videoclf: error: shard1 \(f0\) on node ([0-9a-f]{12}): did not start within 0.001 s "
+                     r"\(cluster.start_timeout_s\)", errors[0])
+    assert m and m.group(1) in {w.node_id[:12] for w in workers}, errors[0]
+    # and the report is written, with the stream ended in error; the late shard was stopped
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["streams"]["f0"]["end"] == "error" and "did not start within" in report["error"]["message"]
+    _no_leftovers()
 
 
 def test_four_files_on_two_nodes_of_two_take_two_each(cluster, tmp_path):

@@ -173,6 +173,20 @@ def test_yaml_bomb_is_refused(tmp_path):
     assert res.returncode == 2 and "YAML aliases" in one_error_line(res)
 
 
+@pytest.mark.parametrize("nested", ["[" * 3000 + "]" * 3000, "{a: " * 3000 + "1" + "}" * 3000],
+                         ids=["lists", "mappings"])
+def test_deeply_nested_yaml_names_the_file_and_the_depth_limit(tmp_path, nested):
+    # regression: a 3000-deep document ended in a RecursionError traceback (PyYAML composes recursively)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(f"streams:\n  - {{name: a, source: x.mp4}}\nmodel: {nested}\n")
+    for cmd in ("validate", "run"):
+        res = run_cli(cmd, str(deep))
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.strip().count("\n") == 0, res.stderr
+        assert one_error_line(res).startswith(f"videoclf: error: {deep}: line 3, column ")
+        assert "invalid YAML: nested deeper than 50 levels" in res.stderr
+
+
 def test_huge_config_is_refused_before_parsing(tmp_path):
     huge = tmp_path / "huge.yaml"
     huge.write_text("streams: []\n# " + "x" * MAX_CONFIG_BYTES + "\n")

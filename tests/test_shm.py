@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.errors import ResourceError
-from pipeline.shm import check_free_space, remove_stale_segments
+from pipeline.errors import ResourceError, SharedMemoryError
+from pipeline.shm import check_free_space, remove_stale_segments, segment_name
 
 CTX = mp.get_context("spawn")
 
@@ -93,3 +93,20 @@ def test_attaching_a_segment_that_is_gone_names_it(owner):
     # when a stage attaches to it, then the error names the segment
     with pytest.raises(ResourceError, match=rf"shared-memory segment /dev/shm/{pool.spec.name} is gone"):
         handle.attach()
+
+
+def test_a_segment_name_in_use_is_an_error_naming_the_segment(owner):
+    # regression: an OSError other than no-space from creating a pool escaped as a traceback
+    # given a segment already holding the name the owner's next pool takes
+    from multiprocessing.shared_memory import SharedMemory
+
+    taken = SharedMemory(name=segment_name(owner.run_id, "cam"), create=True, size=64)
+    try:
+        # when the pool is created, then a SharedMemoryError (an OSError, exit 1) names the segment
+        with pytest.raises(SharedMemoryError) as err:
+            owner.create("cam", 2, (4,), "uint8")
+        assert str(err.value) == f"/dev/shm/{taken.name}: cannot create the segment for cam (File exists)"
+        assert err.value.exit_code == 1 and isinstance(err.value, OSError)
+    finally:
+        taken.close()
+        taken.unlink()

@@ -6,12 +6,13 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
-from conftest import FAST_MODEL, SHM_TAG, make_video, run_cli, shm_segments
+from conftest import FAST_MODEL, ROOT, SHM_TAG, make_video, run_cli, shm_segments
 from helpers_proc import assert_all_gone, line_count, stages_of, start_cli, wait_for
 from pipeline.shm import remove_stale_segments
 
@@ -110,3 +111,35 @@ def test_too_little_shm_is_refused_with_the_size_needed(tmp_path, write_config):
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and "/dev/shm" in err[0] and "MiB" in err[0] and "need" in err[0]
     assert "Traceback" not in res.stderr
+
+
+@pytest.fixture
+def read_only_shm() -> list[str]:
+    """A command prefix that runs its command in a mount namespace of its own where /dev/shm is
+    a read-only tmpfs (the host's /dev/shm is not touched)."""
+    prefix = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs -o ro tmpfs /dev/shm && exec "$@"', "sh"]
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed")
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a mount namespace here: {probe.stderr.strip()}")
+    return prefix
+
+
+def test_a_dev_shm_that_refuses_segments_is_one_line_naming_the_segment(tmp_path, write_config, read_only_shm):
+    # regression: creating a pool failed with an OSError other than no-space (here EROFS; also
+    # EACCES, EMFILE, EEXIST) and the run ended in a traceback
+    # given a /dev/shm where no segment can be created
+    video = make_video(tmp_path / "clip.mp4", frames=3)
+    cfg = write_config([{"name": "cam1", "source": str(video)}], model=FAST_MODEL)
+    # when the run starts
+    res = subprocess.run([*read_only_shm, sys.executable, "-m", "pipeline.cli", "run", str(cfg), "-q"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # then it stops with exit 1 and one line naming /dev/shm, the segment and the system's reason
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert re.fullmatch(rf"videoclf: error: /dev/shm/videoclf_\d+_{SHM_TAG}[0-9a-f]{{8}}_ctl: cannot create the "
+                        r"segment for ctl \(Read-only file system\)", lines[0]), lines[0]
+    assert not (tmp_path / "out" / "cam1.jsonl").exists()  # nothing started
