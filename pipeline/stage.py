@@ -66,6 +66,8 @@ class Sink(Protocol):
 class StageBase:
     """Defaults for the optional hooks."""
 
+    ctrl: Any = None  # the run's Control, set before setup() in a stage process (a wait can see a stop)
+
     def setup(self) -> None:
         pass
 
@@ -260,6 +262,7 @@ def child_main(spec: StageSpec, ctrl: Control) -> None:
     code = 0
     try:
         stage = build_stage(spec.kind, spec.config)
+        stage.ctrl = ctrl
         stage.setup()
         rep = Reporter(spec, ctrl, stage)
         if getattr(stage, "wants_lean_decode", False) and ctrl.lean_decode is not None:

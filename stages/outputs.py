@@ -102,6 +102,7 @@ class OutputsSink(StageBase):
     def setup(self) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
         self.label = build_stage(self.cfg.label_kind, self.cfg.label)
+        self.label.ctrl = self.ctrl
         self.label.setup()
         self.keeper = getattr(self.label, "keeper", None)
         if self.keeper is not None:  # the video files being written are not retention's to delete

@@ -129,6 +129,11 @@ class _LabelLogSink(StageBase):
             self.keeper.tick(now)
 
     def _wait_for_space(self) -> None:
+        ctrl = self.ctrl
+        if ctrl is not None and (ctrl.stop.is_set() or ctrl.drain.is_set()):
+            # the run ends while the disk is still full: what is logged stays whole; say what is not
+            raise ResourceError(f"output.dir {self.cfg.dir}: No space left on device; the label logs hold every "
+                                f"frame up to the full disk, the frames still in flight were not written")
         if self.disk_full_since is None:
             self.disk_full_since = time.monotonic()
             self.disk_full_pauses += 1

@@ -239,17 +239,20 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_while_writing_stops_cleanly(tmp_path, write_config, tiny_disk):
+def test_a_disk_full_until_the_run_ends_stops_cleanly_with_whole_lines(tmp_path, write_config, tiny_disk):
     # given a 64 KiB output disk and a looping source that will fill it
     video = make_video(tmp_path / "v.mp4", width=96, height=64, frames=60)
     cfg = write_config([{"name": "v", "source": str(video), "loop": True}], model=FAST_MODEL,
                        output={"dir": str(tiny_disk)})
-    # when the run goes on
-    res = run_cli("run", str(cfg), "-q", "--duration", "120")
-    # then it stops with one line saying the disk is full, and the log holds whole lines up to there
+    # when the run goes on until its duration ends, the disk full all the while
+    res = run_cli("run", str(cfg), "-q", "--duration", "20")
+    # then the label log paused once (said once), the run stops with one line saying the disk is
+    # full, and the log holds whole lines only, one per frame up to there
     assert "Traceback" not in res.stderr
     assert res.returncode == 2, res.stderr
+    assert res.stderr.count("the disk is full; label logs pause") == 1, res.stderr
     assert "No space left on device" in one_error_line(res)
     text = (tiny_disk / "v.jsonl").read_text()
-    rows = [json.loads(ln) for ln in text.splitlines()[:-1]]  # the last line may be cut by the full disk
+    assert text.endswith("\n")
+    rows = [json.loads(ln) for ln in text.splitlines()]
     assert len(rows) > 50 and [r["frame"] for r in rows] == list(range(len(rows)))
