@@ -36,7 +36,7 @@ from pipeline.fleet_central import Central, top1
 from pipeline.fleet_outputs import check_fleet, metrics_port, shard_config, write_targets
 from pipeline.labellog import _frame_of
 from pipeline.placement import Node, assign, nodes_from_ray
-from pipeline.supervisor import RunResult, check_output_dir
+from pipeline.supervisor import RunResult, _Redact, check_output_dir
 
 log = logging.getLogger("videoclf")
 
@@ -99,6 +99,9 @@ class Fleet:
 
         self.Agent = ray.remote(num_cpus=0)(Agent)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        hide = _Redact()  # a source's password never reaches a log line
+        for h in logging.getLogger().handlers:
+            h.addFilter(hide)
         start = time.monotonic()
         self.central = Central(self.cfg, list(self.streams))
         try:
@@ -112,6 +115,8 @@ class Fleet:
             self.central.close(self.streams)
             for sig, h in previous.items():
                 signal.signal(sig, h)
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(hide)
             ray.shutdown()
         return self._result(time.monotonic() - start)
 
@@ -214,11 +219,11 @@ class Fleet:
             streams.append({**s.cfg.model_dump(mode="json", exclude_defaults=True), "name": s.cfg.name,
                             "source": source, "start_frame": s.last + 1})
         metrics = metrics_port(self.cfg, len(self.shards))
-        config = shard_config(self.cfg, streams, metrics, self.env)
+        config, env = shard_config(self.cfg, streams, metrics, self.env)
         self.shards[sid] = _Shard(nid, {s.cfg.name: s.epoch for s in group}, metrics=metrics)
         # no duration of its own: the driver stops every shard when the run ends; the
         # secrets go as an argument, in memory, into the shard's environment
-        ray.get(self._agent(nid).start.remote(sid, config, None, self.env), timeout=60)
+        ray.get(self._agent(nid).start.remote(sid, config, None, env), timeout=60)
         log.info("%s on node %s (%s): %s", sid, nid[:12], self.nodes[nid].address,
                  ", ".join(f"{s.cfg.name} from frame {s.last + 1}" for s in group))
         if metrics:

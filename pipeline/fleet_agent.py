@@ -107,14 +107,14 @@ class Agent:
         exited and all of that was handed over, the exit code, report and last error line."""
         return {sid: self._poll(s, read.get(sid) or {}) for sid, s in self.shards.items()}
 
-    def _poll(self, s: _Shard, read: dict[str, int]) -> dict[str, Any]:
+    def _poll(self, s: _Shard, read: dict[str, int], limit: Optional[int] = MAX_READ) -> dict[str, Any]:
         code = s.proc.poll()
         if code == -signal.SIGTERM and s.stopping:
             # the signal can land after the supervisor finished and put back the default
             # handler (its own --duration ran out at the same moment): nothing was lost
             code = 0
         # read after poll(): nothing is missed at exit
-        files = {name: self._read(s.dir / "out" / name, read.get(name, 0)) for name in s.files}
+        files = {name: self._read(s.dir / "out" / name, read.get(name, 0), limit) for name in s.files}
         more = any(more for _, _, more in files.values())
         out: dict[str, Any] = {"files": {k: (start, data) for k, (start, data, _) in files.items() if data},
                                "exit": None if more else code}  # its exit once its last lines are handed over
@@ -126,20 +126,23 @@ class Agent:
         return out
 
     @staticmethod
-    def _read(path: Path, start: int) -> tuple[int, bytes, bool]:
-        """(start, the complete lines from ``start``, whether more is left for the next poll)."""
+    def _read(path: Path, start: int, limit: Optional[int]) -> tuple[int, bytes, bool]:
+        """(start, the complete lines from ``start``, up to ``limit`` bytes (None: all), whether
+        more is left for the next poll)."""
         try:
             with open(path, "rb") as f:
                 f.seek(start)
-                data = f.read(MAX_READ + 1)
+                data = f.read(-1 if limit is None else limit + 1)
         except FileNotFoundError:
             return start, b"", False
-        more = len(data) > MAX_READ
-        end = data[:MAX_READ].rfind(b"\n") + 1  # complete lines only: the last may be half written
+        more = limit is not None and len(data) > limit
+        data = data[:limit] if more else data
+        end = data.rfind(b"\n") + 1  # complete lines only: the last may be half written
         return start, data[:end], more
 
     def stop(self, shard: str, read: Optional[dict[str, int]] = None, grace: float = 10.0) -> dict[str, Any]:
-        """SIGTERM the shard's supervisor (it drains and writes its report), then its last lines."""
+        """SIGTERM the shard's supervisor (it drains and writes its report), then all its
+        lines past ``read``."""
         s = self.shards[shard]
         if s.proc.poll() is None:
             s.stopping = True
@@ -149,7 +152,7 @@ class Agent:
             except subprocess.TimeoutExpired:
                 s.proc.kill()
                 s.proc.wait(5)
-        return self._poll(s, read or {})
+        return self._poll(s, read or {}, limit=None)
 
     def stop_all(self, read: dict[str, dict[str, int]], grace: float = 10.0) -> dict[str, dict[str, Any]]:
         for s in self.shards.values():

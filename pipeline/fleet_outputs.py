@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from pipeline.config import Config, OutputConfig
+from pipeline.config import _ENV, Config, OutputConfig
 from pipeline.errors import ConfigError
 
 CARRIED = frozenset({"format", "video", "segment_seconds", "alerts", "metrics"})
@@ -75,9 +75,10 @@ def template(value: Any, env: dict[str, str]) -> Any:
 
 
 def shard_config(cfg: Config, streams: list[dict[str, Any]], metrics: Optional[tuple[str, int]],
-                 env: dict[str, str]) -> dict[str, Any]:
-    """A shard's config (its streams, the run's model and the carried outputs), templated;
-    the agent adds the shard's own output.dir."""
+                 env: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A shard's config (its streams, the run's model and the carried outputs), templated,
+    and the variables it names (only those go to the shard: the MQTT password, say, does
+    not); the agent adds the shard's own output.dir."""
     out = cfg.output.model_dump(mode="json", include=set(CARRIED), exclude_defaults=True)
     out["format"] = cfg.output.format
     out.pop("metrics", None)
@@ -88,7 +89,9 @@ def shard_config(cfg: Config, streams: list[dict[str, Any]], metrics: Optional[t
                               "supervision": cfg.supervision.model_dump(mode="json", exclude_defaults=True)}
     if cfg.max_frames:
         config["max_frames"] = cfg.max_frames
-    return template(config, env)
+    config = template(config, env)
+    named = set(_ENV.findall(json.dumps(config)))
+    return config, {k: v for k, v in env.items() if k in named}
 
 
 def metrics_port(cfg: Config, index: int) -> Optional[tuple[str, int]]:
