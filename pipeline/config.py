@@ -205,7 +205,8 @@ class ClusterConfig(_Model):
 
     streams_per_node: int = Field(4, ge=1, le=1000, description="streams a node takes when it was not started with a "
                                   "videoclf_streams resource")
-    workdir: str = Field("/tmp/videoclf-fleet", description="where each node keeps its shards' configs and label logs")
+    workdir: str = Field("/tmp/videoclf-fleet", description="where each node keeps its shards' configs, logs and "
+                         "node-local outputs (annotated video, snapshots); private: 0700 directories, 0600 files")
     poll_s: float = Field(0.25, gt=0, le=10, description="how often the driver collects label lines from the nodes")
 
 
