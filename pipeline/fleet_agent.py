@@ -43,6 +43,12 @@ def _die_with_parent() -> None:
         pass
 
 
+def _expand(text: str, env: dict[str, str]) -> str:
+    from pipeline.config import _ENV
+
+    return _ENV.sub(lambda m: env.get(m.group(1), m.group(0)), text)
+
+
 def private_dir(path: Path, top: Path) -> None:
     """Create ``path`` and the directories from ``top`` down to it, mode 0700 (``top``, say
     /tmp/videoclf-fleet, may be shared by runs: its mode is only set when it is created)."""
@@ -96,8 +102,10 @@ class Agent:
         with os.fdopen(fd, "wb") as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_die_with_parent,
                                     cwd=os.getcwd(), env={**os.environ, **(env or {})})
-        fmt = config["output"].get("format", "jsonl")
-        files = tuple(f"{s['name']}.{fmt}" for s in config["streams"]) + (EVENTS,)
+        # the file names as the shard will see them: a name may have been written as a ${VAR}
+        # whose value it happens to contain
+        fmt = _expand(config["output"].get("format", "jsonl"), env or {})
+        files = tuple(f"{_expand(s['name'], env or {})}.{fmt}" for s in config["streams"]) + (EVENTS,)
         self.shards[shard] = _Shard(proc, d, files)
         return proc.pid
 

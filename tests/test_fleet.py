@@ -21,6 +21,7 @@ from helpers_proc import line_count, start_cli, wait_for
 from live_helpers import free_port, needs_gst, serving
 from pipeline.config import parse_config
 from pipeline.fleet import Fleet, _Shard
+from pipeline.fleet_agent import _expand
 from pipeline.fleet_outputs import CARRIED, CENTRAL, REFUSED, fleet_refusal, template
 from pipeline.placement import Node, assign
 
@@ -266,7 +267,7 @@ def test_a_shard_config_names_the_variables_and_loads_back_the_same(monkeypatch)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     raw = {"streams": [{"name": "cam", "source": "rtsp://admin:${CAM_PASSWORD}@10.0.0.5/${LONGER}"},
-                       {"name": "f", "source": "/data/${SHORT}/clip.mp4"}],
+                       {"name": "feed", "source": "/data/${SHORT}/clip.mp4"}],
            "output": {"alerts": [{**ALWAYS, "webhook": "https://hooks.example/${LONGER}/${SHORT}"}]}}
     cfg = parse_config(raw)
     # when the loaded config (values expanded) is written back for a shard
@@ -275,6 +276,9 @@ def test_a_shard_config_names_the_variables_and_loads_back_the_same(monkeypatch)
     assert "pa$$:w{rd}" not in text and "passage" not in text and "${CAM_PASSWORD}" in text
     assert parse_config(yaml.safe_load(text)) == cfg
     assert cfg.env == env
+    # and the agent names the shard's label logs as the shard will (a name holding a value)
+    names = [s_["name"] for s_ in yaml.safe_load(text)["streams"]]
+    assert names[1] == "f${SHORT}${SHORT}d" and [_expand(n, env) for n in names] == ["cam", "feed"]
 
 
 def test_lines_are_taken_once_when_a_stop_s_answer_overtakes_a_poll_s():
