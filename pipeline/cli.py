@@ -42,7 +42,9 @@ def _setup_logging(verbose: bool, quiet: bool, json_logs: bool) -> None:
 def _run_fleet(cfg: Any, args: argparse.Namespace) -> int:
     """The config's streams on a Ray cluster (``pipeline/fleet.py``); report.json as a local run's."""
     from pipeline.errors import ConfigError
+    from pipeline.fleet_outputs import check_fleet
 
+    check_fleet(cfg)  # an output a fleet cannot honour is refused, never dropped
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -77,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
             data = cfg.model_dump()
             data["output"][key] = value
-            cfg = parse_config(data, f"--{key}")
+            cfg = parse_config(data, f"--{key}", env=cfg.env)
     if args.ray:
         return _run_fleet(cfg, args)
     opts = RunOptions(max_frames=args.max_frames, duration=args.duration,
@@ -109,6 +111,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from pipeline.supervisor import preflight
 
     cfg = load_config(args.config)
+    if args.ray:
+        from pipeline.fleet_outputs import check_fleet
+
+        check_fleet(cfg)
     if args.check_sources:
         preflight(cfg)
     names = ", ".join(f"{s.name} ({redact(s.source)}, {s.effective_policy})" for s in cfg.streams)
@@ -213,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config")
     val.add_argument("--no-sources", dest="check_sources", action="store_false",
                      help="do not open the sources and weights, check the YAML only")
+    val.add_argument("--ray", metavar="ADDRESS", help="also check that a fleet run (run --ray) can honour every "
+                                                     "output (the cluster is not contacted)")
     val.set_defaults(func=_cmd_validate)
 
     models = sub.add_parser("models", help="list the available backbones")

@@ -228,7 +228,8 @@ class ClusterConfig(_Model):
 
     streams_per_node: int = Field(4, ge=1, le=1000, description="streams a node takes when it was not started with a "
                                   "videoclf_streams resource")
-    workdir: str = Field("/tmp/videoclf-fleet", description="where each node keeps its shards' configs and label logs")
+    workdir: str = Field("/tmp/videoclf-fleet", description="where each node keeps its shards' configs, logs and "
+                         "node-local outputs (annotated video, snapshots); private: 0700 directories, 0600 files")
     poll_s: float = Field(0.25, gt=0, le=10, description="how often the driver collects label lines from the nodes")
     start_timeout_s: float = Field(60.0, gt=0, le=3600, description="a shard's supervisor must be started on its node "
                                    "within this long (a node's first also starts its agent); past it the shard's "
@@ -236,6 +237,11 @@ class ClusterConfig(_Model):
 
 
 class Config(_Model):
+    # not configuration: the ${VAR}s the file named, with the values they were loaded with.
+    # Whatever re-reads the config elsewhere (a fleet's shards) gets the file's references
+    # and these values in its environment, never the expanded text on disk.
+    _env: dict[str, str] = PrivateAttr(default_factory=dict)
+
     streams: list[StreamConfig] = Field(min_length=1, description="video sources to classify")
     model: ModelConfig = Field(default_factory=ModelConfig, description="backbone and inference settings")
     output: OutputConfig = Field(default_factory=OutputConfig, description="where and how results are written")
@@ -244,6 +250,11 @@ class Config(_Model):
     duration: Optional[float] = Field(None, gt=0, description="stop the run after this many seconds")
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig, description="crash handling")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="fleet on Ray: placement and collection")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment variables the config named as ``${VAR}`` and their values."""
+        return dict(self._env)
 
     @property
     def restart_enabled(self) -> bool:
@@ -274,18 +285,20 @@ class Config(_Model):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env(value: Any, path: str, origin: str) -> Any:
+def _expand_env(value: Any, path: str, origin: str, used: dict[str, str]) -> Any:
+    """``${VAR}`` → its value; ``used`` collects the variables met, with their values."""
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in os.environ:
                 raise ConfigError(f"{origin}: {path}: environment variable {m.group(1)} is not set")
+            used[m.group(1)] = os.environ[m.group(1)]
             return os.environ[m.group(1)]
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), origin) for k, v in value.items()}
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), origin, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, f"{path}.{i}", origin) for i, v in enumerate(value)]
+        return [_expand_env(v, f"{path}.{i}", origin, used) for i, v in enumerate(value)]
     return value
 
 
@@ -313,16 +326,21 @@ def _expand_globs(data: dict[str, Any], origin: str) -> dict[str, Any]:
     return {**data, "streams": out}
 
 
-def parse_config(data: Any, origin: str = "<config>", marks: Optional[Marks] = None) -> Config:
+def parse_config(data: Any, origin: str = "<config>", marks: Optional[Marks] = None,
+                 env: Optional[dict[str, str]] = None) -> Config:
     """Validate ``data``; every mistake is reported at once, one line each (with its line and
-    column in the file when ``marks`` are given)."""
+    column in the file when ``marks`` are given). ``env``: variables an earlier load of the
+    same settings expanded (``data`` re-dumped from a Config holds their values)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping with a 'streams' key")
-    data = _expand_globs(_expand_env(data, "", origin), origin)
+    used: dict[str, str] = dict(env or {})
+    data = _expand_globs(_expand_env(data, "", origin, used), origin)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError("\n".join(format_errors(err, Config, origin, marks, data))) from None
+    cfg._env = used
+    return cfg
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -1,10 +1,12 @@
 """A fleet of cameras on Ray: ``videoclf run CONFIG --ray ADDRESS``.
 
-Frames never leave the node that decodes them; only label lines travel. The driver places
-streams on nodes (``pipeline/placement.py``), starts one shard per node and placement (an
-ordinary supervisor, run by that node's agent actor: ``pipeline/fleet_agent.py``), gathers
-the shards' label lines into ``output.dir/<stream>.jsonl`` (each frame once: a line whose
-frame number the central log has is dropped) and writes ``report.json``.
+Frames never leave the node that decodes them; only label lines and alert events travel.
+The driver places streams on nodes (``pipeline/placement.py``), starts one shard per node and
+placement (an ordinary supervisor, run by that node's agent actor: ``pipeline/fleet_agent.py``),
+gathers the shards' label lines into ``output.dir/<stream>.jsonl`` (each frame once: a line
+whose frame number the central log has is dropped) and their events into
+``output.dir/events.jsonl`` (``pipeline/fleet_central.py``, which also publishes MQTT), and
+writes ``report.json``. Which output goes where: ``pipeline/fleet_outputs.py``.
 
 - **Epochs.** Every assignment of a stream to a node has a new epoch; lines are taken only
   from the shard holding the stream's current epoch, so a node that comes back after it was
@@ -28,11 +30,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pipeline.config import Config, StreamConfig, load_config
-from pipeline.errors import ResourceError, SourceGaveUp, VideoclfError
+from pipeline.errors import VideoclfError
+from pipeline.fleet_agent import EVENTS
+from pipeline.fleet_central import Central, top1
 from pipeline.fleet_connect import connect
-from pipeline.labellog import frame_of
+from pipeline.fleet_outputs import check_fleet, metrics_port, shard_config, write_targets
+from pipeline.labellog import frame_of, last_logged_frame, open_log
+from pipeline.retention import Housekeeper
+from pipeline.outputs_config import RetentionRule
 from pipeline.placement import Node, assign, nodes_from_ray
-from pipeline.supervisor import RunResult, check_output_dir
+from pipeline.supervisor import RunResult, _Redact, check_output_dir
 
 log = logging.getLogger("videoclf")
 
@@ -51,6 +58,7 @@ class _Stream:
     waiting_since: Optional[float] = None
     unassigned_s: float = 0.0
     report: dict[str, Any] = field(default_factory=dict)  # its section of its last shard's report
+    top: Optional[tuple[str, float]] = None  # top-1 label and score of its last gathered line
 
 
 @dataclass
@@ -59,13 +67,16 @@ class _Shard:
     streams: dict[str, int]  # name → epoch this shard holds it under
     done: bool = False
     metrics: Optional[tuple[str, int]] = None  # its Prometheus endpoint (host, port), if output.metrics is set
+    read: dict[str, int] = field(default_factory=dict)  # file → bytes of it taken (sent with each poll)
 
 
 class Fleet:
     def __init__(self, cfg: Config, path: str, address: str, duration: Optional[float]) -> None:
         self.cfg, self.path, self.address = cfg, path, address
+        self.env = cfg.env  # the config's ${VAR}s: handed to the shards in memory, never written
         self.duration = duration or cfg.duration
-        self.streams = {s.name: _Stream(s) for s in cfg.streams}
+        # the central logs append: each stream goes on after the last frame they hold
+        self.streams = {s.name: _Stream(s, last=_last_logged(cfg, s)) for s in cfg.streams}
         self.shards: dict[str, _Shard] = {}
         self.agents: dict[str, Any] = {}
         self.polls: dict[str, Any] = {}  # node id → its agent's poll in flight
@@ -75,6 +86,10 @@ class Fleet:
         self.epochs = itertools.count(1)
         self.files: dict[str, Any] = {}
         self.errors: list[str] = []
+        # the central logs' retention (each shard applies the rules to its node's video and snapshots)
+        self.keeper = Housekeeper(cfg.output.dir, [s.name for s in cfg.streams], cfg.output.format,
+                                  cfg.output.retention.model_copy(update={"video": RetentionRule(),
+                                                                          "snapshots": RetentionRule()}), 0)
         self.stopping = 0
         self.run_id = f"{os.getpid()}-{int(time.time())}"
         self._mtime = os.stat(path).st_mtime if os.path.exists(path) else 0.0
@@ -83,6 +98,7 @@ class Fleet:
     def run(self) -> RunResult:
         import ray
 
+        check_fleet(self.cfg)
         check_output_dir(self.cfg.output.dir)
         os.makedirs(self.cfg.output.dir, exist_ok=True)
         connect(self.address)
@@ -90,7 +106,11 @@ class Fleet:
 
         self.Agent = ray.remote(num_cpus=0)(Agent)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        hide = _Redact()  # a source's password never reaches a log line
+        for h in logging.getLogger().handlers:
+            h.addFilter(hide)
         start = time.monotonic()
+        self.central = Central(self.cfg, list(self.streams))
         try:
             self._refresh_nodes()
             self._place([s for s in self.streams.values()], reason="start")
@@ -99,8 +119,11 @@ class Fleet:
             self._stop_all()
             for f in self.files.values():
                 f.close()
+            self.central.close(self.streams)
             for sig, h in previous.items():
                 signal.signal(sig, h)
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(hide)
             ray.shutdown()
         return self._result(time.monotonic() - start)
 
@@ -115,6 +138,8 @@ class Fleet:
             self._refresh_nodes()
             self._place([s for s in self.streams.values() if s.node is None and not s.ended], reason="waiting")
             self._watch_config()
+            self.central.tick(self.streams)
+            self.keeper.tick()  # retention of the central label and event logs
             if all(s.ended for s in self.streams.values()):
                 return
             if self.duration and time.monotonic() - start >= self.duration:
@@ -194,7 +219,7 @@ class Fleet:
         from ray.exceptions import GetTimeoutError, RayError
 
         sid = f"shard{len(self.shards) + 1}"
-        streams = []
+        streams: list[dict[str, Any]] = []
         for s in group:
             s.epoch, s.node, s.shard = next(self.epochs), nid, sid
             s.assignments.append({"node": nid, "epoch": s.epoch, "from_frame": s.last + 1, "at": round(time.time(), 3)})
@@ -202,18 +227,14 @@ class Fleet:
             source = s.cfg.source if s.cfg.is_live else os.path.abspath(s.cfg.source)
             streams.append({**s.cfg.model_dump(mode="json", exclude_defaults=True), "name": s.cfg.name,
                             "source": source, "start_frame": s.last + 1})
-        config = {"streams": streams, "model": self.cfg.model.model_dump(mode="json", exclude_defaults=True),
-                  "output": {"format": self.cfg.output.format}, "target_fps": self.cfg.target_fps,
-                  "supervision": self.cfg.supervision.model_dump(mode="json", exclude_defaults=True)}
-        if self.cfg.max_frames:
-            config["max_frames"] = self.cfg.max_frames
-        metrics = self._metrics_port(len(self.shards))
-        if metrics:
-            config["output"]["metrics"] = f"{metrics[0]}:{metrics[1]}"
+        metrics = metrics_port(self.cfg, len(self.shards))
+        config, env = shard_config(self.cfg, streams, metrics, self.env)
         self.shards[sid] = _Shard(nid, {s.cfg.name: s.epoch for s in group}, metrics=metrics)
         limit = self.cfg.cluster.start_timeout_s
-        try:  # no duration of its own: the driver stops every shard when the run ends
-            ray.get(self._agent(nid).start.remote(sid, config, None), timeout=limit)
+        # no duration of its own: the driver stops every shard when the run ends; the
+        # secrets go as an argument, in memory, into the shard's environment
+        try:
+            ray.get(self._agent(nid).start.remote(sid, config, None, env), timeout=limit)
         except RayError as exc:
             why = f"did not start within {limit:g} s (cluster.start_timeout_s)" if isinstance(exc, GetTimeoutError) \
                 else f"could not start: {type(exc).__name__}"
@@ -237,29 +258,8 @@ class Fleet:
             log.warning("%s; the other streams go on", self.errors[-1])
         shard.streams = {}  # fenced: no epoch of its is current any more
 
-    def _metrics_port(self, index: int) -> Optional[tuple[str, int]]:
-        """Shard ``index``'s /metrics: output.metrics's host and port + index (shards on one
-        host must not share a port)."""
-        if not self.cfg.output.metrics:
-            return None
-        from pipeline.outputs_config import parse_address
-
-        host, port = parse_address(self.cfg.output.metrics)
-        return host, port + index
-
     def _write_targets(self) -> None:
-        """A Prometheus file_sd list of the running shards' endpoints, labelled by node and
-        shard: Prometheus attaches the labels to every series it scrapes there."""
-        import json
-
-        targets = []
-        for sid, sh in self.shards.items():
-            if sh.metrics and not sh.done and sh.node in self.nodes:
-                host = self.nodes[sh.node].address if sh.metrics[0] in ("0.0.0.0", "::") else sh.metrics[0]
-                targets.append({"targets": [f"{host}:{sh.metrics[1]}"], "labels": {"node": sh.node, "shard": sid}})
-        path = Path(self.cfg.output.dir) / "prometheus_targets.json"
-        path.with_suffix(".tmp").write_text(json.dumps(targets, indent=1))
-        os.replace(path.with_suffix(".tmp"), path)
+        write_targets(Path(self.cfg.output.dir) / "prometheus_targets.json", self.shards, self.nodes)
 
     # -- collection -----------------------------------------------------------------------
     def _collect(self) -> None:
@@ -270,7 +270,7 @@ class Fleet:
 
         for nid, agent in self.agents.items():
             if nid not in self.polls:
-                self.polls[nid] = agent.poll.remote()
+                self.polls[nid] = agent.poll.remote(self._read(nid))
         refs = {ref: nid for nid, ref in self.polls.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
         for ref in ready:
@@ -288,15 +288,39 @@ class Fleet:
             for sid, got in polled.items():
                 self._take(sid, got)
 
+    def _read(self, nid: str) -> dict[str, dict[str, int]]:
+        """How far each of the node's shards' files was taken: the agent reads on from there."""
+        return {sid: dict(sh.read) for sid, sh in self.shards.items() if sh.node == nid}
+
+    @staticmethod
+    def _fresh(shard: _Shard, name: str, start: int, data: bytes) -> list[str]:
+        """The lines of ``data`` (file ``name`` from byte ``start``) not taken yet: a poll's
+        answer that a stop's answer overtook repeats what was taken. (``start`` is an offset
+        the driver sent, and offsets only grow: it is never past what was taken.)"""
+        taken, end = shard.read.get(name, 0), start + len(data)
+        if end <= taken:
+            return []
+        shard.read[name] = end
+        return data[taken - start:].decode("utf-8", errors="replace").splitlines()
+
+    def _holds(self, shard: _Shard, name: str) -> bool:
+        """Whether ``shard`` holds the stream's current assignment (an older one is fenced)."""
+        s = self.streams.get(name)
+        return s is not None and shard.streams.get(name) == s.epoch
+
     def _take(self, sid: str, got: dict[str, Any]) -> None:
         shard = self.shards.get(sid)
         if shard is None:
             return
-        for name, lines in got["lines"].items():
-            s = self.streams.get(name)
-            if s is None or shard.streams.get(name) != s.epoch:  # fenced: an older assignment
-                continue
-            self._write(s, lines)
+        logs = {f"{name}.{self.cfg.output.format}": name for name in shard.streams}
+        for fname, (start, data) in got["files"].items():
+            lines = self._fresh(shard, fname, start, data)
+            if fname == EVENTS:
+                node = self.nodes.get(shard.node)
+                where = {"node": shard.node, "node_address": node.address if node else None, "shard": sid}
+                self.central.gather(lines, where, lambda name: self._holds(shard, name))
+            elif fname in logs and lines and self._holds(shard, logs[fname]):
+                self._write(self.streams[logs[fname]], lines)
         if got["exit"] is not None and not shard.done:
             shard.done = True
             self._shard_ended(sid, shard, got)
@@ -307,18 +331,15 @@ class Fleet:
         fmt = self.cfg.output.format
         f = self.files.get(s.cfg.name)
         if f is None:
-            path = Path(self.cfg.output.dir) / f"{s.cfg.name}.{fmt}"
-            f = self.files[s.cfg.name] = open(path, "w", buffering=1, encoding="utf-8")
+            f = self.files[s.cfg.name] = open_log(self.cfg.output, s.cfg.name, self.cfg.model.top_k)
         for line in lines:
             n = frame_of(line.encode(), fmt)
-            if n is None:
-                if fmt == "csv" and s.frames == 0 and f.tell() == 0:
-                    f.write(line + "\n")  # the header, once
-                continue
-            if n <= s.last:
-                continue  # the central log has this frame already
-            f.write(line + "\n")
+            if n is None or n <= s.last:
+                continue  # a CSV header (the central log has its own), or a frame the log has already
+            f.write(line)
             s.last, s.frames = n, s.frames + 1
+        if self.central.mqtt is not None and lines:
+            s.top = top1(lines[-1], fmt) or s.top
 
     def _shard_ended(self, sid: str, shard: _Shard, got: dict[str, Any]) -> None:
         report = got.get("report") or {}
@@ -345,16 +366,19 @@ class Fleet:
         self._mtime = mtime
         try:
             new = load_config(self.path)
+            check_fleet(new)
         except VideoclfError as exc:
             log.warning("%s changed but is not valid; keeping the running fleet: %s", self.path, exc)
             return
+        self.env.update(new.env)
         names = {s.name for s in new.streams}
-        added = [_Stream(s) for s in new.streams if s.name not in self.streams]
+        added = [_Stream(s, last=_last_logged(self.cfg, s)) for s in new.streams if s.name not in self.streams]
         removed = [n for n in self.streams if n not in names and not self.streams[n].ended]
         for s in added:
             self.streams[s.cfg.name] = s
         if added:
             log.info("%s changed: adding %s", self.path, ", ".join(s.cfg.name for s in added))
+            self.central.add_streams([s.cfg.name for s in added])
             self._place(added, reason="added")
         for name in removed:
             self._remove(name)
@@ -369,7 +393,7 @@ class Fleet:
         agent = self.agents.get(shard.node) if shard is not None else None
         if sid is not None and agent is not None:
             try:
-                self._take(sid, ray.get(agent.stop.remote(sid), timeout=60))  # its last lines
+                self._take(sid, ray.get(agent.stop.remote(sid, dict(shard.read)), timeout=60))  # its last lines
             except RayError as exc:  # its node is going: the stream is removed all the same
                 log.warning("%s on node %s did not stop cleanly: %s", sid, shard.node[:12], type(exc).__name__)
         s.ended, s.node = "removed", None
@@ -390,23 +414,22 @@ class Fleet:
 
         for nid, agent in list(self.agents.items()):
             try:
-                for sid, got in ray.get(agent.stop_all.remote(), timeout=60).items():
+                for sid, got in ray.get(agent.stop_all.remote(self._read(nid)), timeout=60).items():
                     self._take(sid, got)
             except RayError as exc:
                 log.warning("node %s did not stop cleanly: %s", nid[:12], exc)
 
     def _result(self, elapsed: float) -> RunResult:
-        from pipeline.fleet_report import fleet_report
+        from pipeline.fleet_report import fleet_result
 
-        err: Optional[VideoclfError] = None
-        if self.errors:
-            err = SourceGaveUp("; ".join(self.errors))
-        waiting = [s.cfg.name for s in self.streams.values() if s.waiting_since is not None]
-        if waiting and err is None:
-            err = ResourceError(f"no node had room for {', '.join(waiting)} at the end of the run")
-        report = fleet_report(self, elapsed, err)
-        return RunResult(report, err.exit_code if err else 0, err)
+        return fleet_result(self, elapsed)
+
+
+def _last_logged(cfg: Config, s: StreamConfig) -> int:
+    last = last_logged_frame(cfg.output, s.name)
+    return s.start_frame - 1 if last is None else max(last, s.start_frame - 1)
 
 
 def run_fleet(cfg: Config, path: str, address: str, duration: Optional[float] = None) -> RunResult:
     return Fleet(cfg, path, address, duration).run()
+

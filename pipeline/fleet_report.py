@@ -8,7 +8,22 @@ import os
 from typing import Any, Optional
 
 from pipeline.config import redact
-from pipeline.errors import VideoclfError
+from pipeline.errors import ResourceError, SourceGaveUp, VideoclfError
+
+
+def fleet_result(fleet: Any, elapsed: float) -> Any:
+    """The run's RunResult: its error (shards that failed, then streams no node had room
+    for) and report.json."""
+    from pipeline.supervisor import RunResult
+
+    err: Optional[VideoclfError] = None
+    if fleet.errors:
+        err = SourceGaveUp("; ".join(fleet.errors))
+    waiting = [s.cfg.name for s in fleet.streams.values() if s.waiting_since is not None]
+    if waiting and err is None:
+        err = ResourceError(f"no node had room for {', '.join(waiting)} at the end of the run")
+    report = fleet_report(fleet, elapsed, err)
+    return RunResult(report, err.exit_code if err else 0, err)
 
 
 def fleet_report(fleet: Any, elapsed: float, err: Optional[VideoclfError]) -> dict[str, Any]:
@@ -37,6 +52,8 @@ def fleet_report(fleet: Any, elapsed: float, err: Optional[VideoclfError]) -> di
         "model": getattr(fleet, "model", None),
         "elapsed_s": round(elapsed, 3),
         "restarts": {},
+        "alerts": fleet.central.stats(),
+        **({"mqtt": fleet.central.mqtt.stats()} if fleet.central.mqtt is not None else {}),
         "error": None if err is None else {"kind": type(err).__name__, "message": str(err)},
     }
     path = os.path.join(fleet.cfg.output.dir, "report.json")

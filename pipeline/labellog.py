@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, Iterator, Optional
 
-from pipeline.appendlog import day_of, rotated_files
+from pipeline.appendlog import AppendLog, day_of, rotated_files
 
 
 def log_path(output: Any, stream: str) -> str:
@@ -77,6 +77,18 @@ def logged_after(output: Any, stream: str, seq: Optional[int]) -> int:
             break
         n, prev = n + 1, frame
     return n
+
+
+def csv_header(top_k: int) -> str:
+    ranks = [f"{c}{j + 1}" for j in range(top_k) for c in ("label", "score")]
+    return ",".join(["stream", "frame", "pts", "time", *ranks])
+
+
+def open_log(output: Any, stream: str, top_k: int, truncate: bool = False) -> AppendLog:
+    """A stream's label log, opened for appending (``pipeline/appendlog.py``)."""
+    csv = output.format == "csv"
+    return AppendLog(log_path(output, stream), csv_header(top_k) if csv else None,
+                     day_of_line=csv_day_of_line if csv else day_of_line).open(truncate=truncate)
 
 
 def day_of_line(line: bytes) -> Optional[str]:

@@ -12,11 +12,11 @@ from typing import Any, Callable, Optional
 
 from pipeline.appendlog import AppendLog, DiskFull
 from pipeline.errors import ResourceError
-from pipeline.labellog import csv_day_of_line, day_of_line, write_mark
+from pipeline.labellog import csv_day_of_line, csv_header, day_of_line, write_mark
 from pipeline.messages import EndOfStream, Result
 from pipeline.metrics import Histogram
 from pipeline.stage import STAGES, StageBase
-from stages.retention import Housekeeper
+from pipeline.retention import Housekeeper
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class SinkConfig:
     # per stream, the identity of a file source (path, size, mtime) recorded when its log is
     # complete; None for live sources
     sources: tuple[Optional[dict], ...] = ()
-    retention: Any = None  # output.retention (stages/retention.py applies it)
+    retention: Any = None  # output.retention (pipeline/retention.py applies it)
     min_free: int = 0  # output.min_free, bytes
 
 
@@ -186,8 +186,7 @@ class CsvSink(_LabelLogSink):
     day_of_line = staticmethod(csv_day_of_line)
 
     def header(self) -> Optional[str]:
-        ranks = [f"{c}{j + 1}" for j in range(self.cfg.top_k) for c in ("label", "score")]
-        return ",".join(["stream", "frame", "pts", "time", *ranks])
+        return csv_header(self.cfg.top_k)
 
     def line(self, r: Result) -> str:
         rec = self.record(r)

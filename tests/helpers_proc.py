@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
-def start_cli(*args: str) -> subprocess.Popen[str]:
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The CLI in a subprocess; ``env``: variables added to its environment only."""
     return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=str(ROOT), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
 
 
 def wait_for(cond: Callable[[], T], timeout: float, what: str | Callable[[], str]) -> T:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
+import shutil
+import signal
+import stat
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -11,9 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import FAST_MODEL, make_video, read_jsonl, shm_segments
+from conftest import FAST_MODEL, SHM_TAG, make_video, read_jsonl, run_cli, shm_segments
 from helpers_proc import line_count, start_cli, wait_for
 from live_helpers import free_port, needs_gst, serving
+from pipeline.config import parse_config
+from pipeline.fleet import Fleet, _Shard
+from pipeline.fleet_agent import _expand
+from pipeline.fleet_outputs import CARRIED, CENTRAL, REFUSED, fleet_refusal, template
 from pipeline.placement import Node, assign
 
 ray = pytest.importorskip("ray")
@@ -55,9 +65,17 @@ def _config(tmp_path: Path, streams: list[dict[str, Any]]) -> Path:
 def _no_leftovers() -> None:
     import psutil
 
+    def ours(p: psutil.Process) -> bool:
+        """A stage process of this test session: it inherited the session's segment tag (through
+        the Ray nodes, started here); other sessions on the machine run their own."""
+        try:
+            return (" ".join(p.info["cmdline"] or []).startswith("videoclf: ")
+                    and p.environ().get("VIDEOCLF_SHM_TAG") == SHM_TAG)
+        except psutil.Error:  # gone meanwhile, or not ours to read
+            return False
+
     def gone() -> bool:
-        procs = [p for p in psutil.process_iter(["cmdline"]) if " ".join(p.info["cmdline"] or []).startswith("videoclf: ")]
-        return not procs and not shm_segments()
+        return not any(ours(p) for p in psutil.process_iter(["cmdline"])) and not shm_segments()
 
     wait_for(gone, 5, "no videoclf process or segment 5 s after the end")
 
@@ -217,4 +235,248 @@ def test_a_camera_added_to_the_config_joins_without_pausing_the_others_and_a_rem
     report = json.loads((out / "report.json").read_text())
     assert report["streams"]["c2"]["end"] == "removed"
     assert max(r["time"] for r in read_jsonl(out / "c1.jsonl")) > t_removed + 3  # c1 went on
+    _no_leftovers()
+
+
+# -- outputs and secrets ------------------------------------------------------------------
+needs_mosquitto = pytest.mark.skipif(shutil.which("mosquitto") is None or shutil.which("mosquitto_sub") is None,
+                                     reason="needs Debian's mosquitto and mosquitto-clients (.ci/run installs them)")
+# two classes, so every frame's top-2 holds both: a rule on either with min_score 0 opens an
+# event on a stream's first frame and closes it when the stream ends
+TWO_CLASSES = {**FAST_MODEL, "num_classes": 2, "top_k": 2}
+ALWAYS = {"when": ["class_0", "class_1"], "min_score": 0.0, "for_frames": 1, "cooldown_s": 0}
+
+
+def test_an_output_a_fleet_cannot_honour_is_refused_in_one_line(tmp_path):
+    # given a config with the web view, which reads previews from one host's output.dir
+    cfg = _config(tmp_path, [{"name": "f", "source": str(make_video(tmp_path / "f.mp4"))}])
+    data = yaml.safe_load(cfg.read_text())
+    data["output"]["web"] = ":8080"
+    cfg.write_text(yaml.safe_dump(data))
+    # when it is validated for a fleet, or run on one (nothing listens at that address: the
+    # refusal comes before Ray is asked anything)
+    checks = [run_cli("validate", str(cfg), "--ray", "auto", "--no-sources"),
+              run_cli("run", str(cfg), "--ray", "127.0.0.1:9")]
+    # then each exits 2 with one line naming the key, and writes nothing
+    for res in checks:
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.count("\n") == 1 and res.stderr.startswith("videoclf: error: output.web: "), res.stderr
+        assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+    # while a local validate takes it, and a fleet validate takes the outputs it carries
+    assert run_cli("validate", str(cfg), "--no-sources").returncode == 0
+    del data["output"]["web"]
+    data["output"].update({"video": True, "alerts": [ALWAYS], "metrics": ":9300"})
+    cfg.write_text(yaml.safe_dump(data))
+    res = run_cli("validate", str(cfg), "--ray", "auto", "--no-sources")
+    assert res.returncode == 0, res.stderr
+
+
+def test_every_output_key_is_carried_gathered_or_refused():
+    from pipeline.config import OutputConfig
+
+    # the sets name only real keys and do not overlap
+    assert CARRIED | CENTRAL | set(REFUSED) <= set(OutputConfig.model_fields)
+    assert not (CARRIED & CENTRAL) and not ((CARRIED | CENTRAL) & set(REFUSED))
+    # and a key that is in none of them (an output added later) is refused when set, not dropped
+    out = parse_config({"streams": [{"name": "a", "source": "a.mp4"}], "output": {"video": True}}).output
+    assert fleet_refusal(out) is None
+    line = fleet_refusal(out, known=(CARRIED | CENTRAL) - {"video"})
+    assert line is not None and line.startswith("output.video: not available with --ray")
+
+
+def test_a_shard_config_names_the_variables_and_loads_back_the_same(monkeypatch):
+    # given variables whose values are awkward: one holds '$', one is a substring of another,
+    # one is a single character that occurs in other strings
+    env = {"CAM_PASSWORD": "pa$$:w{rd}", "SHORT": "e", "LONGER": "passage"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    raw = {"streams": [{"name": "cam", "source": "rtsp://admin:${CAM_PASSWORD}@10.0.0.5/${LONGER}"},
+                       {"name": "feed", "source": "/data/${SHORT}/clip.mp4"}],
+           "output": {"alerts": [{**ALWAYS, "webhook": "https://hooks.example/${LONGER}/${SHORT}"}]}}
+    cfg = parse_config(raw)
+    # when the loaded config (values expanded) is written back for a shard
+    text = yaml.safe_dump(template(cfg.model_dump(mode="json"), cfg.env))
+    # then no value of a multi-character variable is in it, and loading it gives the same config
+    assert "pa$$:w{rd}" not in text and "passage" not in text and "${CAM_PASSWORD}" in text
+    assert parse_config(yaml.safe_load(text)) == cfg
+    assert cfg.env == env
+    # and the agent names the shard's label logs as the shard will (a name holding a value)
+    names = [s_["name"] for s_ in yaml.safe_load(text)["streams"]]
+    assert names[1] == "f${SHORT}${SHORT}d" and [_expand(n, env) for n in names] == ["cam", "feed"]
+
+
+def test_lines_are_taken_once_when_a_stop_s_answer_overtakes_a_poll_s():
+    shard = _Shard("n", {"a": 1})
+    # given a poll sent at offset 0 and a stop sent at the same offset, whose answer comes first
+    poll = (0, b"1\n2\n")
+    stop = (0, b"1\n2\n3\n")
+    # then the stop's lines are taken, the poll's add nothing, and the next poll goes on at 6
+    assert Fleet._fresh(shard, "a.jsonl", *stop) == ["1", "2", "3"]
+    assert Fleet._fresh(shard, "a.jsonl", *poll) == []
+    assert shard.read == {"a.jsonl": 6}
+    # and an answer that starts inside what was taken gives only the new lines
+    assert Fleet._fresh(shard, "a.jsonl", 4, b"3\n4\n") == ["4"]
+    assert shard.read == {"a.jsonl": 8}
+
+
+def _files_holding(secret: bytes, roots: list[Path]) -> tuple[list[str], int]:
+    """Regular files under ``roots`` that contain ``secret`` (sockets, fifos and unreadable
+    files skipped), and how many files were read."""
+    hits, seen = [], set()
+    for root in roots:
+        for dirpath, _, names in os.walk(root):
+            for n in names:
+                p = os.path.join(dirpath, n)
+                try:
+                    if p in seen or not stat.S_ISREG(os.lstat(p).st_mode):
+                        continue
+                    seen.add(p)  # the roots may hold each other
+                    with open(p, "rb") as f:
+                        tail = b""
+                        while chunk := f.read(1 << 20):
+                            if secret in tail + chunk:
+                                hits.append(p)
+                                break
+                            tail = chunk[-len(secret):]
+                except OSError:  # gone meanwhile (other runs use the temp dir too) or not ours
+                    continue
+    return hits, len(seen)
+
+
+@needs_gst
+def test_a_fleet_keeps_the_camera_password_off_disk_and_gathers_alert_events_once(cluster, tmp_path):
+    c, workers = cluster(1)
+    password = "pw-" + secrets.token_hex(12)
+    assert "CAM_PASSWORD" not in os.environ  # the Ray nodes inherit this process's environment
+    clip = make_video(tmp_path / "cam.mp4", 320, 180, frames=60, fps=30, gop=30)
+    out, nodes_dir = tmp_path / "out", tmp_path / "nodes"
+    with serving(clip) as start:
+        cam = start(user="admin", password=password)  # Basic auth: the stream works only with the password
+        streams = [{"name": "cam", "source": cam.url("admin", "${CAM_PASSWORD}"), "live": LIVE},
+                   {"name": "f", "source": str(make_video(tmp_path / "f.mp4", 96, 64, frames=90))}]
+        cfg = _config(tmp_path, streams)
+        data = yaml.safe_load(cfg.read_text())
+        data["model"] = TWO_CLASSES
+        data["output"].update({"alerts": [ALWAYS], "video": True})
+        cfg.write_text(yaml.safe_dump(data))
+        # when the fleet runs with the password only in the driver's environment
+        proc = start_cli("run", str(cfg), "--ray", c.address, env={"CAM_PASSWORD": password})
+        try:
+            wait_for(lambda: proc.poll() is not None or (line_count(out / "cam.jsonl") >= 30
+                                                         and line_count(out / "f.jsonl") == 90),
+                     240, "labels from the camera and the whole file")
+            proc.send_signal(signal.SIGTERM)  # stops the fleet: shards drain and close their events
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert {report["streams"][n]["node"] for n in ("cam", "f")} == {w.node_id for w in workers}
+    # then each stream's event opened on its first frame and closed once, in the central log,
+    # named with the node that ran it and the snapshot on that node
+    events = read_jsonl(out / "events.jsonl")
+    for name in ("cam", "f"):
+        mine = [e for e in events if e["stream"] == name]
+        assert [e["event"] for e in mine] == ["open", "close"], mine
+        assert all(e["node"] == report["streams"][name]["node"] for e in mine)
+        snap = Path(mine[0]["snapshot"])
+        assert snap.is_relative_to(nodes_dir) and snap.read_bytes()[:2] == b"\xff\xd8"  # a JPEG, on the node
+    # and the central log is each shard's own events, once each, in order
+    shard_events = {}
+    for path in nodes_dir.glob("*/*/shard*/out/events.jsonl"):
+        shard_events[path.parents[1].name] = read_jsonl(path)
+    assert sorted(shard_events) == sorted({e["shard"] for e in events})
+    for sid, theirs in shard_events.items():
+        ours = [{k: v for k, v in e.items() if k not in ("node", "node_address", "shard")}
+                for e in events if e["shard"] == sid]
+        assert ours == theirs, sid
+    assert report["alerts"] == {"events": 4, "fenced": 0}
+    # and the annotated video stayed on the node, in the shard's output dir
+    videos = report["streams"]["cam"]["video"]["files"]
+    assert videos and all(Path(v).is_relative_to(nodes_dir) and Path(v).stat().st_size > 0 for v in videos)
+    # and no file the run left under the workdir, the temp dir or output.dir holds the password
+    hits, read = _files_holding(password.encode(), [nodes_dir, Path(tempfile.gettempdir()), out])
+    assert not hits and read > 10, hits
+    # and the shard's config keeps the reference; it and its directories are private
+    configs = list(nodes_dir.glob("*/*/shard*/config.yaml"))
+    assert any("${CAM_PASSWORD}" in p.read_text() for p in configs)
+    for p in configs:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+        assert stat.S_IMODE((p.parent / "stderr.log").stat().st_mode) == 0o600
+        for d in (p.parent, p.parent.parent, p.parent.parent.parent):
+            assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    _no_leftovers()
+
+
+def _shard_environ(nodes_dir: Path) -> dict[str, str]:
+    """The environment of the (one) running shard supervisor of the run under ``nodes_dir``."""
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "pipeline.cli" in cmd and any(a.startswith(str(nodes_dir)) and a.endswith("config.yaml") for a in cmd):
+            return p.environ()
+    raise AssertionError(f"no shard supervisor running under {nodes_dir}")
+
+
+@needs_mosquitto
+def test_a_fleet_publishes_events_and_state_to_mqtt_from_the_driver(cluster, tmp_path):
+    from test_mqtt import Broker, messages
+
+    c, workers = cluster(1)
+    password = "mq-" + secrets.token_hex(12)
+    broker = Broker(tmp_path, users={"videoclf": password})
+    out, nodes_dir, sub_out = tmp_path / "out", tmp_path / "nodes", tmp_path / "sub.txt"
+    try:
+        sub = broker.subscribe(sub_out, "videoclf", password)
+        video = make_video(tmp_path / "f.mp4", 96, 64, frames=90)
+        cfg = _config(tmp_path, [{"name": "f", "source": str(video), "loop": True}])
+        data = yaml.safe_load(cfg.read_text())
+        data["model"] = TWO_CLASSES
+        data["output"].update({"alerts": [ALWAYS], "mqtt": f"mqtt://videoclf:${{MQTT_PASSWORD}}@127.0.0.1:{broker.port}"})
+        cfg.write_text(yaml.safe_dump(data))
+        # when a fleet runs with the broker's password only in the driver's environment
+        proc = start_cli("run", str(cfg), "--ray", c.address, env={"MQTT_PASSWORD": password})
+        try:
+            wait_for(lambda: proc.poll() is not None or line_count(out / "f.jsonl") >= 60, 180, "labels from the file")
+            shard_env = _shard_environ(nodes_dir)
+            time.sleep(1.5)  # a state message after the first lines
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        time.sleep(0.5)
+        sub.terminate()
+        sub.wait(timeout=5)
+    finally:
+        broker.kill()
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    got = messages(sub_out)
+    # then the events on <prefix>/<stream>/events are the central events.jsonl's lines, node included
+    events = (out / "events.jsonl").read_text().splitlines()
+    assert [json.loads(e)["event"] for e in events] == ["open", "close"]
+    assert [p for t, p in got if t == "videoclf/f/events"] == events
+    assert json.loads(events[0])["node"] == report["streams"]["f"]["node"]
+    # and the stream's state came from the driver: live on its node with a label, then ended
+    states = [json.loads(p) for t, p in got if t == "videoclf/f/state"]
+    live = [st for st in states if st["status"] == "live"]
+    assert live and live[-1]["node"] == report["streams"]["f"]["node"] and live[-1]["fps"] > 0
+    assert live[-1]["label"] in ("class_0", "class_1")
+    assert states[-1]["status"] == "ended" and states[-1]["frames"] == report["streams"]["f"]["frames"]
+    # and one availability for the run, online then offline; discovery for the stream
+    avail = [p for t, p in got if t == "videoclf/availability"]
+    assert avail[0] == "online" and avail[-1] == "offline"
+    disc = {t: json.loads(p) for t, p in got if t.startswith("homeassistant/sensor/")}
+    assert disc["homeassistant/sensor/videoclf_f_label/config"]["state_topic"] == "videoclf/f/state"
+    assert report["mqtt"]["dropped"] == 0 and report["mqtt"]["published"] >= len(events) + len(states)
+    # and the shards never had the broker or its password: not in their config, files or environment
+    assert "MQTT_PASSWORD" not in shard_env
+    assert shard_env.get("VIDEOCLF_SHM_TAG") == SHM_TAG  # what _no_leftovers tells this session's processes by
+    assert all("mqtt" not in yaml.safe_load(p.read_text())["output"] for p in nodes_dir.glob("*/*/shard*/config.yaml"))
+    hits, read = _files_holding(password.encode(), [nodes_dir, out])
+    assert not hits and read > 5, hits
     _no_leftovers()

@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
 from pipeline.outputs_config import Retention
-from stages.retention import Housekeeper
+from pipeline.retention import Housekeeper
 
 
 def touch(path, size: int, age_s: float) -> None:
