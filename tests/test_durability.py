@@ -244,8 +244,10 @@ def test_a_disk_below_its_floor_pauses_video_first_labels_go_on_and_video_resume
     # and no label line was lost or torn: the looped file's frames are logged one after another
     frames = [r["frame"] for r in lines_of(log)]
     assert frames == list(range(len(frames)))
-    # and the pause and the resumption were each said once, and counted
-    assert err.count("pause; label logs go on") == 1 and err.count("resume") == 1, err
+    # and each pause and resumption was said once, and counted (video may fill the freed space
+    # and pause again before the run stops)
     report = json.loads((small_disk / "report.json").read_text())
-    assert report["outputs"]["disk"]["pauses"] == 1
+    pauses = report["outputs"]["disk"]["pauses"]
+    assert pauses >= 1 and err.count("pause; label logs go on") == pauses, err
+    assert pauses - 1 <= err.count("free again: annotated video and snapshots resume") <= pauses, err
     assert report["streams"]["cam"]["video"]["frames"] < len(frames)

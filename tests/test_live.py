@@ -65,7 +65,7 @@ def log_lines(text: str) -> list[dict[str, Any]]:
 
 
 def all_output(tmp_path: Path, text: str) -> str:
-    files = "".join(p.read_text() for p in (tmp_path / "out").iterdir())
+    files = "".join(p.read_text() for p in (tmp_path / "out").rglob("*") if p.is_file())
     return text + files
 
 

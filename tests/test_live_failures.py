@@ -134,7 +134,7 @@ def finish(proc: subprocess.Popen[str], err: Path, tmp_path: Path, timeout: floa
     text = out + err.read_text()
     assert proc.returncode == returncode, text[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    return report, text + "".join(p.read_text() for p in (tmp_path / "out").iterdir())
+    return report, text + "".join(p.read_text() for p in (tmp_path / "out").rglob("*") if p.is_file())
 
 
 def messages(text: str, *words: str) -> list[str]:

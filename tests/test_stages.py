@@ -33,7 +33,8 @@ def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
                         "output": {"dir": str(tmp_path)}})
     owner = PoolOwner(new_run_id())
     try:
-        plan = RunPlan(cfg, owner.run_id, "sink.jsonl", SinkConfig(str(tmp_path), ("a", "b")), None,
+        # (a run started with --overwrite: its first sink starts the logs afresh)
+        plan = RunPlan(cfg, owner.run_id, "sink.jsonl", SinkConfig(str(tmp_path), ("a", "b"), append=False), None,
                        tuple(("decode.file", DecodeConfig(s.name, s.source, 256, 224, s.roi)) for s in cfg.streams),
                        BatchSpec("classify[cpu]", "classify", cfg.model, "\0in", "\0out", 2), "sink[a,b]", None, 0)
         specs = [plan.sink(), plan.sink((4, -1), frozenset({1})), plan.classifier,
@@ -47,7 +48,7 @@ def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
                 assert back.out.pool.spec == spec.out.pool.spec and back.out.to == spec.out.to
             else:
                 assert back == spec
-        assert specs[1].config.append and not specs[0].config.append  # a restarted sink appends
+        assert specs[1].config.append and not specs[0].config.append  # a restarted sink appends, even then
         assert specs[4].out.pool.spec.name.endswith("b_rgb_g3") and specs[4].seq_start == 17
     finally:
         owner.unlink_all()
