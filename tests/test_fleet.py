@@ -141,6 +141,13 @@ def test_four_files_on_two_nodes_of_two_take_two_each(cluster, tmp_path):
     assert sorted(t["targets"][0] for t in listed) == [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
     for i in range(4):
         assert [r["frame"] for r in read_jsonl(tmp_path / "out" / f"f{i}.jsonl")] == list(range(1500 + 20 * i))
+    # and a second fleet run into the same directory appends after each log's last frame: the
+    # logs are as they were (the files were complete), nothing truncated, no frame twice
+    logs = {i: (tmp_path / "out" / f"f{i}.jsonl").read_bytes() for i in range(4)}
+    again = start_cli("run", str(cfg), "--ray", c.address)
+    _, err = again.communicate(timeout=240)
+    assert again.returncode == 0, err[-3000:]
+    assert {i: (tmp_path / "out" / f"f{i}.jsonl").read_bytes() for i in range(4)} == logs
     _no_leftovers()
 
 
