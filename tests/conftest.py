@@ -130,6 +130,26 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Any:
+    """A factory of real tmpfs mounts of a given size (``tmpfs("64k")``), unmounted after the
+    test; skips where mounting is not allowed (tests run as root in CI)."""
+    mounts: list[Path] = []
+
+    def mount(size: str, name: str = "disk") -> Path:
+        mnt = tmp_path / name
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+        mounts.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounts:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess (the way users run it)."""
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import shutil
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -227,16 +224,8 @@ def test_output_dir_that_is_a_file(tmp_path, write_config):
 
 
 @pytest.fixture
-def tiny_disk(tmp_path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+def tiny_disk(tmpfs):
+    return tmpfs("64k")
 
 
 def test_a_disk_full_until_the_run_ends_stops_cleanly_with_whole_lines(tmp_path, write_config, tiny_disk):
