@@ -153,8 +153,9 @@ class Agent:
         lines past ``read``."""
         s = self.shards[shard]
         if s.proc.poll() is None:
-            s.stopping = True
-            s.proc.send_signal(signal.SIGTERM)
+            if not s.stopping:  # once: a second SIGTERM tells the supervisor to abort its drain
+                s.stopping = True
+                s.proc.send_signal(signal.SIGTERM)
             try:
                 s.proc.wait(grace)
             except subprocess.TimeoutExpired:

@@ -111,6 +111,7 @@ class Supervisor:
         self.run_id = new_run_id()
         self.state = _State(RunStats([s.name for s in cfg.streams]))
         self.t_first: Optional[float] = None  # first frames started: --duration counts from here
+        self.segments_gone = False  # the control segment is unlinked: a late signal must not touch it
 
     # -- lifecycle -----------------------------------------------------------------
     def run(self) -> RunResult:
@@ -147,6 +148,7 @@ class Supervisor:
                 self._monitor()
         finally:
             self.domains.teardown(self._pump)
+            self.segments_gone = True
             owner.unlink_all()
             self.inbox.close()
             if services is not None:
@@ -244,6 +246,8 @@ class Supervisor:
     def _install_signals(self) -> dict[int, Any]:
         def handler(signum: int, _frame: Any) -> None:
             self.state.interrupted += 1
+            if self.segments_gone:  # a signal after teardown: only the report is left to write
+                return
             self.ctrl.drain.set()
             if self.state.interrupted == 1:
                 log.warning("%s: finishing in-flight frames and writing the report (again to abort)",
