@@ -30,7 +30,7 @@ SHM_TAG = os.environ.setdefault("VIDEOCLF_SHM_TAG", os.urandom(3).hex())
 @pytest.fixture
 def owner():
     """A pool owner for tests that make slot pools themselves; everything unlinked after."""
-    from pipeline.shm import PoolOwner, new_run_id
+    from videoclf.ipc.shm import PoolOwner, new_run_id
 
     o = PoolOwner(new_run_id())
     yield o
@@ -152,7 +152,7 @@ def tmpfs(tmp_path: Path) -> Any:
 
 def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess (the way users run it)."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "videoclf.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=str(cwd or ROOT), env={**os.environ, **(env or {})})
 
 

@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 
 import psutil
 
-from pipeline.testing import stage_processes
+from videoclf.devtools.testing import stage_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """The CLI in a subprocess; ``env``: variables added to its environment only."""
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=str(ROOT), text=True,
+    return subprocess.Popen([sys.executable, "-m", "videoclf.cli.main", *args], cwd=str(ROOT), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
 
 

@@ -1,5 +1,5 @@
 """Live-camera test helpers. The real RTSP camera (`videoclf serve` on 127.0.0.1, a free port)
-lives in pipeline/testing.py, so benchmarks use it too; it is re-exported here for the tests,
+lives in pipeline/devtools/testing.py, so benchmarks use it too; it is re-exported here for the tests,
 beside what only tests need: the ``needs_gst`` mark and a host that never answers."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from pipeline.testing import Camera, free_port, gst_rtsp_available, listening, serving
+from videoclf.devtools.testing import Camera, free_port, gst_rtsp_available, listening, serving
 
 __all__ = ["Camera", "SilentHost", "free_port", "gst_rtsp_available", "listening", "needs_gst", "serving"]
 

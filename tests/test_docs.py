@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from conftest import ROOT
 
-from pipeline.config_reference import reference_table
-from stages.backbones import BACKBONES
+from videoclf.config.reference import reference_table
+from videoclf.stages.classify.backbones import BACKBONES
 
 README = (ROOT / "README.md").read_text()
 
 
 def test_config_reference_in_readme_is_current():
-    """Regenerate with `python -m pipeline.config --update-readme` when a config field changes."""
+    """Regenerate with `python -m videoclf.config.schema --update-readme` when a config field changes."""
     missing = [row for row in reference_table().splitlines() if row not in README]
     assert not missing, "README config reference is stale:\n" + "\n".join(missing)
 
@@ -30,8 +30,8 @@ def test_every_field_of_every_config_model_is_documented():
     fields in the reference, with a description."""
     from pydantic import BaseModel
 
-    from pipeline.config import Config
-    from pipeline.config_errors import _submodel
+    from videoclf.config.schema import Config
+    from videoclf.config.errors import _submodel
 
     table = reference_table()
     seen: set[type] = set()

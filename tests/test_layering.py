@@ -1,5 +1,5 @@
 """Layering: ``pipeline/`` is the runtime and imports ``stages/`` only in its composition root
-(pipeline/compose.py); the config reads the backbone table without importing a stage."""
+(pipeline/plan/compose.py); the config reads the backbone table without importing a stage."""
 from __future__ import annotations
 
 import ast
@@ -27,7 +27,7 @@ def test_only_the_composition_root_imports_stages():
 
 
 def test_validating_a_config_imports_no_stage():
-    code = ("import sys; from pipeline.config import parse_config; "
+    code = ("import sys; from videoclf.config.schema import parse_config; "
             "c = parse_config({'streams': [{'name': 'a', 'source': 'a.mp4'}], 'model': {'backbone': 'resnet18'}}); "
             "assert c.model.crop == 224 and c.model.resize_to == 256; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'stages'))")

@@ -27,7 +27,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_carries_the_sample_the_configs_and_the_labels(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("videoclf_samples/bigbuckbunny_360p.mp4", "videoclf_configs/sample.yaml",
-                   "stages/data/imagenet_classes.txt", "pipeline/assets.py"):
+                   "stages/classify/data/imagenet_classes.txt", "pipeline/config/assets.py"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
 

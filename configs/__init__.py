@@ -1,0 +1,1 @@
+"""The shipped configs, installed as package data (videoclf.config.assets finds them)."""

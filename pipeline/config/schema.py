@@ -1,0 +1,408 @@
+"""YAML configuration → validated pydantic models.
+
+Every field has a description (it is the config reference), unknown keys are refused, and
+derived sizes live here as properties so stages never recompute them differently.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from videoclf.config.errors import BoundedLoader, Marks, format_errors, yaml_marks
+from videoclf.config.errors import redact  # noqa: F401 (re-exported: the stages, report and supervisor import it from here)
+from videoclf.core.errors import ConfigError
+from videoclf.config.outputs import AlertRule, MqttConfig, Retention, check_address, parse_size
+
+MAX_CONFIG_BYTES = 1 << 20  # a camera config is a few KB; refuse YAML bombs early
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Roi(_Model):
+    """Region of interest in source pixels; only this zone is classified."""
+
+    x: int = Field(ge=0, description="left edge in pixels")
+    y: int = Field(ge=0, description="top edge in pixels")
+    w: int = Field(gt=0, description="width in pixels")
+    h: int = Field(gt=0, description="height in pixels")
+
+
+class LiveOptions(_Model):
+    """Network behaviour of a live source (rtsp://, http(s)://, /dev/videoN); files ignore it."""
+
+    transport: Literal["auto", "tcp", "udp"] = Field(
+        "auto", description="RTSP transport: auto (TCP, no packet loss; UDP when the server refuses RTP over TCP, "
+                            "as VLC does with 461), tcp or udp")
+    open_timeout_s: float = Field(5.0, gt=0, le=300, description="an attempt to open the source fails after this long")
+    read_timeout_s: float = Field(5.0, gt=0, le=300, description="a network read that waits longer than this fails")
+    watchdog_s: float = Field(10.0, gt=0, le=3600, description="reconnect when no frame arrived for this long")
+    backoff_s: float = Field(0.5, gt=0, le=60, description="first wait before reconnecting; doubles after each failure")
+    backoff_max_s: float = Field(10.0, gt=0, le=3600, description="longest wait between reconnect attempts")
+    max_queue_s: float = Field(
+        0.3, ge=0, le=60, description="a frame waits at most this long for the classifier; older ones are dropped "
+                                      "unclassified (report.json dropped_by.stale), so labels stay fresh when "
+                                      "inference falls behind, and a short stall costs no frames")
+    max_reconnects: Optional[int] = Field(
+        None, ge=0, description="failed attempts in a row before the stream is given up (default: retry forever)")
+
+
+class PlaceConfig(_Model):
+    """Where a stream may run in a fleet (``videoclf run --ray``)."""
+
+    resources: dict[str, float] = Field(default_factory=dict, description="Ray node resources the stream needs, "
+                                        "e.g. {site_a: 1}: only nodes started with them take it")
+    num_gpus: float = Field(0, ge=0, description="GPUs the stream's node must have (a GPU node is placed by num_gpus)")
+
+
+class StreamConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                      description="unique stream name; used for file names and metrics labels")
+    source: str = Field(min_length=1, description="video file path, rtsp://, http(s):// URL or /dev/videoN")
+    roi: Optional[Roi] = Field(None, description="classify only this region {x, y, w, h} of each frame")
+    policy: Optional[Literal["lossless", "drop_oldest"]] = Field(
+        None, description="back-pressure: lossless (files, default) or drop_oldest (live, default)")
+    ring_slots: int = Field(8, ge=2, le=256, description="shared-memory frame slots between decode and classify (at least two full batches)")
+    decode_threads: int = Field(0, ge=0, le=64, description="decode threads (0 = the cores shared out between streams, at least 1 each); a file of closed GOPs is decoded a GOP per thread, others on FFmpeg's frame threads (report.json input.threads_by)")
+    live: LiveOptions = Field(default_factory=LiveOptions,
+                              description="timeouts, watchdog and reconnect back-off of a live source")
+    loop: bool = Field(False, description="files only: start again at the end, forever (soak tests, demos)")
+    start_frame: int = Field(0, ge=0, description="lowest frame number to log: a file skips the frames before it, a "
+                                                  "camera numbers its frames from it; a run goes on after the last "
+                                                  "frame its log holds when that is higher")
+    place: PlaceConfig = Field(default_factory=PlaceConfig, description="fleet placement: node resources it needs")
+
+    @property
+    def is_live(self) -> bool:
+        return bool(re.match(r"^(rtsps?|rtmp|https?|udp|tcp|srt)://", self.source)) or self.source.startswith("/dev/video")
+
+    @property
+    def effective_policy(self) -> str:
+        return self.policy or ("drop_oldest" if self.is_live else "lossless")
+
+
+class ModelConfig(_Model):
+    # not configuration: set by the run plan, the megapixels per frame of the run's file
+    # streams (how much decoding competes with inference for the cores)
+    _file_mpx: float = PrivateAttr(default=0.0)
+    # and, for a run of one file, the CPU seconds one thread spends decoding one of its frames
+    _file_decode_s: float = PrivateAttr(default=0.0)
+
+    backbone: str = Field("efficientnet_lite0", description="backbone name; `videoclf models` lists them")
+    weights: str = Field("imagenet", description="'imagenet', 'none' (random init, speed tests) or a state_dict path")
+    num_classes: Optional[int] = Field(None, gt=0, description="classes of a fine-tuned checkpoint (default 1000)")
+    labels: Optional[str] = Field(None, description="labels file, one label per line, for a fine-tuned checkpoint")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        "auto", description="auto: bf16 on CPUs with AVX-512 BF16/AMX, fp16 on CUDA, else fp32; "
+                            "int8 (openvino, onnxruntime): quantised on `calibration` frames with the ops that "
+                            "cost agreement kept in float (`int8_min_agreement`)")
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
+        "auto", description="inference engine; auto picks the fastest installed one for the device and "
+                            "says in the report when it fell back")
+    compile: bool = Field(False, description="torch backend: wrap the model in torch.compile (slow first batch)")
+    calibration: Union[str, tuple[str, ...], None] = Field(
+        None, description="video, or list of videos, whose frames calibrate int8; use footage like what will be "
+                          "classified (default: the run's file streams, else the shipped sample)")
+    calibration_frames: int = Field(300, ge=8, le=1800, description="int8: frames to calibrate on, spread over the "
+                                                                    "first minute of the `calibration` clips; the "
+                                                                    "one-time quantisation takes ~1-2 s per frame")
+    int8_min_agreement: float = Field(
+        0.95, gt=0, le=1, description="int8: ops go back to float until the top-1 agrees with fp32 on at least this "
+                                      "share of the calibration frames (one-time, cached; unseen frames agree less, "
+                                      "see README)")
+    cache_dir: Optional[str] = Field(None, description="where exported/quantised models are cached "
+                                                       "(default: $VIDEOCLF_CACHE or ~/.cache/videoclf)")
+    max_batch: Union[Literal["auto"], Annotated[int, Field(ge=1, le=256)]] = Field(
+        "auto", description="largest batch the classifier forms across streams; auto: the batch size and engine "
+                            "streams measured fastest for this model on this CPU (measured once, cached with the export)")
+    max_wait_ms: float = Field(10.0, ge=0, le=10_000, description="longest wait to fill a batch")
+    top_k: int = Field(3, ge=1, le=20, description="labels written per frame")
+    resize: Optional[int] = Field(None, gt=0, description="shorter-side resize before the center crop (default: backbone's)")
+    input_size: Optional[int] = Field(None, ge=16, description="center-crop size fed to the model (default: backbone's)")
+    threads: int = Field(0, ge=0, le=256, description="inference threads (0 = all cores; beside files of a megapixel "
+                                                      "or more a frame, an OpenVINO engine measured fastest on one "
+                                                      "stream leaves the decoders a core, and one measured fastest on "
+                                                      "several does when the file's decode cost predicts more FPS)")
+    engine_streams: Union[Literal["auto"], Annotated[int, Field(ge=1, le=64)]] = Field(
+        "auto", description="OpenVINO streams (requests run in parallel, the threads shared out between them); auto: "
+                            "measured with the batch size for one video stream, one per thread for several (their "
+                            "decoders share the cores, and a stream's threads wait for each other when one is "
+                            "preempted)")
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        from videoclf.config.backbones import BACKBONES
+
+        BACKBONES.get(v)  # raises ConfigError (a ValueError) with a suggestion and the valid names
+        return v
+
+    @property
+    def spec(self):
+        from videoclf.config.backbones import BACKBONES
+
+        return BACKBONES.get(self.backbone)
+
+    @property
+    def batch_bound(self) -> int:
+        """The largest batch the classifier may form (auto measures up to 8)."""
+        return 8 if self.max_batch == "auto" else int(self.max_batch)
+
+    @property
+    def crop(self) -> int:
+        return self.input_size or self.spec.input_size
+
+    @property
+    def resize_to(self) -> int:
+        return self.resize or max(self.crop, round(self.crop * self.spec.resize_size / self.spec.input_size))
+
+
+class OutputConfig(_Model):
+    dir: str = Field("out", description="directory for label logs and report.json")
+    format: Literal["jsonl", "csv"] = Field("jsonl", description="label log format")
+    # watched outputs; the models live in pipeline/config/outputs.py
+    video: bool = Field(False, description="write an annotated H.264 MP4 per stream (top-k, stream, time, FPS drawn)")
+    segment_seconds: Optional[float] = Field(
+        None, gt=0, description="rotate annotated videos after this many seconds of video; default: one file per "
+                                "file source, 300 s segments for live sources; when set it applies to every stream")
+    alerts: list[AlertRule] = Field(default_factory=list, description="alert rules → <dir>/events.jsonl (+ webhook)")
+    web: Optional[str] = Field(None, description="serve the live web view on PORT, :PORT or HOST:PORT (loopback default)")
+    metrics: Optional[str] = Field(None, description="serve Prometheus /metrics on PORT, :PORT or HOST:PORT (loopback default)")
+    retention: Retention = Field(default_factory=Retention, description="how long label logs, events, video and "
+                                 "snapshots are kept (age and size per kind); default: kept forever")
+    min_free: int = Field(200_000_000, ge=0, description="free-space floor of output.dir (200MB, 2GiB or bytes): "
+                          "below it annotated video and snapshots pause (label logs go on, and pause only when "
+                          "the disk is full, losing no line); they resume when space is back")
+    mqtt: Optional[MqttConfig] = Field(None, description="publish alert events, stream state and availability to an MQTT "
+                                                         "broker: mqtt://[user[:password]@]host[:port], or a mapping with url "
+                                                         "and the options below")
+    timezone: Optional[str] = Field(None, description="IANA time zone (e.g. Europe/Paris) of the local date and time "
+                                                      "drawn on live streams' annotated video (default: the system's "
+                                                      "local zone)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            # ValueError: not a zone key at all (../x, an absolute path); OSError: a folder (Europe)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                raise ValueError("unknown time zone: use an IANA name such as Europe/Paris or UTC") from None
+        return v
+
+    @field_validator("mqtt", mode="before")
+    @classmethod
+    def _mqtt_url(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
+
+    @field_validator("web", "metrics")
+    @classmethod
+    def _address(cls, v: Optional[str], info: Any) -> Optional[str]:
+        return check_address(v)
+
+    _min_free = field_validator("min_free", mode="before")(parse_size)
+
+
+class SupervisionConfig(_Model):
+    """What the supervisor does when a stage process dies."""
+
+    restart: Optional[bool] = Field(None, description="rebuild a crashed stage's fault domain (its stream's decoder, the "
+                                    "classifier or the sink) while the rest runs on (default: on when any stream is live)")
+    max_restarts_per_min: int = Field(5, ge=0, le=100, description="restarts allowed per fault domain in any 60 s; past "
+                                      "it a decoder's stream is given up (the run exits 1 at the end), a classifier "
+                                      "or sink fails the run")
+
+
+class ClusterConfig(_Model):
+    """A fleet on Ray (``videoclf run CONFIG --ray ADDRESS``)."""
+
+    streams_per_node: int = Field(4, ge=1, le=1000, description="streams a node takes when it was not started with a "
+                                  "videoclf_streams resource")
+    workdir: str = Field("/tmp/videoclf-fleet", description="where each node keeps its shards' configs, logs and "
+                         "node-local outputs (annotated video, snapshots); private: 0700 directories, 0600 files")
+    poll_s: float = Field(0.25, gt=0, le=10, description="how often the driver collects label lines from the nodes")
+    start_timeout_s: float = Field(60.0, gt=0, le=3600, description="a shard's supervisor must be started on its node "
+                                   "within this long (a node's first also starts its agent); past it the shard's "
+                                   "streams end in error and the run exits 1 once the others end")
+
+
+class Config(_Model):
+    # not configuration: the ${VAR}s the file named, with the values they were loaded with.
+    # Whatever re-reads the config elsewhere (a fleet's shards) gets the file's references
+    # and these values in its environment, never the expanded text on disk.
+    _env: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    streams: list[StreamConfig] = Field(min_length=1, description="video sources to classify")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="backbone and inference settings")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="where and how results are written")
+    target_fps: float = Field(30.0, gt=0, description="sustained FPS each stream should reach")
+    max_frames: Optional[int] = Field(None, gt=0, description="stop each stream after this many frames")
+    duration: Optional[float] = Field(None, gt=0, description="stop the run after this many seconds")
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig, description="crash handling")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="fleet on Ray: placement and collection")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment variables the config named as ``${VAR}`` and their values."""
+        return dict(self._env)
+
+    @property
+    def restart_enabled(self) -> bool:
+        r = self.supervision.restart
+        return any(s.is_live for s in self.streams) if r is None else r
+
+    @model_validator(mode="after")
+    def _calibrate_on_the_streams(self) -> "Config":
+        """int8 with no ``model.calibration`` calibrates on the file streams it will classify
+        (live sources cannot be replayed: with none but those, the shipped sample)."""
+        m = self.model
+        if m.precision == "int8" and m.calibration is None:
+            files = tuple(dict.fromkeys(s.source for s in self.streams if not s.is_live))
+            if files:
+                object.__setattr__(self, "model", m.model_copy(update={"calibration": files}))
+        return self
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        seen: set[str] = set()
+        for i, s in enumerate(self.streams):
+            if s.name in seen:
+                raise ValueError(f"streams.{i}.name: duplicate stream name {s.name!r}")
+            seen.add(s.name)
+        return self
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, path: str, origin: str, used: dict[str, str]) -> Any:
+    """``${VAR}`` → its value; ``used`` collects the variables met, with their values."""
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in os.environ:
+                raise ConfigError(f"{origin}: {path}: environment variable {m.group(1)} is not set")
+            used[m.group(1)] = os.environ[m.group(1)]
+            return os.environ[m.group(1)]
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), origin, used) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{path}.{i}", origin, used) for i, v in enumerate(value)]
+    return value
+
+
+_GLOB = re.compile(r"[*?[]")
+
+
+def _expand_globs(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    """A stream whose source is a file pattern (``/data/archive/*.mp4``) becomes one stream per
+    matching file, named ``<name>-<file stem>``: a folder of recordings is classified as a set."""
+    streams = data.get("streams")
+    if not isinstance(streams, list):
+        return data
+    out: list[Any] = []
+    for i, s in enumerate(streams):
+        src = s.get("source") if isinstance(s, dict) else None
+        if not isinstance(src, str) or "://" in src or not _GLOB.search(src):
+            out.append(s)
+            continue
+        files = sorted(f for f in glob.glob(os.path.expanduser(src)) if os.path.isfile(f))
+        if not files:
+            raise ConfigError(f"{origin}: streams.{i}.source: no file matches {src!r}")
+        for f in files:
+            stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(f).stem)
+            out.append({**s, "source": f, "name": f"{s.get('name', 'file')}-{stem}"[:64]})
+    return {**data, "streams": out}
+
+
+def parse_config(data: Any, origin: str = "<config>", marks: Optional[Marks] = None,
+                 env: Optional[dict[str, str]] = None) -> Config:
+    """Validate ``data``; every mistake is reported at once, one line each (with its line and
+    column in the file when ``marks`` are given). ``env``: variables an earlier load of the
+    same settings expanded (``data`` re-dumped from a Config holds their values)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping with a 'streams' key")
+    used: dict[str, str] = dict(env or {})
+    data = _expand_globs(_expand_env(data, "", origin, used), origin)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("\n".join(format_errors(err, Config, origin, marks, data))) from None
+    cfg._env = used
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; a name that is no file but a shipped config
+    (``sample``) is that config."""
+    p = Path(path)
+    if not p.exists():
+        from videoclf.config.assets import shipped_config
+
+        p = shipped_config(str(path)) or p
+    try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: config is {size} bytes; the limit is {MAX_CONFIG_BYTES}")
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc})") from None
+    try:
+        data = yaml.load(text, Loader=BoundedLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}:{where}: invalid YAML: {problem}") from None
+    return parse_config(_resolve_relative(data, p.parent), str(p), yaml_marks(text))
+
+
+def _resolve_relative(data: Any, base: Path) -> Any:
+    """Relative paths are taken from the working directory, like any CLI; when that does not
+    exist but the path does exist beside the config file, use that one."""
+    if not isinstance(data, dict):
+        return data
+
+    def fix(path: Any) -> Any:
+        if not isinstance(path, str) or "://" in path or os.path.isabs(path) or os.path.exists(path):
+            return path
+        alt = base / path
+        if alt.exists():
+            return str(alt)
+        from videoclf.config.assets import shipped_sample  # samples/… outside a checkout: the installed copy
+
+        shipped = shipped_sample(path)
+        return str(shipped) if shipped else path
+
+    for s in data.get("streams") or []:
+        if isinstance(s, dict) and "source" in s:
+            s["source"] = fix(s["source"])
+    model = data.get("model")
+    if isinstance(model, dict):
+        for key in ("weights", "labels", "calibration"):
+            if key in model and isinstance(model[key], list):
+                model[key] = [fix(p) for p in model[key]]
+            elif key in model and model[key] not in ("imagenet", "none"):
+                model[key] = fix(model[key])
+    return data
+
+
+if __name__ == "__main__":  # the command README documents; the generator lives in config_reference
+    import sys
+
+    from videoclf.config.reference import main
+
+    main(sys.argv[1:])

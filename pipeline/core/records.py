@@ -1,0 +1,81 @@
+"""Small records that travel through queues; pixels stay in shared memory."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Optional
+
+
+class Decoded(NamedTuple):
+    """What a source yields per frame. A plain (array, pts) tuple is accepted too."""
+
+    array: Any  # model-ready crop×crop RGB uint8
+    pts: Optional[float]
+    display: Any = None  # whole frame (I420) for the display path, when one is configured
+    t_decoded: Optional[float] = None  # time.monotonic() when decoded, if not "now" (threaded sources)
+    decode_ms: Optional[float] = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """A frame waiting in a pool slot."""
+
+    stream: int  # index into the config's stream list
+    seq: int  # 0-based index of the decoded frame in its stream
+    slot: int
+    pts: Optional[float]  # presentation time in seconds (None if the container gives none)
+    time: float  # wall-clock epoch seconds when the frame was decoded
+    t_decoded: float  # time.monotonic() at decode; system-wide, so comparable across processes
+    decode_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A classified frame on its way to the sinks."""
+
+    frame: FrameRecord
+    top: tuple[tuple[str, float], ...]
+    infer_ms: float
+    batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    stream: int
+    frames: int
+    reason: str = "end"  # end | limit | stopped | error
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Child → supervisor status: ready, stats, error, done."""
+
+    kind: str
+    stage: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message on every connection: who is talking. ``role`` is source (a decoder to
+    the classifier), display (a decoder to the sink), classify (the classifier to the sink) or
+    supervisor (ends a given-up stream for it); ``pool`` names the producer's slot pool."""
+
+    role: str
+    stream: int = -1
+    pool: Any = None  # videoclf.ipc.shm.PoolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The sink to a classifier that connects: per stream, the last frame number its logs hold
+    (-1: none) and the streams it has ended; the classifier replays what comes after."""
+
+    last: tuple[int, ...]
+    ended: frozenset = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A stream's end reached the label log (sink → classifier → decoder): its producer may exit."""
+
+    stream: int

@@ -1,0 +1,226 @@
+"""Run report (report.json + terminal table) and the live progress line."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, Optional
+
+from videoclf.config.schema import Config, redact
+from videoclf.core.errors import VideoclfError
+from videoclf.core.stats import Histogram, RunStats
+
+# live sources jitter around their nominal rate; within 3 % of the target counts as meeting it
+TARGET_TOLERANCE = 0.97
+
+
+def _hist(data: Optional[dict]) -> Histogram:
+    h = Histogram()
+    if data:
+        h.merge(data)
+    return h
+
+
+def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[VideoclfError],
+                 error_stage: str, interrupted: bool = False) -> dict[str, Any]:
+    sink, classify = stats.sink, stats.classifier
+    model = dict(classify.get("model") or {"backbone": cfg.model.backbone, "weights": cfg.model.weights,
+                                           "device": cfg.model.device})
+    streams: dict[str, Any] = {}
+    for i, s in enumerate(cfg.streams):
+        tally, dec = stats.tally(s.name), stats.decoder(i)
+        frames = tally.get("frames", 0)
+        span = tally.get("span_s")
+        fps = round((frames - 1) / span, 2) if span else 0.0
+        e2e = _hist(tally.get("e2e_ms"))
+        streams[s.name] = {
+            "source": redact(s.source),
+            "frames": frames,
+            "decoded": dec.get("items", 0),
+            "dropped": stats.dropped(i),
+            "dropped_by": stats.dropped_by(i),
+            "sustained_fps": fps,
+            "meets_target": fps >= cfg.target_fps * TARGET_TOLERANCE,
+            "latency_ms": e2e.summary(),
+            "latency_histogram_ms": e2e.buckets(),
+            "decode_ms": _hist(tally.get("decode_ms")).summary(),
+            "infer_ms": _hist(tally.get("infer_ms")).summary(),
+            "decode_errors": dec.get("decode_errors", 0),
+            "end": tally.get("end"),
+            "input": dec.get("source"),
+        }
+        if s.is_live:  # reconnect bookkeeping of videoclf.stages.decode.live
+            if dec.get("transport"):
+                streams[s.name]["transport"] = dec["transport"]
+            streams[s.name].update({k: dec.get(k, 0) for k in ("input_fps", "reconnects", "disconnects", "downtime_s",
+                                                               "connect_attempts", "auth_failures")})
+            streams[s.name]["connected"] = dec.get("connected", False)
+            streams[s.name]["gave_up"] = dec.get("gave_up", False)
+            if dec.get("last_error"):
+                streams[s.name]["last_error"] = redact(dec["last_error"])
+        if dec.get("decode_errors"):
+            streams[s.name]["damage"] = dec.get("last_error")
+        video = (sink.get("video") or {}).get(s.name)
+        if video:  # annotated video files of this stream and the frames they hold
+            streams[s.name]["video"] = video
+    stages = {t: {**{k: d.get(k) for k in ("items", "busy_s", "wall_s", "busy_fraction", "peak_rss_mb")},
+                  **({"batches": d["batches"]} if "batches" in d else {})} for t, d in stats.stages().items()}
+    bottleneck = max(stages, key=lambda t: stages[t]["busy_fraction"] or 0.0) if stages else None
+    return {
+        "streams": streams,
+        "target_fps": cfg.target_fps,
+        "model": model,
+        "random_weights": cfg.model.weights == "none",
+        "elapsed_s": round(elapsed, 3),
+        "started_at": round(time.time() - elapsed, 3),
+        "stages": stages,
+        "outputs": {k: sink[k] for k in ("labels", "retention", "disk") if sink.get(k) is not None},
+        "bottleneck": bottleneck,
+        "alerts": sink.get("alerts"),
+        "interrupted": interrupted,
+        "error": None if error is None else {"stage": error_stage, "kind": type(error).__name__,
+                                             "message": redact(str(error))},
+    }
+
+
+def write_report(report: dict[str, Any], out_dir: str) -> str:
+    """``report.json`` is the latest run's; every run's report is also kept, never replaced,
+    as ``reports/<local start time>.json``."""
+    path = os.path.join(out_dir, "report.json")
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+        _keep_copy(tmp, os.path.join(out_dir, "reports"), report.get("started_at"))
+    except OSError:
+        if os.path.exists(tmp):  # a half-written temporary file helps nobody (and fills the disk)
+            os.unlink(tmp)
+        raise
+    os.replace(tmp, path)  # a reader never sees half a report
+    return path
+
+
+def _keep_copy(src: str, folder: str, started: Optional[float]) -> None:
+    os.makedirs(folder, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(started or time.time()))
+    for n in range(1000):
+        dest = os.path.join(folder, f"{stamp}{f'-{n}' if n else ''}.json")
+        try:
+            os.link(src, dest)  # never onto an existing file
+            return
+        except FileExistsError:
+            continue
+
+
+def print_summary(report: dict[str, Any], file: Any = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(file=file or sys.stdout, highlight=False)
+    m = report["model"]
+    title = escape(f"videoclf: {m.get('backbone')} on {m.get('device')} · weights {m.get('weights')}")
+    table = Table(title=title, title_justify="left")
+    for col in ("stream", "frames", "dropped", "FPS", f"≥{report['target_fps']:g}", "p50 ms", "p95 ms", "p99 ms", "errors"):
+        table.add_column(col, justify="left" if col == "stream" else "right")
+    for name, s in report["streams"].items():
+        lat = s["latency_ms"]
+        table.add_row(escape(name), str(s["frames"]), str(s["dropped"]), f"{s['sustained_fps']:.1f}",
+                      "yes" if s["meets_target"] else "NO", *(f"{lat[k]:.0f}" if lat[k] is not None else "-"
+                                                            for k in ("p50", "p95", "p99")),
+                      str(s["decode_errors"]))
+    if report["streams"]:
+        console.print(table)
+    for name, why in (report.get("skipped") or {}).items():
+        console.print(f"{escape(name)}: not classified again: {escape(why)} (--overwrite to classify it again)",
+                      soft_wrap=True)
+    if report.get("bottleneck"):
+        st = report["stages"][report["bottleneck"]]
+        console.print(f"bottleneck: {escape(report['bottleneck'])} (busy {100 * (st['busy_fraction'] or 0):.0f} %)")
+    if report["random_weights"] and report["streams"]:
+        console.print("[yellow]weights: none — random init, labels are meaningless (speed test)[/yellow]")
+
+
+def _live_status(stats: RunStats, index: int) -> str:
+    dec = stats.decoder(index)
+    if not dec or "reconnects" not in dec:
+        return ""
+    state = "" if dec.get("connected") else ", DOWN"
+    return (f" ({dec.get('input_fps', 0):.1f} fps in, {stats.dropped(index)} dropped, "
+            f"{dec['reconnects']} reconnects{state})")
+
+
+class Progress:
+    """On a terminal: file runs show a bar per stream (frames done/total, FPS, elapsed, ETA);
+    runs with a live camera show a table, one row per stream (state, FPS in/out, drops,
+    reconnects, last label). Elsewhere one plain line every 10 s; ``-q`` silences both."""
+
+    def __init__(self, cfg: Config, enabled: bool = True, max_frames: Optional[int] = None) -> None:
+        self.cfg = cfg
+        self.names = [s.name for s in cfg.streams]
+        self.max_frames = max_frames or cfg.max_frames
+        self.loops = {s.name: s.loop for s in cfg.streams}
+        self.live_run = any(s.is_live for s in cfg.streams)
+        self.enabled = enabled and sys.stderr.isatty()
+        self.t0 = time.monotonic()
+        self._last_plain = time.monotonic()
+        self._live: Any = None
+        self._table: Any = None
+        if self.enabled and self.live_run:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._table = Live(self._render(RunStats(self.names)), console=Console(stderr=True), refresh_per_second=2, transient=True)
+            self._table.start()
+        elif self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._live = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[fps]} fps"), TimeElapsedColumn(),
+                                      TextColumn("ETA"), TimeRemainingColumn(), transient=True)
+            self._tasks = {n: self._live.add_task(n, total=None, fps="-") for n in self.names}
+            self._live.start()
+
+    def _render(self, stats: RunStats) -> Any:
+        from rich.markup import escape
+        from rich.table import Table
+
+        from videoclf.observe.web import stream_rows
+
+        table = Table(title=f"videoclf · {time.monotonic() - self.t0:.0f} s", title_justify="left")
+        for col in ("stream", "state", "fps in", "fps out", "frames", "dropped", "reconnects", "label"):
+            # numbers and headers never wrap; a long label is cut on a narrow terminal
+            table.add_column(col, justify="left" if col in ("stream", "state", "label") else "right", no_wrap=True,
+                             min_width=len(col), overflow="ellipsis")
+        for r in stream_rows(self.cfg, stats, pictures=False):
+            top = r["top"]
+            table.add_row(escape(r["name"]), escape(r["status"]), f"{r['input_fps']:.1f}", f"{r['fps']:.1f}",
+                          str(r["frames"]), str(r["dropped"]), str(r["reconnects"]),
+                          escape(f"{top[0][0]} {top[0][1]:.2f}") if top else "")
+        return table
+
+    def update(self, stats: RunStats) -> None:
+        sink = stats.sink.get("streams") or {}
+        now = time.monotonic()
+        if self._table is not None:
+            self._table.update(self._render(stats))
+        elif self._live is not None:
+            for i, n in enumerate(self.names):
+                t = sink.get(n, {})
+                frames = t.get("frames", 0)
+                fps = f"{(frames - 1) / t['span_s']:.1f}" if t.get("span_s") else "-"
+                src = stats.decoder(i).get("source") or {}
+                known = [x for x in (None if self.loops[n] else src.get("frames"), self.max_frames) if x]
+                self._live.update(self._tasks[n], completed=frames, fps=fps, total=min(known) if known else None)
+        elif now - self._last_plain >= 10 and sink:
+            self._last_plain = now
+            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames{_live_status(stats, i)}"
+                     for i, n in enumerate(self.names)]
+            print(f"[{now - self.t0:6.0f}s] " + ", ".join(parts), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._table is not None:
+            self._table.stop()
+

@@ -1,0 +1,249 @@
+"""The composition root: the one module of ``pipeline/`` that imports ``stages/``.
+
+The rest of ``pipeline/`` is the runtime (shared memory, stage loops, supervision, reports,
+servers) and knows stages only by kind name (``videoclf.core.contract.STAGE_MODULES``, imported in
+the child that runs them). This module computes a run's plan from a config, once (each
+file probed once): the decoder configs, display geometry, the outputs sink, the classifier's
+spec and the shared memory needed; the plan builds any process's spec, with its pools, when
+the supervisor starts or rebuilds that process's fault domain. It also gives the runtime the
+few stage functions it needs in its own process (probing a source, building an
+engine, preparing an uploaded image, tuning, benchmarking helpers).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+from videoclf.plan.budget import SPARE_CORE_MPX, decode_threads, usable_cores
+from videoclf.config.schema import Config, ModelConfig, StreamConfig
+from videoclf.ipc.display import DisplayGeom, DisplayPort, slots_needed
+from videoclf.ipc.shm import PoolOwner
+from videoclf.core.contract import BatchSpec, Policy, Port, SinkSpec, SourceSpec
+from videoclf.ipc.transport import address
+from videoclf.stages.decode.file import DecodeConfig, decode_cost, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
+from videoclf.stages.decode.live import live_config
+from videoclf.stages.outputs.labels import SinkConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run's processes need, computed once (each file probed once): the
+    supervisor checks it before starting, materialises it, and rebuilds any one domain from
+    it (a decoder with a fresh pool, the classifier, the sink) while the others run on."""
+
+    cfg: Config
+    run_id: str
+    sink_kind: str  # the sink's STAGES name
+    sink_cfg: Any
+    geoms: Optional[tuple[DisplayGeom, ...]]  # per stream, when an output needs pixels
+    decoders: tuple[tuple[str, Any], ...]  # per stream: (STAGES name, picklable decode config)
+    classifier: BatchSpec
+    sink_title: str
+    max_frames: Optional[int]
+    shm_bytes: int  # what the pools take in /dev/shm (checked before anything is created)
+    first_seq: tuple[int, ...] = ()  # per stream: its first frame number in this run (pipeline/plan/resume.py)
+
+    def first(self, i: int) -> int:
+        return self.first_seq[i] if self.first_seq else self.cfg.streams[i].start_frame
+
+    @property
+    def sink_address(self) -> str:
+        return self.classifier.to
+
+    def source(self, owner: PoolOwner, i: int, gen: int, seq_start: int) -> SourceSpec:
+        """Decoder ``i``'s spec; generation ``gen`` > 0 (a restart) gets pools of its own."""
+        s, cfg = self.cfg.streams[i], self.cfg
+        tag = f"_g{gen}" if gen else ""
+        pool = owner.create(f"{s.name}_rgb{tag}", _frame_slots(cfg, s.ring_slots), (cfg.model.crop,) * 2 + (3,), "uint8")
+        display = None
+        if self.geoms:
+            g = self.geoms[i]
+            n = slots_needed(s.ring_slots, _model_slots(cfg), cfg.model.batch_bound, g.every_frame)
+            display = DisplayPort(Port(owner.create(f"{s.name}_yuv{tag}", n, g.shape, "uint8"), self.sink_address), g)
+        kind, dec = self.decoders[i]
+        return SourceSpec(f"decode[{s.name}]", kind, dec, i, Port(pool, self.classifier.inbox),
+                          Policy(s.effective_policy), seq_start, self.max_frames, display, seq_base=self.first(i))
+
+    def sink(self, last_seq: tuple[int, ...] = (), ended: frozenset = frozenset()) -> SinkSpec:
+        """The sink's spec; after a crash it appends to the logs and drops what they hold."""
+        cfg = self.sink_cfg
+        if last_seq:
+            cfg = replace(cfg, append=True) if not hasattr(cfg, "label") else \
+                replace(cfg, label=replace(cfg.label, append=True))
+        display = {i: g for i, g in enumerate(self.geoms)} if self.geoms else None
+        return SinkSpec(self.sink_title, self.sink_kind, cfg, self.sink_address, len(self.cfg.streams),
+                        last_seq, ended, display)
+
+
+def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, first_seq: tuple[int, ...] = (),
+              overwrite: bool = False) -> RunPlan:
+    infos = {i: probe(s.source) for i, s in enumerate(cfg.streams) if not s.is_live}  # the one probe per file
+    m = cfg.model
+    names = tuple(s.name for s in cfg.streams)
+    sink_cfg: Any = SinkConfig(cfg.output.dir, names, m.top_k, random_weights=m.weights == "none",
+                               append=not overwrite, sources=_file_identities(cfg),
+                               retention=cfg.output.retention, min_free=cfg.output.min_free)
+    geoms = tuple(display_geom(s, cfg.output.video, infos.get(i)) for i, s in enumerate(cfg.streams)) \
+        if wants_display(cfg) else None
+    if geoms:
+        sink_kind, sink_cfg = outputs_sink(cfg, sink_kind, sink_cfg, list(geoms))
+    decoders = []
+    for i, s in enumerate(cfg.streams):
+        # FFmpeg's own default (cores + 1 threads per stream) oversubscribes many-stream runs
+        s = s.model_copy(update={"decode_threads": s.decode_threads or decode_threads(len(cfg.streams))})
+        geom = geoms[i] if geoms else None
+        if s.is_live:
+            decoders.append(("decode.live", live_config(s, m.resize_to, m.crop, geom)))
+        else:
+            decoders.append(("decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, s.decode_threads,
+                                                         s.loop, geom, auto_threads=not cfg.streams[i].decode_threads)))
+    if m.engine_streams == "auto" and len(cfg.streams) > 1:
+        m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
+    m = m.model_copy()
+    m._file_mpx = sum(i["width"] * i["height"] for i in infos.values() if i.get("width") and i.get("height")) / 1e6
+    if len(cfg.streams) == 1 and infos and m.threads == 0 and m._file_mpx >= SPARE_CORE_MPX:
+        # how the engine shares the cores with this file's decoder depends on what a frame
+        # costs each (videoclf.plan.budget.split_or_share): a look at its first frames, ~0.07 s for 1080p
+        s = cfg.streams[0]
+        m._file_decode_s = decode_cost(s.source, m.resize_to, m.crop, s.roi, name=s.name)
+    classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),
+                           address(run_id, "sink"), len(names), cfg.model.batch_bound, m.max_wait_ms / 1000,
+                           {i: s.live.max_queue_s for i, s in enumerate(cfg.streams)
+                            if s.effective_policy == "drop_oldest"})
+    rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * m.crop * m.crop * 3
+    shm = rings + _display_bytes(cfg, geoms)
+    title = f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]"
+    return RunPlan(cfg, run_id, sink_kind, sink_cfg, geoms, tuple(decoders), classifier, title,
+                   max_frames or cfg.max_frames, shm, first_seq)
+
+
+def _file_identities(cfg: Config) -> tuple[Optional[dict], ...]:
+    """Per stream, what a complete log records of its file (None: live or looping sources)."""
+    from videoclf.stages.outputs.labellog import source_identity
+
+    out: list[Optional[dict]] = []
+    for s in cfg.streams:
+        try:
+            out.append(None if s.is_live or s.loop else source_identity(s.source))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _model_slots(cfg: Config) -> int:
+    # a full batch in each of two infer requests plus one being written: the classifier keeps
+    # several batches in flight, and a slot is released when its batch completes
+    return 2 * cfg.model.batch_bound + 2
+
+
+def _frame_slots(cfg: Config, ring_slots: int) -> int:
+    # decode writes the model input (RGB uint8, cropped) straight into the classifier's pool
+    return max(ring_slots, _model_slots(cfg))
+
+
+# -- watched outputs: display pools and the outputs sink --------------------------------
+LIVE_SEGMENT_S = 300.0  # default rotation of live streams' annotated video
+LIVE_SIZE = (1280, 720)  # display size of a live stream (not probed before start): other aspects are letterboxed
+PREVIEW_SHORT = 360  # previews (web view, snapshots without video) at most this tall
+
+
+def wants_display(cfg: Config) -> bool:
+    o = cfg.output
+    return o.video or bool(o.alerts) or o.web is not None
+
+
+def _even(v: float) -> int:
+    return max(int(v) // 2 * 2, 2)
+
+
+def display_geom(s: StreamConfig, video: bool, info: Optional[dict[str, Any]]) -> DisplayGeom:
+    """Full source size (even) for the annotated video; a small preview otherwise."""
+    w, h, fps = LIVE_SIZE[0], LIVE_SIZE[1], 30.0
+    if info is not None:
+        w, h, fps = info["width"], info["height"], info["fps"] or 30.0
+    if not video and h > PREVIEW_SHORT:
+        w, h = w * PREVIEW_SHORT / h, PREVIEW_SHORT
+    return DisplayGeom(_even(w), _even(h), float(fps), every_frame=video)
+
+
+def _display_bytes(cfg: Config, geoms: Optional[tuple[DisplayGeom, ...]]) -> int:
+    """/dev/shm the display pools take (0 when no output needs pixels)."""
+    if not geoms:
+        return 0
+    total = 0
+    for s, g in zip(cfg.streams, geoms):
+        n = slots_needed(s.ring_slots, _model_slots(cfg), cfg.model.batch_bound, g.every_frame)
+        total += n * g.shape[0] * g.shape[1]
+    return total
+
+
+def segment_seconds(cfg: Config) -> tuple[Optional[float], ...]:
+    seg = cfg.output.segment_seconds
+    return tuple(seg if seg else (LIVE_SEGMENT_S if s.is_live else None) for s in cfg.streams)
+
+
+def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[DisplayGeom]) -> tuple[str, Any]:
+    from videoclf.stages.outputs.stage import OutputsConfig  # imports the encoders: only when outputs need pixels
+
+    return "outputs.sink", OutputsConfig(label_kind, label, tuple(geoms), cfg.output.video, segment_seconds(cfg),
+                                         tuple(cfg.output.alerts), cfg.output.web is not None,
+                                         cfg.output.mqtt if cfg.output.alerts else None,
+                                         tuple(s.live.watchdog_s if s.is_live else None for s in cfg.streams),
+                                         cfg.output.timezone)
+
+
+# -- stage functions the runtime calls in its own process ------------------------------
+def open_engine(model: ModelConfig) -> Any:
+    """The engine, labels and info for ``model`` (``videoclf.stages.classify.backends.open_backend``)."""
+    from videoclf.stages.classify.backends import open_backend
+
+    return open_backend(model)
+
+
+def top_k(logits: Any, k: int) -> Any:
+    from videoclf.stages.classify.stage import top_k as best
+
+    return best(logits, k)
+
+
+def image_to_model_input(data: bytes, model: ModelConfig) -> Any:
+    """An encoded image (JPEG, PNG, …) decoded by FFmpeg and cropped and resized exactly as the
+    decoders prepare a frame: RGB uint8, 1×crop×crop×3. ``ValueError`` when it is no image."""
+    import io
+
+    import av
+    import numpy as np
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            frame = next(container.decode(video=0))
+    except (av.FFmpegError, StopIteration, IndexError, ValueError):
+        raise ValueError("not a readable image (JPEG, PNG, BMP, WebP…)") from None
+    return np.ascontiguousarray(to_model_rgb(frame, DecodeConfig("upload", "", model.resize_to, model.crop))[None])
+
+
+def tune(config: Config, **kw: Any) -> dict[str, Any]:
+    from videoclf.stages.classify.backends.tune import tune as run_tune
+
+    return run_tune(config, **kw)
+
+
+def load_model(backbone: str, weights: str, num_classes: Optional[int], labels: Optional[str]) -> Any:
+    from videoclf.stages.classify.backbones import load_model as load
+
+    return load(backbone, weights, num_classes, labels)
+
+
+def model_frames(model: ModelConfig, n: Optional[int] = None) -> Any:
+    from videoclf.stages.classify.backends.cache import model_frames as frames
+
+    return frames(model, n)
+
+
+def normalise(model: ModelConfig, frames: Any) -> Any:
+    from videoclf.stages.classify.backends.cache import normalise as norm
+
+    return norm(model, frames)

@@ -1,0 +1,88 @@
+"""Servers the supervisor runs beside the pipeline: Prometheus /metrics, the web view, and the
+MQTT state publisher."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Optional
+
+from videoclf.config.schema import Config
+from videoclf.core.errors import ResourceError
+from videoclf.core.stats import RunStats
+from videoclf.config.outputs import parse_address
+
+log = logging.getLogger("videoclf")
+
+
+class Services:
+    """Start what the config asks for; ``stop()`` is bounded and safe to call twice."""
+
+    def __init__(self, cfg: Config, get: Callable[[], RunStats]) -> None:
+        """``get`` returns the supervisor's latest stats (read from these servers' threads)."""
+        self.servers: list[Any] = []
+        self.urls: dict[str, str] = {}
+        self.mqtt: Any = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        names = [s.name for s in cfg.streams]
+        try:
+            if cfg.output.mqtt:
+                from videoclf.stages.outputs.mqtt import MqttPublisher
+
+                self.mqtt = MqttPublisher(cfg.output.mqtt, cfg.output.mqtt.client_id, availability=True)
+                self.mqtt.discovery(names)
+                self._thread = threading.Thread(target=self._publish_state, args=(cfg, get), daemon=True,
+                                                name="mqtt-state")
+                self._thread.start()
+            if cfg.output.metrics:
+                from videoclf.observe.prom import start_metrics
+
+                host, port = parse_address(cfg.output.metrics)
+                self.servers.append(self._bind("output.metrics", host, port, lambda: start_metrics(host, port, names, get)))
+                self.urls["metrics"] = f"http://{host}:{self.servers[-1].server_address[1]}/metrics"
+            if cfg.output.web:
+                from videoclf.observe.web import start_web
+
+                host, port = parse_address(cfg.output.web)
+                self.servers.append(self._bind("output.web", host, port, lambda: start_web(host, port, cfg, get)))
+                self.urls["web"] = f"http://{host}:{self.servers[-1].server_address[1]}/"
+        except BaseException:
+            self.stop()
+            raise
+        for what, url in self.urls.items():
+            log.info("%s: %s", what, url)
+
+    @staticmethod
+    def _bind(key: str, host: str, port: int, start: Any) -> Any:
+        try:
+            return start()
+        except OSError as exc:
+            raise ResourceError(f"{key}: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
+
+    def _publish_state(self, cfg: Config, get: Callable[[], RunStats]) -> None:
+        """Each stream's state, retained, at most once a second (only when it changed)."""
+        from videoclf.stages.outputs.mqtt import state_payload
+        from videoclf.observe.web import stream_rows
+
+        last: dict[str, dict[str, Any]] = {}
+        while True:
+            stopping = self._stop.wait(1.0)
+            for row in stream_rows(cfg, get().snapshot()):
+                payload = state_payload(row)
+                if payload != last.get(row["name"]):
+                    last[row["name"]] = payload
+                    self.mqtt.publish(self.mqtt.topic(row["name"], "state"), payload, retain=True)
+            if stopping:
+                return
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self.mqtt is not None:
+            self.mqtt.close()
+        while self.servers:
+            server = self.servers.pop()
+            server.shutdown()
+            server.server_close()

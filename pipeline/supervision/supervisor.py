@@ -1,0 +1,282 @@
+"""The supervisor: owns every segment and process of a run, from preflight to report.
+
+Every stage process starts at once, so decoders import, open their files and connect to
+their cameras while the model loads; no frame is classified before the model is ready (a
+file waits for it, so its FPS is not diluted by model load; a live source discards what its
+camera sends meanwhile and starts on fresh frames). Teardown is the reverse, with bounded
+joins: join → terminate → kill.
+
+Each process is a fault domain: a stream's decoder, the classifier, the sink. When one dies
+and restarts are on, only that domain is rebuilt from the run plan; the others run on,
+their links reconnecting by themselves (``pipeline/ipc/links.py``).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from videoclf.plan.compose import RunPlan, make_plan
+from videoclf.config.schema import Config, redact
+from videoclf.supervision.domains import Domains
+from videoclf.core.errors import ResourceError, VideoclfError, error_from_event
+from videoclf.core.records import Event
+from videoclf.core.stats import RunStats
+from videoclf.observe.report import Progress, build_report
+from videoclf.plan.resume import resume
+from videoclf.supervision.services import Services
+from videoclf.ipc.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
+from videoclf.core.contract import Control
+from videoclf.ipc.transport import Flag, Inbox, Joined, Lost, address
+
+log = logging.getLogger("videoclf")
+
+# model load on a cold cache can be slow; beyond this something is wrong (a stage that announces
+# a longer one-time step gets its own limit; the variable is for very slow machines)
+READY_TIMEOUT_S = float(os.environ.get("VIDEOCLF_READY_TIMEOUT_S", "300"))
+DRAIN_GRACE_S = 2.0  # after a failure, time given to flush classified frames before stopping
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    max_frames: Optional[int] = None
+    duration: Optional[float] = None
+    sink: str = "auto"  # auto → the config's output.format; "null" for benchmarks
+    progress: bool = True
+    overwrite: bool = False  # start every label log afresh (the one way to lose what a run wrote)
+
+
+@dataclass
+class RunResult:
+    report: dict[str, Any]
+    exit_code: int
+    error: Optional[VideoclfError] = None
+
+
+@dataclass
+class _State:
+    stats: RunStats = field(default_factory=RunStats)  # latest of each stage, by role
+    ready: set[str] = field(default_factory=set)
+    slow: dict[str, tuple[float, str]] = field(default_factory=dict)  # stage → (ready deadline, what it does)
+    errors: dict[str, VideoclfError] = field(default_factory=dict)  # a stage's own error, until it exits
+    error: Optional[VideoclfError] = None  # what fails the run
+    error_stage: str = ""
+    interrupted: int = 0
+
+
+class _Redact(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def check_output_dir(path: str) -> None:
+    """The output directory, or the nearest existing parent it would be made in, must be writable."""
+    probe_dir = os.path.abspath(path)
+    while not os.path.exists(probe_dir):
+        probe_dir = os.path.dirname(probe_dir)
+    if not os.path.isdir(probe_dir):
+        raise ResourceError(f"output.dir {path}: {probe_dir} is not a directory")
+    if not os.access(probe_dir, os.W_OK):
+        raise ResourceError(f"output.dir {path}: {probe_dir} is not writable")
+
+
+def preflight(cfg: Config, run_id: str = "check", max_frames: Optional[int] = None, sink: str = "auto",
+              first_seq: tuple[int, ...] = (), overwrite: bool = False) -> RunPlan:
+    """The run plan (each file probed once), and the checks that need no child process and
+    change nothing: sources, weights path, output dir, /dev/shm."""
+    kind = "sink.null" if sink == "null" else f"sink.{cfg.output.format}"
+    plan = make_plan(cfg, run_id, max_frames, kind, first_seq, overwrite)
+    w = cfg.model.weights
+    if w not in ("imagenet", "none") and not os.path.isfile(w):
+        from videoclf.core.errors import InputError
+
+        raise InputError(f"model.weights: weights file {w} not found")
+    check_output_dir(cfg.output.dir)
+    check_free_space(plan.shm_bytes)
+    return plan
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, opts: RunOptions, first_seq: tuple[int, ...] = ()) -> None:
+        self.cfg = cfg
+        self.opts = opts
+        self.first_seq = first_seq
+        self.ctx = mp.get_context("spawn")
+        self.run_id = new_run_id()
+        self.state = _State(RunStats([s.name for s in cfg.streams]))
+        self.t_first: Optional[float] = None  # first frames started: --duration counts from here
+        self.segments_gone = False  # the control segment is unlinked: a late signal must not touch it
+
+    # -- lifecycle -----------------------------------------------------------------
+    def run(self) -> RunResult:
+        remove_stale_segments()
+        plan = preflight(self.cfg, self.run_id, self.opts.max_frames, self.opts.sink, self.first_seq,
+                         self.opts.overwrite)
+        try:
+            os.makedirs(self.cfg.output.dir, exist_ok=True)
+        except OSError as exc:
+            raise ResourceError(f"output.dir {self.cfg.output.dir}: cannot create ({exc.strerror or exc})") from exc
+        owner = PoolOwner(self.run_id)
+        self.inbox = Inbox(address(self.run_id, "supervisor")).open()
+        self.handlers = logging.getLogger().handlers or [logging.StreamHandler()]
+        for h in self.handlers:
+            h.addFilter(_Redact())
+        try:
+            flags = owner.create("ctl", 4, (1,), "uint8")
+        except VideoclfError:  # /dev/shm refused: nothing started yet, but the inbox is open
+            self.inbox.close()
+            raise
+        self.ctrl = Control(Flag(flags, 0), Flag(flags, 1), self.inbox.address, Flag(flags, 2), Flag(flags, 3))
+        self.domains = Domains(plan, owner, self.ctx, self.ctrl, self.state, self.opts.sink == "null")
+        previous = self._install_signals()
+        run_start = time.monotonic()
+        services = None
+        try:
+            # /metrics and the web view, if configured
+            services = Services(self.cfg, lambda: self.state.stats)
+            self.domains.start_all()
+            self._await_ready()
+            if self.state.error is None and not self.state.interrupted:
+                self.ctrl.go.set()
+                self.t_first = time.monotonic()
+                self._monitor()
+        finally:
+            self.domains.teardown(self._pump)
+            self.segments_gone = True
+            owner.unlink_all()
+            self.inbox.close()
+            if services is not None:
+                services.stop()
+            self._restore_signals(previous)
+        mqtt = services.mqtt.stats() if services is not None and services.mqtt is not None else None
+        if self.state.error is None:
+            self.state.error, self.state.error_stage = self.domains.gave_up_error()
+        # the report covers the whole run, restarts included
+        report = build_report(self.cfg, self.state.stats, time.monotonic() - run_start, self.state.error,
+                              self.state.error_stage, interrupted=bool(self.state.interrupted))
+        self.domains.add_restarts(report)
+        if mqtt is not None:
+            events = (self.state.stats.sink.get("alerts") or {}).get("mqtt")
+            report["mqtt"] = {"state": mqtt, **({"events": events} if events else {})}
+        err = self.state.error
+        return RunResult(report, err.exit_code if err else 0, err)
+
+    def _await_ready(self) -> None:
+        want = {self.domains.plan.classifier.title, self.domains.plan.sink_title}
+        start = time.monotonic()
+        while not want <= self.state.ready:
+            self._pump(0.2)
+            self.domains.check_exits()
+            if self.state.error or self.state.interrupted:
+                return
+            waiting = sorted(want - self.state.ready)
+            if not waiting:
+                return
+            # a stage that announced a long one-time step (int8 quantisation) gets its own limit
+            deadline = max([start + READY_TIMEOUT_S] + [self.state.slow[t][0] for t in waiting if t in self.state.slow])
+            if time.monotonic() > deadline:
+                from videoclf.core.errors import StageError
+
+                steps = [self.state.slow[t][1] for t in waiting if t in self.state.slow]
+                self.domains.fail(StageError(f"{', '.join(waiting)} not ready after {time.monotonic() - start:.0f} s"
+                                             + (f" ({'; '.join(steps)})" if steps else "")), "")
+                return
+
+    def _monitor(self) -> None:
+        progress = Progress(self.cfg, enabled=self.opts.progress, max_frames=self.opts.max_frames)
+        duration = self.opts.duration or self.cfg.duration
+        t0 = self.t_first or time.monotonic()
+        failed_at: float | None = None
+        try:
+            while self.domains.alive() or not self.inbox.empty():
+                self._pump(0.2)
+                self.domains.check_exits()
+                progress.update(self.state.stats)
+                if duration and time.monotonic() - t0 >= duration and not self.ctrl.drain.is_set():
+                    log.info("duration of %.0f s reached: stopping", duration)
+                    self.ctrl.drain.set()
+                if self.state.error and failed_at is None:
+                    failed_at = time.monotonic()
+                    self.ctrl.drain.set()
+                if failed_at and time.monotonic() - failed_at > DRAIN_GRACE_S:
+                    self.ctrl.stop.set()
+                    break
+                if self.state.interrupted >= 2:
+                    self.ctrl.stop.set()
+                    break
+        finally:
+            progress.close()
+
+    def _pump(self, timeout: float) -> None:
+        got = self.inbox.get(timeout)
+        while got is not None:
+            msg = got[1]
+            if isinstance(msg, logging.LogRecord):
+                for h in self.handlers:
+                    if msg.levelno >= h.level:
+                        h.handle(msg)
+            elif isinstance(msg, Event):
+                self._handle(msg)
+            elif not isinstance(msg, (Joined, Lost)):
+                log.debug("unexpected status message %r", msg)
+            got = self.inbox.get(0)
+
+    def _handle(self, ev: Event) -> None:
+        if ev.kind == "ready":
+            self.state.ready.add(ev.stage)
+        elif ev.kind == "slow_step":
+            self.state.slow[ev.stage] = (time.monotonic() + ev.data["seconds"], ev.data["what"])
+            log.info("%s: %s (allowed %.0f s before it must be ready)", ev.stage, ev.data["what"], ev.data["seconds"])
+        elif ev.kind in ("stats", "done"):
+            d = self.domains.items.get(ev.stage)
+            if d is not None:
+                self.state.stats.put(d.spec.role, getattr(d.spec, "stream", -1), ev.stage,
+                                     self.domains.with_carried(ev.stage, ev.data))
+        elif ev.kind == "error":
+            # decided when the process exits: a restart of its domain, or the run's failure
+            self.state.errors[ev.stage] = error_from_event(ev.data["kind"], ev.data["message"])
+
+    # -- signals -------------------------------------------------------------------
+    def _install_signals(self) -> dict[int, Any]:
+        def handler(signum: int, _frame: Any) -> None:
+            self.state.interrupted += 1
+            if self.segments_gone:  # a signal after teardown: only the report is left to write
+                return
+            self.ctrl.drain.set()
+            if self.state.interrupted == 1:
+                log.warning("%s: finishing in-flight frames and writing the report (again to abort)",
+                            signal.Signals(signum).name)
+
+        previous = {}
+        # SIGHUP: the terminal closed; finish and write the report as for SIGTERM
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def run_pipeline(cfg: Config, opts: RunOptions | None = None) -> RunResult:
+    """Run ``cfg``'s streams; each goes on after what its label log already holds
+    (``pipeline/plan/resume.py``), and a file whose log is complete is not classified again."""
+    opts = opts or RunOptions()
+    check_output_dir(cfg.output.dir)
+    plan = resume(cfg, opts.overwrite, logs=opts.sink != "null")
+    if plan.nothing_to_do:
+        log.info("every stream's label log is complete: nothing to classify")
+        report = build_report(cfg.model_copy(update={"streams": []}), RunStats([]), 0.0, None, "")
+        report["skipped"] = dict(plan.skipped)
+        return RunResult(report, 0)
+    result = Supervisor(plan.cfg, opts, plan.first_seq).run()
+    if plan.skipped:
+        result.report["skipped"] = dict(plan.skipped)
+    return result

@@ -1,0 +1,109 @@
+"""Classify stage: one process per device, batches across streams, softmax top-k.
+
+The engine (torch, onnxruntime, OpenVINO) sits behind videoclf.stages.classify.backends; this stage only
+turns batches of uint8 frames into logits and logits into labelled results. Batches are
+submitted and collected separately, so an asynchronous engine keeps several in flight while
+the next one is gathered; results always come back in submission order.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, Sequence
+
+import numpy as np
+
+from videoclf.config.schema import ModelConfig
+from videoclf.core.records import FrameRecord, Result
+from videoclf.core.stats import Histogram
+from videoclf.core.contract import STAGES, StageBase
+
+log = logging.getLogger(__name__)
+
+
+def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and indices of the k best classes per row, best first."""
+    z = logits - logits.max(axis=1, keepdims=True)  # stable: exp never overflows
+    probs = np.exp(z)
+    probs /= probs.sum(axis=1, keepdims=True)
+    idx = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    part = np.take_along_axis(probs, idx, axis=1)
+    order = np.argsort(-part, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+@STAGES.register("classify")
+class Classifier(StageBase):
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.infer = Histogram()
+        self.batches = 0
+        self.info: dict[str, Any] = {}
+        self.max_batch = 8 if cfg.max_batch == "auto" else int(cfg.max_batch)
+        self._sent: dict[int, tuple[Sequence[FrameRecord], float]] = {}
+        self._order: deque[int] = deque()
+        self._next = 0
+
+    @property
+    def wants_lean_decode(self) -> bool:
+        """One engine stream on the CPU (each inference spread over its threads, which may
+        leave the decoders a core): a file's decoder does better with fewer FFmpeg threads
+        (videoclf.core.contract.Control.lean_decode)."""
+        return self.info.get("device") == "cpu" and self.info.get("streams") == 1
+
+    def setup(self) -> None:
+        from videoclf.stages.classify.backends import open_backend
+
+        opened = open_backend(self.cfg, beside_decoders=True)
+        self.backend, self.labels, self.info = opened.backend, opened.labels, opened.info
+        self.max_batch = int(getattr(self.backend, "max_batch", self.max_batch))
+        self.depth = int(getattr(self.backend, "depth", 1))
+        # warm-up passes at batch sizes we will see, so the first real batches carry no setup cost:
+        # OpenVINO and onnxruntime prepare kernels per input shape on first use (a live camera's
+        # first seconds would otherwise drop frames); eager torch has no per-shape setup
+        sizes = {1, self.max_batch} if self.info["backend"] == "torch" else range(1, self.max_batch + 1)
+        for n in sorted(sizes):
+            self.backend.run(np.zeros((n, self.cfg.crop, self.cfg.crop, 3), np.uint8))
+        log.info("classifier ready: %s on %s (%s %s, %s), batch %d, %d in flight, weights %s", self.cfg.backbone,
+                 self.info["device"], self.info["backend"], self.info["precision"], self.info["precision_reason"],
+                 self.max_batch, self.depth, self.info["weights"])
+
+    @property
+    def full(self) -> bool:
+        """No engine slot free: collect before submitting."""
+        return len(self._order) >= self.depth
+
+    @property
+    def pending(self) -> int:
+        return len(self._order)
+
+    def submit(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> None:
+        """Start one batch. ``inputs`` (HWC uint8 views of the shared-memory slots) must stay
+        valid until ``collect`` returns the batch."""
+        tag = self._next
+        self._next += 1
+        self._sent[tag] = (records, time.perf_counter())
+        self._order.append(tag)
+        self.backend.submit(list(inputs), tag)
+
+    def collect(self, block: bool) -> list[tuple[Sequence[FrameRecord], list[Result]]]:
+        """Finished batches, oldest first: their records (whose slots may now be released) and results."""
+        out = []
+        for tag, logits in self.backend.collect(block):
+            records, t0 = self._sent.pop(tag)
+            head = self._order.popleft()  # engines hand batches back in submission order
+            if head != tag:
+                raise RuntimeError(f"engine returned batch {tag} before batch {head}")
+            ms = (time.perf_counter() - t0) * 1000
+            self.infer.add(ms)
+            self.batches += 1
+            scores, idx = top_k(logits, self.cfg.top_k)
+            n = len(records)
+            out.append((records, [Result(rec, tuple((self.labels[i], round(float(s), 5)) for i, s in zip(idx[k], scores[k])),
+                                         ms, n) for k, rec in enumerate(records)]))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {"model": self.info, "batches": self.batches, "infer_ms": self.infer.to_dict(),
+                "batch": self.max_batch, "in_flight": self.depth}

@@ -1,0 +1,378 @@
+"""Live decode stage: RTSP / HTTP streams and capture devices that drop, freeze and come back.
+
+A reader thread owns the PyAV container and does every blocking network call, each bounded
+by FFmpeg's ``timeout`` (µs) and PyAV's interrupt timeouts. ``frames()`` only waits on the
+thread's hand-over buffer in short steps and yields ``None`` heartbeats meanwhile, so the
+stage loop always sees the stop/drain events. A connection that ends (a killed server ends
+PyAV's decode iterator silently), fails, or delivers no frame for ``watchdog_s`` is dropped
+and reopened with exponential back-off; a stalled reader thread is abandoned, never joined
+without bound, and closes its own container when its read times out. Frames are only ever
+real decoded frames: nothing is synthesised while a camera is down. Stream time (pts) is
+made monotonic across reconnects by ``StreamTime``.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import av
+import numpy as np
+
+from videoclf.config.schema import LiveOptions, Roi, StreamConfig, redact
+from videoclf.ipc.display import DisplayGeom
+from videoclf.core.records import Decoded
+from videoclf.core.contract import STAGES, StageBase
+from videoclf.stages.decode.file import DecodeConfig, DisplayTap, to_model_rgb
+from videoclf.stages.decode.live_failures import AUTH, ENDED, OTHER, WATCHDOG, Failure, ReasonLog, classify
+
+log = logging.getLogger(__name__)
+
+WAIT_S = 0.1  # longest wait inside frames() before a heartbeat
+BUFFER = 4  # frames held between the reader thread and the loop; the ring does the real dropping
+MIN_STEP_S = 0.001  # a re-anchored frame is at least this much after the one before it
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    name: str
+    source: str
+    resize: int
+    crop: int
+    roi: Optional[Roi]
+    threads: int
+    live: LiveOptions
+    display: Optional[DisplayGeom] = None
+
+    @property
+    def geometry(self) -> DecodeConfig:
+        return DecodeConfig(self.name, self.source, self.resize, self.crop, self.roi, self.threads)
+
+
+def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None) -> LiveConfig:
+    return LiveConfig(s.name, s.source, resize, crop, s.roi, s.decode_threads, s.live, display)
+
+
+def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None) -> tuple[dict[str, str], Optional[str]]:
+    """FFmpeg options and input format for a live source (``transport``: the RTSP transport to
+    try, for ``live.transport: auto``)."""
+    if source.startswith("/dev/video"):
+        return {}, "v4l2"
+    # `timeout` is in microseconds and bounds every socket read/connect (`stimeout` is ignored
+    # by FFmpeg >= 5); a small probe gets the first frame in ~0.1 s instead of ~1 s
+    options = {"timeout": str(int(opts.read_timeout_s * 1e6)), "analyzeduration": "100000", "probesize": "32"}
+    if source.startswith(("rtsp://", "rtsps://")):
+        options["rtsp_transport"] = transport or ("tcp" if opts.transport == "auto" else opts.transport)
+    return options, None
+
+
+_STATUS_461 = re.compile(r"(?<![\d:])461(?!\d)")  # the status code, not a port such as :46189 in the URL
+
+
+def refused_transport(exc: BaseException) -> bool:
+    """The RTSP server answered 461 Unsupported transport (FFmpeg: 'Protocol not supported')."""
+    text = str(exc)
+    return getattr(exc, "errno", None) == 93 or "protocol not supported" in text.lower() or bool(_STATUS_461.search(text))
+
+
+class Transport:
+    """The RTSP transport of a stream, kept across reconnects: with ``auto``, TCP until the
+    server refuses it, then UDP for good (logged once)."""
+
+    def __init__(self, configured: str, name: str) -> None:
+        self.configured, self.name = configured, name
+        self.current = "tcp" if configured == "auto" else configured
+
+    def fall_back(self) -> bool:
+        if self.configured != "auto" or self.current != "tcp":
+            return False
+        self.current = "udp"
+        log.info("%s: the server refuses RTP over TCP (461 Unsupported transport): using UDP", self.name)
+        return True
+
+
+class StreamTime:
+    """A live stream's time: the camera's pts, continued across reconnects.
+
+    Within one connection a frame keeps the camera's own spacing (its pts plus the
+    connection's offset). A camera's pts usually start again near 0 when it reconnects, so
+    the first frame of each new connection is placed after the previous connection's last
+    frame by the time that passed between the two (the outage, on the monotonic clock): stream
+    time never goes backwards, and an outage shows as a gap as long as the outage. A pts that
+    goes backwards within a connection (a camera that restarts its clock without dropping the
+    connection) is re-anchored the same way. A frame without a pts (FFmpeg gives none to the
+    first frame of many RTSP connections) is placed by the time elapsed since the frame before
+    it; the connection's next timestamped frame anchors it. The first connection keeps the
+    camera's pts."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.last: Optional[float] = None  # stream time of the last frame
+        self.last_at = 0.0  # its time.monotonic() at decode
+        self.new_connection = False
+
+    def reconnected(self) -> None:
+        """The next frame comes from a new connection."""
+        self.new_connection = True
+
+    def __call__(self, pts: Optional[float], at: float) -> float:
+        """Stream time of a frame with camera ``pts`` decoded at monotonic time ``at``."""
+        if pts is None:
+            t = 0.0 if self.last is None else self.last + max(at - self.last_at, MIN_STEP_S)
+        else:
+            if self.last is not None and (self.new_connection or pts + self.offset < self.last):
+                self.offset = self.last + max(at - self.last_at, MIN_STEP_S) - pts
+            self.new_connection = False
+            t = pts + self.offset
+        self.last, self.last_at = t, at
+        return t
+
+
+class _Reader(threading.Thread):
+    """One connection attempt: open, decode until the stream ends or fails, close."""
+
+    def __init__(self, cfg: LiveConfig, out: "_Handover", attempt: int, transport: Optional[Transport] = None) -> None:
+        super().__init__(name=f"live-{cfg.name}-{attempt}", daemon=True)
+        self.cfg, self.out, self.attempt = cfg, out, attempt
+        self.transport = transport or Transport(cfg.live.transport, cfg.name)
+        self.abandoned = threading.Event()  # set when the loop gave up on this connection
+
+    def run(self) -> None:
+        o = self.cfg.live
+        t0 = time.monotonic()
+        while True:
+            options, fmt = open_options(self.cfg.source, o, self.transport.current)
+            try:
+                container = av.open(self.cfg.source, mode="r", format=fmt, options=options,
+                                    timeout=(o.open_timeout_s, o.read_timeout_s))
+                break
+            except Exception as exc:  # any failure to open is a failed attempt, retried by the loop
+                rtsp = self.cfg.source.startswith(("rtsp://", "rtsps://"))
+                if rtsp and refused_transport(exc) and self.transport.fall_back():
+                    continue  # auto: the same attempt again over UDP
+                bound = min(o.open_timeout_s, o.read_timeout_s)  # either one ends a silent server's open
+                failure = classify(exc, time.monotonic() - t0, bound)
+                if rtsp and refused_transport(exc):
+                    other = "udp" if self.transport.current == "tcp" else "tcp"
+                    failure = Failure(OTHER, f"the server refuses RTSP over {self.transport.current} (461 Unsupported "
+                                             f"transport): try live.transport: {other} (or auto)")
+                self.out.put(self, ("failed", failure))
+                return
+        try:
+            if not container.streams.video:
+                self.out.put(self, ("failed", Failure(OTHER, "no video stream")))
+                return
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if self.cfg.threads:
+                stream.codec_context.thread_count = self.cfg.threads
+            geometry = self.cfg.geometry
+            tap = DisplayTap(self.cfg.display)
+            for frame in container.decode(stream):
+                if self.abandoned.is_set():
+                    return
+                t0 = time.monotonic()
+                array = to_model_rgb(frame, geometry)
+                t1 = time.monotonic()
+                info = (frame.width, frame.height, stream.codec_context.name)
+                self.out.put(self, ("frame", (Decoded(array, frame.time, tap.take(frame), t0, (t1 - t0) * 1000), info)))
+            self.out.put(self, ("ended", Failure(ENDED, "the stream ended")))
+        except Exception as exc:  # timeouts, resets, corrupt data: all end this connection
+            self.out.put(self, ("ended", _ended(exc)))
+        finally:
+            container.close()
+
+
+def _ended(exc: BaseException) -> Failure:
+    failure = classify(exc)
+    return failure if failure.kind != OTHER else Failure(ENDED, failure.text)
+
+
+class _Handover:
+    """Bounded drop-oldest buffer from the current reader to the loop; stale readers are ignored."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.items: collections.deque[tuple[str, Any]] = collections.deque()
+        self.current: Optional[_Reader] = None
+        self.dropped = 0
+
+    def put(self, reader: _Reader, item: tuple[str, Any]) -> None:
+        with self.cond:
+            if reader is not self.current:
+                return
+            if item[0] == "frame" and sum(1 for k, _ in self.items if k == "frame") >= BUFFER:
+                for i, (k, _) in enumerate(self.items):
+                    if k == "frame":  # drop the oldest frame: the freshest frames win
+                        del self.items[i]
+                        self.dropped += 1
+                        break
+            self.items.append(item)
+            self.cond.notify()
+
+    def get(self, timeout: float) -> Optional[tuple[str, Any]]:
+        with self.cond:
+            if not self.items:
+                self.cond.wait(timeout)
+            return self.items.popleft() if self.items else None
+
+    def switch(self, reader: Optional[_Reader]) -> None:
+        with self.cond:
+            if self.current is not None:
+                self.current.abandoned.set()
+            self.current = reader
+            self.items.clear()
+
+
+@STAGES.register("decode.live")
+class LiveDecoder(StageBase):
+    """Reconnecting live source with a no-frame watchdog; counts losses, downtime and input FPS."""
+
+    def __init__(self, cfg: LiveConfig) -> None:
+        self.cfg = cfg
+        self.shown = redact(cfg.source)
+        self.handover = _Handover()
+        self.attempts = 0  # connection attempts so far
+        self.auth_failures = 0  # attempts the camera refused for the user/password
+        self.reasons = ReasonLog()
+        self.failures = 0  # failed attempts in a row (since the last frame)
+        self.disconnects = 0
+        self.reconnects = 0  # losses followed by frames again
+        self.downtime_s = 0.0  # finished outages
+        self.down_since: Optional[float] = time.monotonic()  # not streaming yet
+        self.had_frames = False
+        self.frames_in = 0
+        self.first_frame: Optional[float] = None
+        self.last_frame: Optional[float] = None
+        self.last_error = ""
+        self.info: dict[str, Any] = {}
+        self.gave_up = False
+        self.connect_started = time.monotonic()
+        self.transport = Transport(cfg.live.transport, cfg.name)
+        self.clock = StreamTime()
+
+    # -- connection management ----------------------------------------------------
+    def _connect(self) -> None:
+        self.attempts += 1
+        reader = _Reader(self.cfg, self.handover, self.attempts, self.transport)
+        self.handover.switch(reader)  # from here on only this reader's frames arrive
+        self.clock.reconnected()
+        self.connect_started = time.monotonic()
+        reader.start()
+
+    def _lost(self, why: Failure, now: float) -> float:
+        """Drop the connection; return when to try again."""
+        self.handover.switch(None)
+        self.last_error = why.text
+        o = self.cfg.live
+        # a wrong password stays wrong: retrying at the short initial back-off only hammers the
+        # camera (and may lock the account), so an auth failure waits the longest back-off at once
+        delay = o.backoff_max_s if why.kind == AUTH else min(o.backoff_s * 2 ** max(self.failures, 0), o.backoff_max_s)
+        if self.down_since is None:  # was streaming: this is a loss
+            self.down_since = now
+            self.disconnects += 1
+            self.reasons.changed(why)
+            log.warning("%s: connection lost (%s); reconnecting", self.cfg.name, why.text)
+            return now + delay
+        self.failures += 1
+        self.auth_failures += why.kind == AUTH
+        # once per change of reason, not per attempt: a camera that is off for hours logs one line
+        loud = self.reasons.changed(why)
+        log.log(logging.WARNING if loud else logging.DEBUG, "%s: cannot connect to %s (%s); attempt %d failed, "
+                "retrying in %.1f s%s", self.cfg.name, self.shown, why.text, self.failures, delay,
+                " (said once until the reason changes)" if loud else "")
+        return now + delay
+
+    def _got_frame(self, now: float, info: tuple[int, int, str]) -> None:
+        if self.down_since is not None:
+            outage = now - self.down_since
+            if self.had_frames:
+                self.reconnects += 1
+                self.downtime_s += outage
+                log.warning("%s: reconnected after %.1f s down (%d reconnects so far)", self.cfg.name, outage, self.reconnects)
+            else:
+                log.info("%s: streaming from %s (%dx%d %s)", self.cfg.name, self.shown, *info)
+                if self.failures:  # unreachable at start: that outage counts too
+                    self.downtime_s += outage
+            self.info = {"codec": info[2], "width": info[0], "height": info[1], "fps": None}
+            self.down_since = None
+            self.failures = 0
+            self.had_frames = True
+            self.reasons.reset()
+        self.frames_in += 1
+        self.first_frame = self.first_frame or now
+        self.last_frame = now
+
+    # -- the Source protocol ------------------------------------------------------
+    def frames(self) -> Iterator[Optional[tuple[np.ndarray, Optional[float], float, float]]]:
+        o = self.cfg.live
+        retry_at: Optional[float] = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if retry_at is not None and now >= retry_at:
+                    if o.max_reconnects is not None and self.failures > o.max_reconnects:
+                        self.gave_up = True
+                        log.error("%s: giving up on %s after %d failed attempts in a row (live.max_reconnects=%d): %s",
+                                  self.cfg.name, self.shown, self.failures, o.max_reconnects, self.last_error)
+                        return
+                    retry_at = None
+                    self._connect()
+                item = self.handover.get(WAIT_S) if retry_at is None else None
+                now = time.monotonic()
+                if item is None:
+                    if retry_at is None and self.handover.current is not None:
+                        since = self.last_frame if self.down_since is None else self.connect_started
+                        if since is not None and now - since > o.watchdog_s:
+                            retry_at = self._lost(Failure(WATCHDOG, f"no frame for {o.watchdog_s:g} s (watchdog)"), now)
+                    elif retry_at is not None:
+                        time.sleep(min(WAIT_S, max(retry_at - now, 0)))
+                    yield None
+                    continue
+                kind, data = item
+                if kind == "frame":
+                    decoded, info = data
+                    self._got_frame(now, info)
+                    yield decoded._replace(pts=self.clock(decoded.pts, decoded.t_decoded or now))
+                else:  # "failed" to open, or "ended": for a live source both mean reconnect
+                    retry_at = self._lost(data, now)
+                    yield None
+        finally:
+            self.handover.switch(None)  # the reader closes its own container and exits
+
+    @property
+    def state(self) -> str:
+        """connecting | live | reconnecting | gave_up (the web view shows it)."""
+        if self.gave_up:
+            return "gave_up"
+        if self.down_since is None:
+            return "live"
+        return "reconnecting" if self.had_frames else "connecting"
+
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        span = (self.last_frame - self.first_frame) if self.first_frame and self.last_frame else 0.0
+        ongoing = now - self.down_since if self.down_since is not None and (self.had_frames or self.failures) else 0.0
+        # every frame the camera delivered: taken by the loop, or dropped (oldest) while it was busy
+        arrived = self.frames_in + self.handover.dropped
+        return {"input_frames": arrived,
+                "input_fps": round((arrived - 1) / span, 2) if span > 0 else 0.0,
+                "reconnects": self.reconnects, "disconnects": self.disconnects,
+                "downtime_s": round(self.downtime_s + ongoing, 3), "connected": self.down_since is None,
+                "connect_attempts": self.attempts, "auth_failures": self.auth_failures,
+                "buffer_dropped": self.handover.dropped,
+                "gave_up": self.gave_up, "last_error": self.last_error, "source": self.info,
+                "state": self.state,
+                **({"transport": self.transport.current} if self.cfg.source.startswith(("rtsp://", "rtsps://")) else {})}
+
+    def teardown(self) -> None:
+        reader = self.handover.current
+        self.handover.switch(None)
+        if reader is not None:
+            # bounded and short: a decoding reader sees `abandoned` within a frame; one blocked in
+            # av.open or a read only exits on its own timeout, and waiting for it would delay Ctrl-C
+            reader.join(0.2)

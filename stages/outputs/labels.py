@@ -1,0 +1,210 @@
+"""Sinks: per-frame label logs (JSONL, CSV), flushed line by line, and the null sink."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from videoclf.stages.outputs.appendlog import AppendLog, DiskFull
+from videoclf.core.errors import ResourceError
+from videoclf.stages.outputs.labellog import csv_day_of_line, csv_header, day_of_line, write_mark
+from videoclf.core.records import EndOfStream, Result
+from videoclf.core.stats import Histogram
+from videoclf.core.contract import STAGES, StageBase
+from videoclf.stages.outputs.retention import Housekeeper
+
+log = logging.getLogger(__name__)
+
+DISK_RETRY_S = 1.0  # a full disk is tried again this often
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    dir: str
+    streams: tuple[str, ...]
+    top_k: int = 3
+    random_weights: bool = False
+    append: bool = True  # False: --overwrite, the first generation starts each log afresh
+    # per stream, the identity of a file source (path, size, mtime) recorded when its log is
+    # complete; None for live sources
+    sources: tuple[Optional[dict], ...] = ()
+    retention: Any = None  # output.retention (stages/outputs/retention.py applies it)
+    min_free: int = 0  # output.min_free, bytes
+
+
+class StreamTally:
+    """What the sink measures per stream: counts, timing and latency histograms."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.last_seq: int | None = None
+        self.first_decoded: float | None = None
+        self.last_written: float | None = None
+        self.end_reason: str | None = None
+        self.e2e = Histogram()
+        self.decode = Histogram()
+        self.infer = Histogram()
+        self.top: list = []  # the latest frame's labels (MQTT state, web view)
+
+    def add(self, r: Result, now: float) -> None:
+        self.frames += 1
+        self.top = list(r.top)
+        self.last_seq = r.frame.seq
+        if self.first_decoded is None:
+            self.first_decoded = r.frame.t_decoded
+        self.last_written = now
+        self.e2e.add((now - r.frame.t_decoded) * 1000)
+        self.decode.add(r.frame.decode_ms)
+        self.infer.add(r.infer_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        span = (self.last_written - self.first_decoded) if self.frames > 1 else None
+        return {"frames": self.frames, "last_seq": self.last_seq, "span_s": span, "end": self.end_reason, "top": self.top,
+                "e2e_ms": self.e2e.to_dict(), "decode_ms": self.decode.to_dict(), "infer_ms": self.infer.to_dict()}
+
+
+class _LabelLogSink(StageBase):
+    suffix = ""
+    day_of_line: Optional[Callable[[bytes], Optional[str]]] = None
+
+    def __init__(self, cfg: SinkConfig) -> None:
+        self.cfg = cfg
+        self.files: dict[int, AppendLog] = {}
+        self.tally = [StreamTally() for _ in cfg.streams]
+        self.repaired = 0  # logs whose torn last line (a killed run) was cut at open
+        self.disk_full_pauses = 0
+        self.disk_full_since: Optional[float] = None
+        self.keeper: Optional[Housekeeper] = None
+
+    def setup(self) -> None:
+        try:
+            os.makedirs(self.cfg.dir, exist_ok=True)
+            self.keeper = Housekeeper(self.cfg.dir, self.cfg.streams, self.suffix.lstrip("."), self.cfg.retention,
+                                      self.cfg.min_free)
+            for i, name in enumerate(self.cfg.streams):
+                self.files[i] = AppendLog(os.path.join(self.cfg.dir, name + self.suffix), self.header(),
+                                          day_of_line=self.day_of_line).open(truncate=not self.cfg.append)
+                self.repaired += self.files[i].repaired_bytes > 0
+        except OSError as exc:
+            raise ResourceError(f"output.dir {self.cfg.dir}: cannot write ({exc.strerror or exc})") from exc
+
+    def header(self) -> Optional[str]:
+        return None
+
+    def record(self, r: Result) -> dict[str, Any]:
+        f = r.frame
+        rec = {"stream": self.cfg.streams[f.stream], "frame": f.seq,
+               "pts": None if f.pts is None else round(f.pts, 6), "time": round(f.time, 6),
+               "top": [{"label": lbl, "score": s} for lbl, s in r.top]}
+        if self.cfg.random_weights:
+            rec["weights"] = "none (random init)"
+        return rec
+
+    def write(self, r: Result, frame: Any = None) -> None:
+        line = self.line(r)
+        f = self.files[r.frame.stream]
+        while True:
+            try:
+                f.write(line, r.frame.time)
+                break
+            except DiskFull:
+                # the line is not lost: wait for space (the classifier keeps what follows, a
+                # file waits for its slots, a camera drops and counts)
+                self._wait_for_space()
+            except OSError as exc:
+                raise ResourceError(f"output.dir {self.cfg.dir}: writing the label log failed "
+                                    f"({exc.strerror or exc})") from exc
+        if self.disk_full_since is not None:
+            log.warning("output.dir %s: space is back; label logs go on (%.0f s paused)", self.cfg.dir,
+                        time.monotonic() - self.disk_full_since)
+            self.disk_full_since = None
+        now = time.monotonic()
+        self.tally[r.frame.stream].add(r, now)
+        if self.keeper is not None:
+            self.keeper.tick(now)
+
+    def _wait_for_space(self) -> None:
+        ctrl = self.ctrl
+        if ctrl is not None and (ctrl.stop.is_set() or ctrl.drain.is_set()):
+            # the run ends while the disk is still full: what is logged stays whole; say what is not
+            raise ResourceError(f"output.dir {self.cfg.dir}: No space left on device; the label logs hold every "
+                                f"frame up to the full disk, the frames still in flight were not written")
+        if self.disk_full_since is None:
+            self.disk_full_since = time.monotonic()
+            self.disk_full_pauses += 1
+            log.warning("output.dir %s: the disk is full; label logs pause until space is freed "
+                        "(no line is lost)", self.cfg.dir)
+        time.sleep(DISK_RETRY_S)
+
+    def line(self, r: Result) -> str:
+        raise NotImplementedError
+
+    def end(self, eos: EndOfStream) -> None:
+        self.tally[eos.stream].end_reason = eos.reason
+        f = self.files.pop(eos.stream, None)
+        if f:
+            f.close()
+        ident = self.cfg.sources[eos.stream] if self.cfg.sources else None
+        if ident is not None and eos.reason == "end" and f is not None:
+            # the file's every frame is logged: a later run of it classifies nothing again
+            try:
+                write_mark(self.cfg.dir, self.cfg.streams[eos.stream], {**ident, "complete": True,
+                                                                         "next_seq": eos.frames})
+            except OSError as exc:
+                log.warning("output.dir %s: cannot record that stream %s is complete: %s", self.cfg.dir,
+                            self.cfg.streams[eos.stream], exc)
+
+    def stats(self) -> dict[str, Any]:
+        return {"streams": {self.cfg.streams[i]: t.to_dict() for i, t in enumerate(self.tally)},
+                "labels": {"repaired_tails": self.repaired, "disk_full_pauses": self.disk_full_pauses,
+                           "paused": self.disk_full_since is not None},
+                **(self.keeper.stats() if self.keeper else {})}
+
+    def teardown(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self.files.clear()
+
+
+@STAGES.register("sink.jsonl")
+class JsonlSink(_LabelLogSink):
+    suffix = ".jsonl"
+    day_of_line = staticmethod(day_of_line)
+
+    def line(self, r: Result) -> str:
+        return json.dumps(self.record(r), separators=(",", ":"))
+
+
+@STAGES.register("sink.csv")
+class CsvSink(_LabelLogSink):
+    suffix = ".csv"
+    day_of_line = staticmethod(csv_day_of_line)
+
+    def header(self) -> Optional[str]:
+        return csv_header(self.cfg.top_k)
+
+    def line(self, r: Result) -> str:
+        rec = self.record(r)
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(
+            [rec["stream"], rec["frame"], rec["pts"], rec["time"], *(v for t in r.top for v in t)])
+        return buf.getvalue()
+
+
+@STAGES.register("sink.null")
+class NullSink(_LabelLogSink):
+    """Measures like the others but writes nothing: for benchmarks."""
+
+    def setup(self) -> None:
+        pass
+
+    def end(self, eos: EndOfStream) -> None:
+        self.tally[eos.stream].end_reason = eos.reason
+
+    def write(self, r: Result, frame: Any = None) -> None:
+        self.tally[r.frame.stream].add(r, time.monotonic())

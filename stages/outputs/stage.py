@@ -1,0 +1,247 @@
+"""The outputs sink: label log + annotated video + alerts + live previews, in one process.
+
+One process, because every output is driven by the same Result stream and the label log
+costs microseconds per frame: a second process would only add another copy of every Result,
+and writing the video frame and its label line in the same loop is what keeps them matched
+when a run is interrupted. libx264 encodes on its own threads, so the heavy part is not
+serialised behind the label log."""
+from __future__ import annotations
+
+import logging
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+from zoneinfo import ZoneInfo
+
+import av
+import cv2
+import numpy as np
+
+from videoclf.ipc.display import DisplayGeom
+from videoclf.core.errors import ResourceError
+from videoclf.core.records import EndOfStream, Result
+from videoclf.config.outputs import AlertRule
+from videoclf.core.contract import STAGES, StageBase, build_stage
+from videoclf.stages.outputs.alerts import AlertEngine, EventLog, safe_name
+from videoclf.stages.outputs.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
+from videoclf.stages.outputs.labels import SinkConfig
+from videoclf.stages.outputs.video_out import SegmentWriter, create_new, stamp
+
+log = logging.getLogger(__name__)
+
+LIVE_EVERY_S = 0.5  # the web view refreshes about this often
+LIVE_WIDTH = 640
+VIDEO_RETRY_S = 10.0  # after a video write failed (a full disk), the next file is tried this much later
+LIVE_DIR = "live"  # <output.dir>/live/<stream>.jpg, read by pipeline/observe/web.py
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    label_kind: str  # the label-log sink this one wraps: sink.jsonl | sink.csv | sink.null
+    label: SinkConfig
+    geoms: tuple[Optional[DisplayGeom], ...]  # per stream
+    video: bool = False
+    segment_s: tuple[Optional[float], ...] = ()  # per stream; None: one file
+    alerts: tuple[AlertRule, ...] = ()
+    live: bool = False  # write the web view's preview JPEGs
+    mqtt: Any = None  # output.mqtt: events are published there too
+    # per stream: None for a file (stream time), the watchdog_s of a live stream (wall clock:
+    # its alert cooldowns and runs, and the overlay's local date and time)
+    live_gap_s: tuple[Optional[float], ...] = ()
+    timezone: Optional[str] = None  # output.timezone of the overlay; None: the system's zone
+
+
+@dataclass
+class _Live:
+    top: list[tuple[str, float]] = field(default_factory=list)
+    seq: int = -1
+    pts: Optional[float] = None
+    fps: float = 0.0
+    next_jpeg: float = 0.0
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    # the supervisor's last resort before SIGKILL: unwind so teardown() finalises the MP4s
+    sys.exit(143)
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Write a file atomically: the web server never reads half of it."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc)
+
+
+@STAGES.register("outputs.sink")
+class OutputsSink(StageBase):
+    def __init__(self, cfg: OutputsConfig) -> None:
+        self.cfg = cfg
+        self.names = cfg.label.streams
+        self.label: Any = None
+        self.writers: dict[int, SegmentWriter] = {}
+        self.rates = [RateMeter() for _ in self.names]
+        self.live = [_Live() for _ in self.names]
+        self.events: Optional[EventLog] = None
+        self.alerts: Optional[AlertEngine] = None
+        self.without_frame = 0
+        self.paused_frames = 0  # video frames not written while the disk was below output.min_free
+        self.paused_snapshots = 0
+        self.video_errors = 0
+        self._video_retry: dict[int, float] = {}  # per stream: after a write error, no video before this
+        self._done_files: dict[int, SegmentWriter] = {}  # closed writers, still reported
+        self.tz = ZoneInfo(cfg.timezone) if cfg.timezone else None  # None: the system's local zone
+
+    def setup(self) -> None:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        self.label = build_stage(self.cfg.label_kind, self.cfg.label)
+        self.label.ctrl = self.ctrl
+        self.label.setup()
+        self.keeper = getattr(self.label, "keeper", None)
+        if self.keeper is not None:  # the video files being written are not retention's to delete
+            self.keeper.in_use = lambda: {w.files[-1] for w in self.writers.values() if w.container is not None}
+        out = self.cfg.label.dir
+        try:
+            if self.cfg.live:
+                os.makedirs(os.path.join(out, LIVE_DIR), exist_ok=True)
+            if self.cfg.alerts:
+                os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
+                self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts), self.cfg.mqtt)
+                live = {n: g for n, g in zip(self.names, self.cfg.live_gap_s) if g is not None}
+                self.alerts = AlertEngine(self.cfg.alerts, self.events, live)
+        except OSError as exc:
+            raise ResourceError(f"output.dir {out}: cannot write ({exc.strerror or exc})") from exc
+        if self.cfg.video:
+            for i, g in enumerate(self.cfg.geoms):
+                if g is not None:
+                    seg = self.cfg.segment_s[i] if self.cfg.segment_s else None
+                    live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
+                    self.writers[i] = SegmentWriter(out, self.names[i], (g.width, g.height), g.fps, seg, live)
+
+    def write(self, result: Result, frame: Optional[np.ndarray] = None) -> None:
+        self.label.write(result)  # first: the label line exists for every frame the video shows
+        rec, i = result.frame, result.frame.stream
+        now = time.monotonic()
+        live = self.live[i]
+        live.top, live.seq, live.pts = list(result.top), rec.seq, rec.pts
+        live.fps = self.rates[i].tick(now)
+        if frame is None:
+            self.without_frame += 1
+        if self.alerts is not None:
+            t = rec.pts if rec.pts is not None else rec.time
+            self.alerts.update(self.names[i], t, rec.time, result.top,
+                               lambda label: self._snapshot(i, rec.seq, label, frame))
+        if self.cfg.live and frame is not None and now >= live.next_jpeg:
+            live.next_jpeg = now + LIVE_EVERY_S
+            base = os.path.join(self.cfg.label.dir, LIVE_DIR, self.names[i])
+            self._write_jpeg(base + ".jpg", yuv_to_bgr(frame, LIVE_WIDTH))
+            # the labels of the pictured frame (the newest labels may belong to a later frame)
+            _replace(base + ".json", json.dumps({"seq": rec.seq, "pts": rec.pts, "top": result.top}).encode())
+        if self.events is not None and self.events.waiting:
+            self.events.flush()
+        w = self.writers.get(i)
+        if w is not None and frame is not None:
+            self._video(i, w, frame, result)
+
+    def _video(self, i: int, w: SegmentWriter, frame: np.ndarray, result: Result) -> None:
+        """One annotated frame; below the free-space floor the stream's file is finished and
+        frames are counted, not written, until space is back."""
+        if self._disk_low() or time.monotonic() < self._video_retry.get(i, 0.0):
+            if w.container is not None:
+                w.close()
+            self.paused_frames += 1
+            return
+        g = self.cfg.geoms[i]
+        assert g is not None
+        rec = result.frame
+        # the slot is ours until the loop releases it: draw in place, no copy
+        draw_overlay(frame, g.height, self.overlay_text(result, self.live[i].fps))
+        files = len(w.files)
+        try:
+            w.write(frame, rec.pts, rec.time)
+        except (OSError, av.FFmpegError) as exc:  # a full disk mid-file: the file is kept up to its last fragment
+            self.video_errors += 1
+            self._video_retry[i] = time.monotonic() + VIDEO_RETRY_S
+            log.warning("%s: writing %s failed (%s); video goes on in a new file in %.0f s", self.names[i],
+                        w.files[-1] if w.files else "video", exc, VIDEO_RETRY_S)
+            w.close()
+            return
+        if len(w.files) > files > 0 and self.keeper is not None:  # a file was finished: apply video retention
+            self.keeper.sweep(("video",))
+
+    def _disk_low(self) -> bool:
+        return self.keeper is not None and self.keeper.low
+
+    def overlay_text(self, result: Result, fps: float) -> list[str]:
+        """The lines drawn on a frame: a live stream's show the local date and time, like CCTV."""
+        rec = result.frame
+        live = rec.stream < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[rec.stream] is not None
+        local = local_time(rec.time, self.tz) if live else None
+        return overlay_lines(self.names[rec.stream], rec.pts, fps, result.top, local)
+
+    def _snapshot(self, i: int, seq: int, label: str, frame: Optional[np.ndarray]) -> Optional[str]:
+        if frame is None:
+            return None
+        if self._disk_low():
+            self.paused_snapshots += 1
+            return None
+        ok, buf = cv2.imencode(".jpg", yuv_to_bgr(frame), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            return None
+        stem = f"{self.names[i]}_{stamp(time.time())}_{seq}_{safe_name(label)}"
+        try:
+            path = create_new(os.path.join(self.cfg.label.dir, "snapshots"), stem, ".jpg")
+            with open(path, "wb") as f:
+                f.write(buf.tobytes())
+        except OSError as exc:
+            log.warning("%s: cannot write a snapshot: %s", self.names[i], exc)
+            return None
+        return path
+
+    @staticmethod
+    def _write_jpeg(path: str, bgr: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if ok:
+            _replace(path, buf.tobytes())
+
+    def end(self, eos: EndOfStream) -> None:
+        self.label.end(eos)
+        w = self.writers.pop(eos.stream, None)
+        if w is not None:
+            w.close()
+            self._done_files[eos.stream] = w
+        if self.alerts is not None:
+            self.alerts.end(self.names[eos.stream])
+        self.live[eos.stream].fps = 0.0
+
+    def stats(self) -> dict[str, Any]:
+        out = dict(self.label.stats()) if self.label else {}
+        out["live"] = {n: {"top": l.top, "seq": l.seq, "pts": l.pts, "fps": round(l.fps, 2)}
+                       for n, l in zip(self.names, self.live)}
+        if self.cfg.video:
+            ws = {**self._done_files, **self.writers}
+            out["video"] = {self.names[i]: {"files": w.files, "frames": w.frames} for i, w in ws.items()}
+        if self.events is not None:
+            out["alerts"] = self.events.stats()
+        out["frames_without_display"] = self.without_frame
+        out["paused"] = {"video_frames": self.paused_frames, "snapshots": self.paused_snapshots,
+                         "video_errors": self.video_errors}
+        return out
+
+    def teardown(self) -> None:
+        # finalise every container first: an interrupted run must leave playable files
+        for w in self.writers.values():
+            w.close()
+        if self.alerts is not None:
+            self.alerts.end_all()
+        if self.events is not None:
+            self.events.close()
+        if self.label is not None:
+            self.label.teardown()

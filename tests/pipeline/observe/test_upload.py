@@ -1,0 +1,104 @@
+"""The web view's upload classifies a frame exactly as the pipeline classifies it from a stream."""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+
+import av
+import cv2
+import pytest
+
+from conftest import FAST_MODEL, SAMPLE, make_video, read_jsonl, run_cli
+from helpers_proc import line_count, start_cli, wait_for
+from videoclf.config.schema import load_config
+from videoclf.devtools.testing import free_port
+from videoclf.observe.web import Uploads
+
+
+def test_an_uploaded_frame_gets_the_same_top1_as_that_frame_from_a_stream(tmp_path, write_config):
+    # given the labels the pipeline gave every frame of the real sample (top_k 5)
+    cfg_path = write_config([{"name": "bbb", "source": str(SAMPLE)}],
+                            model={"backbone": "efficientnet_lite0", "weights": "imagenet", "backend": "openvino",
+                                   "precision": "fp32", "top_k": 5, "cache_dir": str(tmp_path / "cache")})
+    res = run_cli("run", str(cfg_path), "-q")
+    assert res.returncode == 0, res.stderr
+    labels = read_jsonl(tmp_path / "out" / "bbb.jsonl")
+    # and a few frames with a clear top-1 (ahead of the second by 0.2), saved as lossless PNGs
+    clear = [i for i, r in enumerate(labels) if r["top"][0]["score"] - r["top"][1]["score"] >= 0.2]
+    assert len(clear) >= 5, "the sample no longer has frames with a clear top-1"
+    picks = set(clear[:: max(1, len(clear) // 5)][:5])
+    pngs = {}
+    with av.open(str(SAMPLE)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if i in picks:
+                ok, buf = cv2.imencode(".png", frame.to_ndarray(format="bgr24"))
+                pngs[i] = buf.tobytes()
+    # when each is uploaded
+    uploads = Uploads(load_config(cfg_path))
+    for i, png in sorted(pngs.items()):
+        top = uploads.classify(png)
+        # then it gets the stream's top-1 for that frame, with the run's top_k
+        assert len(top) == 5 and top[0]["label"] == labels[i]["top"][0]["label"], (i, top, labels[i]["top"])
+        assert top[0]["score"] == pytest.approx(labels[i]["top"][0]["score"], abs=0.1)  # the PNG went through RGB at full size: chroma differs a little
+    # and what is not an image is refused in one line
+    with pytest.raises(ValueError, match="not a readable image"):
+        uploads.classify(b"GIF? no: plain text")
+
+
+def _post(port: int, head: bytes, body: bytes = b"", half_close: bool = False) -> tuple[int, dict]:
+    """A raw request to the web view; its status code and JSON body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head + b"\r\n" + body)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)  # the upload ends here, short of its Content-Length
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    if not reply:
+        return 0, {"error": "the connection closed without an answer"}
+    status, _, rest = reply.partition(b"\r\n")
+    return int(status.split()[1]), json.loads(rest.split(b"\r\n\r\n", 1)[1])
+
+
+MALFORMED = [  # (headers, body, half-close after the body, expected status, what the answer says)
+    (b"Content-Length: lots\r\n", b"", False, 400, "Content-Length 'lots' is not a number of bytes"),
+    (b"Content-Length: -5\r\n", b"", False, 400, "Content-Length '-5' is not a number of bytes"),
+    (b"Content-Length: 12\r\nContent-Length: 13\r\n", b"", False, 400, "conflicting Content-Length headers"),
+    (b"", b"", False, 411, "Content-Length required"),
+    (b"Content-Length: " + b"9" * 5000 + b"\r\n", b"", False, 413, "upload an image of 1 byte to 16 MiB"),
+    (b"Content-Length: 100\r\n", b"a short body", True, 400, "the upload ended after 12 of 100 bytes"),
+]
+
+
+def test_malformed_uploads_are_refused_and_the_run_goes_on(tmp_path, write_config):
+    # regression: a non-numeric Content-Length raised in the handler and socketserver printed a
+    # traceback on the run's stderr
+    # given a running pipeline with the web view (a looped file, so it runs until told to stop)
+    port = free_port()
+    video = make_video(tmp_path / "v.mp4", width=96, height=64, frames=30)
+    cfg = write_config([{"name": "v", "source": str(video), "loop": True}], model=FAST_MODEL)
+    proc = start_cli("run", str(cfg), "-q", "--duration", "120", "--web", f":{port}")
+    log = tmp_path / "out" / "v.jsonl"
+    try:
+        wait_for(lambda: line_count(log) >= 10, 120, "the first labels")
+        # when malformed uploads arrive, then each gets its 4xx and a short message
+        for head, body, half_close, code, says in MALFORMED:
+            got = _post(port, head, body, half_close)
+            assert got[0] == code and says in got[1]["error"], (head[:40], got)
+        # and a client that sends half an upload and vanishes gets nothing and costs nothing
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"POST /api/classify HTTP/1.1\r\nContent-Length: 1000\r\n\r\nten bytes.")
+        # and the run goes on classifying
+        seen = line_count(log)
+        wait_for(lambda: line_count(log) > seen + 10, 60, "labels after the malformed uploads")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    # then the run ends normally, nothing but the stop is on its stderr, and its log is complete
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert [ln for ln in err.splitlines() if not ln.startswith("videoclf: warning: SIGINT")] == [], err
+    frames = [r["frame"] for r in read_jsonl(log)]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert frames == list(range(len(frames))) and len(frames) == report["streams"]["v"]["frames"]
