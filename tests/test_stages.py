@@ -17,7 +17,7 @@ from conftest import make_audio_only
 from videoclf.config.schema import Roi, parse_config
 from videoclf.core.errors import ConfigError, InputError
 from videoclf.plan.compose import RunPlan
-from videoclf.core.contract import BatchSpec
+from videoclf.runtime.specs import BatchSpec
 from videoclf.stages.outputs.labels import SinkConfig
 from videoclf.core.registry import Registry
 from videoclf.ipc.shm import PoolOwner, new_run_id
@@ -109,7 +109,7 @@ def test_model_input_follows_the_frames_colour_tags():
 SCALER_THREADS = r"""
 import os, sys
 import av, numpy as np
-from videoclf.ipc.display import DisplayGeom
+from videoclf.core.records import DisplayGeom
 from videoclf.config.schema import Roi
 from videoclf.stages.decode.file import DecodeConfig, DisplayTap, to_model_rgb
 
@@ -200,7 +200,7 @@ def test_probe_rejects_a_file_without_video(tmp_path):
 
 def test_display_frames_are_letterboxed_not_stretched():
     """A 4:3 camera shown in a 16:9 display size (live sources are not probed before start)."""
-    from videoclf.ipc.display import DisplayGeom
+    from videoclf.core.records import DisplayGeom
     from videoclf.stages.decode.file import DisplayTap
 
     # given a 4:3 frame that is white except for a red left edge

@@ -79,3 +79,18 @@ class Ack:
     """A stream's end reached the label log (sink → classifier → decoder): its producer may exit."""
 
     stream: int
+
+
+@dataclass(frozen=True)
+class DisplayGeom:
+    """Size of the display frames of one stream (even, as YUV420 needs) and its frame rate."""
+
+    width: int
+    height: int
+    fps: float
+    every_frame: bool  # True: every frame (annotated video); False: previews only
+    preview_interval_s: float = 0.5
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height * 3 // 2, self.width)  # I420 planes stacked, as PyAV returns them

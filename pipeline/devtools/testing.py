@@ -28,7 +28,9 @@ import numpy as np
 
 from videoclf.runtime.loops import run_batch, run_sink, run_source
 from videoclf.core.records import Decoded, EndOfStream, FrameRecord, Hello, Result
-from videoclf.core.contract import BatchSpec, Control, Policy, Port, Reporter, SinkSpec, SourceSpec, StageBase
+from videoclf.core.contract import Policy, StageBase
+from videoclf.runtime.child import Reporter
+from videoclf.runtime.specs import BatchSpec, Control, Port, SinkSpec, SourceSpec
 from videoclf.ipc.transport import Outbox, address
 
 

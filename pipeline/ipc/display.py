@@ -14,27 +14,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from videoclf.core.records import FrameRecord
+from videoclf.core.records import DisplayGeom, FrameRecord
 from videoclf.ipc.shm import SlotPool
 
 log = logging.getLogger(__name__)
 
 WAIT_S = 2.0  # longest wait for a frame the decoder must already have sent (lossless, video on)
-
-
-@dataclass(frozen=True)
-class DisplayGeom:
-    """Size of the display frames of one stream (even, as YUV420 needs) and its frame rate."""
-
-    width: int
-    height: int
-    fps: float
-    every_frame: bool  # True: every frame (annotated video); False: previews only
-    preview_interval_s: float = 0.5
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.height * 3 // 2, self.width)  # I420 planes stacked, as PyAV returns them
 
 
 @dataclass(frozen=True)

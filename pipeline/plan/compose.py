@@ -1,8 +1,8 @@
 """The composition root: the one module of ``pipeline/`` that imports ``stages/``.
 
 The rest of ``pipeline/`` is the runtime (shared memory, stage loops, supervision, reports,
-servers) and knows stages only by kind name (``videoclf.core.contract.STAGE_MODULES``, imported in
-the child that runs them). This module computes a run's plan from a config, once (each
+servers) and knows stages only by kind name and the module that registers it (``STAGE_MODULES``
+below, imported in the child that runs them). This module computes a run's plan from a config, once (each
 file probed once): the decoder configs, display geometry, the outputs sink, the classifier's
 spec and the shared memory needed; the plan builds any process's spec, with its pools, when
 the supervisor starts or rebuilds that process's fault domain. It also gives the runtime the
@@ -17,15 +17,26 @@ from typing import Any, Optional
 
 from videoclf.plan.budget import SPARE_CORE_MPX, decode_threads, usable_cores
 from videoclf.config.schema import Config, ModelConfig, StreamConfig
-from videoclf.ipc.display import DisplayGeom, DisplayPort, slots_needed
+from videoclf.core.records import DisplayGeom
+from videoclf.ipc.display import DisplayPort, slots_needed
 from videoclf.ipc.shm import PoolOwner
-from videoclf.core.contract import BatchSpec, Policy, Port, SinkSpec, SourceSpec
+from videoclf.core.contract import Policy
+from videoclf.runtime.specs import BatchSpec, Port, SinkSpec, SourceSpec
 from videoclf.ipc.transport import address
 from videoclf.stages.decode.file import DecodeConfig, decode_cost, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
 from videoclf.stages.decode.live import live_config
 from videoclf.stages.outputs.labels import SinkConfig
 
 log = logging.getLogger(__name__)
+
+# the module that registers each stage kind: a stage process imports only the one it runs
+STAGE_MODULES = {"decode": "videoclf.stages.decode.file", "decode.live": "videoclf.stages.decode.live",
+                 "classify": "videoclf.stages.classify.stage", "sink": "videoclf.stages.outputs.labels",
+                 "outputs": "videoclf.stages.outputs.stage"}
+
+
+def stage_module(kind: str) -> str:
+    return STAGE_MODULES.get(kind) or STAGE_MODULES[kind.split(".")[0]]
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,8 @@ class RunPlan:
             display = DisplayPort(Port(owner.create(f"{s.name}_yuv{tag}", n, g.shape, "uint8"), self.sink_address), g)
         kind, dec = self.decoders[i]
         return SourceSpec(f"decode[{s.name}]", kind, dec, i, Port(pool, self.classifier.inbox),
-                          Policy(s.effective_policy), seq_start, self.max_frames, display, seq_base=self.first(i))
+                          Policy(s.effective_policy), seq_start, self.max_frames, display, seq_base=self.first(i),
+                          module=stage_module(kind))
 
     def sink(self, last_seq: tuple[int, ...] = (), ended: frozenset = frozenset()) -> SinkSpec:
         """The sink's spec; after a crash it appends to the logs and drops what they hold."""
@@ -75,7 +87,7 @@ class RunPlan:
                 replace(cfg, label=replace(cfg.label, append=True))
         display = {i: g for i, g in enumerate(self.geoms)} if self.geoms else None
         return SinkSpec(self.sink_title, self.sink_kind, cfg, self.sink_address, len(self.cfg.streams),
-                        last_seq, ended, display)
+                        last_seq, ended, display, module=stage_module(self.sink_kind))
 
 
 def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, first_seq: tuple[int, ...] = (),
@@ -112,7 +124,7 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
     classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),
                            address(run_id, "sink"), len(names), cfg.model.batch_bound, m.max_wait_ms / 1000,
                            {i: s.live.max_queue_s for i, s in enumerate(cfg.streams)
-                            if s.effective_policy == "drop_oldest"})
+                            if s.effective_policy == "drop_oldest"}, module=stage_module("classify"))
     rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * m.crop * m.crop * 3
     shm = rings + _display_bytes(cfg, geoms)
     title = f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]"

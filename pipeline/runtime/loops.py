@@ -14,15 +14,19 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
+from videoclf.core.contract import BatchStage, Policy, Sink, Source
+from videoclf.core.records import Ack, Decoded, EndOfStream, FrameRecord, Hello, Resume
 from videoclf.ipc.display import DisplayMatcher, send_display
 from videoclf.ipc.links import Forward, Inputs, Producer
-from videoclf.core.records import Ack, Decoded, EndOfStream, FrameRecord, Hello, Resume
-from videoclf.core.contract import (LIVE_WAIT_S, POLL_S, BatchSpec, BatchStage, Control, Policy, Reporter, Sink, SinkSpec,
-                            Source, SourceSpec)
 from videoclf.ipc.shm import SlotPool
 from videoclf.ipc.transport import Inbox, Joined, Lost
+from videoclf.runtime.child import Reporter
+from videoclf.runtime.specs import BatchSpec, Control, SinkSpec, SourceSpec
 
 log = logging.getLogger(__name__)
+
+LIVE_WAIT_S = 0.05  # a live source waits this long for a free slot before dropping a frame
+POLL_S = 0.1  # every blocking wait in a loop is bounded by this, then the stop event is checked
 
 _END = object()
 

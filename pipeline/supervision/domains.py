@@ -26,7 +26,8 @@ from videoclf.stages.outputs.labellog import last_logged_frame, logged_after
 from videoclf.core.records import EndOfStream, Hello
 from videoclf.supervision.restart import RestartPolicy
 from videoclf.ipc.shm import PoolOwner
-from videoclf.core.contract import Control, StageSpec, child_main
+from videoclf.runtime.child import child_main
+from videoclf.runtime.specs import Control, StageSpec
 from videoclf.ipc.transport import Outbox
 
 log = logging.getLogger("videoclf")

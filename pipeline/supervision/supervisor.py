@@ -30,7 +30,7 @@ from videoclf.observe.report import Progress, build_report
 from videoclf.plan.resume import resume
 from videoclf.supervision.services import Services
 from videoclf.ipc.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
-from videoclf.core.contract import Control
+from videoclf.runtime.specs import Control
 from videoclf.ipc.transport import Flag, Inbox, Joined, Lost, address
 
 log = logging.getLogger("videoclf")

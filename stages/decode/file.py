@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from videoclf.config.schema import Roi, redact
-from videoclf.ipc.display import DisplayGeom
+from videoclf.core.records import DisplayGeom
 from videoclf.core.errors import InputError
 from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase

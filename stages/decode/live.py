@@ -24,7 +24,7 @@ import av
 import numpy as np
 
 from videoclf.config.schema import LiveOptions, Roi, StreamConfig, redact
-from videoclf.ipc.display import DisplayGeom
+from videoclf.core.records import DisplayGeom
 from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.decode.file import DecodeConfig, DisplayTap, to_model_rgb

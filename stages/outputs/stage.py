@@ -21,14 +21,13 @@ import av
 import cv2
 import numpy as np
 
-from videoclf.ipc.display import DisplayGeom
 from videoclf.core.errors import ResourceError
-from videoclf.core.records import EndOfStream, Result
+from videoclf.core.records import DisplayGeom, EndOfStream, Result
 from videoclf.config.outputs import AlertRule
-from videoclf.core.contract import STAGES, StageBase, build_stage
+from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.alerts import AlertEngine, EventLog, safe_name
 from videoclf.stages.outputs.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
-from videoclf.stages.outputs.labels import SinkConfig
+from videoclf.stages.outputs.labels import SinkConfig  # also registers the label-log sinks this one wraps
 from videoclf.stages.outputs.video_out import SegmentWriter, create_new, stamp
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ class OutputsSink(StageBase):
 
     def setup(self) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
-        self.label = build_stage(self.cfg.label_kind, self.cfg.label)
+        self.label = STAGES.get(self.cfg.label_kind)(self.cfg.label)
         self.label.ctrl = self.ctrl
         self.label.setup()
         self.keeper = getattr(self.label, "keeper", None)

@@ -13,7 +13,7 @@ import pytest
 from videoclf.ipc.links import Forward, Producer
 from videoclf.core.records import Ack, EndOfStream, FrameRecord, Hello, Resume
 from videoclf.ipc.shm import SlotPool
-from videoclf.core.contract import Port
+from videoclf.runtime.specs import Port
 from videoclf.ipc.transport import Flag, Inbox, Joined, Lost, Outbox, address
 
 CTX = mp.get_context("spawn")

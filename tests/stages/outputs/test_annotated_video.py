@@ -102,7 +102,7 @@ def test_sigint_mid_run_leaves_a_finalized_mp4_whose_frames_match_the_label_log(
 
 def test_outputs_and_decode_configs_pickle():
     # given the configs a child receives
-    from videoclf.ipc.display import DisplayGeom
+    from videoclf.core.records import DisplayGeom
     from videoclf.config.outputs import AlertRule
     from videoclf.stages.decode.file import DecodeConfig
     from videoclf.stages.outputs.stage import OutputsConfig
