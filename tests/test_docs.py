@@ -10,7 +10,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_config_reference_in_readme_is_current():
-    """Regenerate with `python -m videoclf.config.schema --update-readme` when a config field changes."""
+    """Regenerate with `python -m videoclf.config.reference --update-readme` when a config field changes."""
     missing = [row for row in reference_table().splitlines() if row not in README]
     assert not missing, "README config reference is stale:\n" + "\n".join(missing)
 

@@ -14,7 +14,8 @@ import torch
 
 from conftest import make_audio_only
 
-from videoclf.config.schema import Roi, parse_config
+from videoclf.config.schema import Roi
+from videoclf.config.load import parse_config
 from videoclf.core.errors import ConfigError, InputError
 from videoclf.plan.compose import RunPlan
 from videoclf.runtime.specs import BatchSpec

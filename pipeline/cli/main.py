@@ -65,7 +65,7 @@ def _run_fleet(cfg: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from videoclf.config.schema import load_config
+    from videoclf.config.load import load_config
     from videoclf.observe.report import print_summary, write_report
     from videoclf.supervision.supervisor import RunOptions, run_pipeline
 
@@ -75,7 +75,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for key in ("web", "metrics", "video"):  # --web/--metrics/--video override the config
         value = getattr(args, key, None)
         if value:
-            from videoclf.config.schema import parse_config
+            from videoclf.config.load import parse_config
 
             data = cfg.model_dump()
             data["output"][key] = value
@@ -107,7 +107,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from videoclf.config.schema import load_config, redact
+    from videoclf.config.schema import redact
+    from videoclf.config.load import load_config
     from videoclf.supervision.supervisor import preflight
 
     cfg = load_config(args.config)
@@ -163,7 +164,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from videoclf.config.schema import load_config
+    from videoclf.config.load import load_config
     from videoclf.plan.compose import tune
 
     cfg = load_config(args.config)

@@ -44,7 +44,7 @@ def _die_with_parent() -> None:
 
 
 def _expand(text: str, env: dict[str, str]) -> str:
-    from videoclf.config.schema import _ENV
+    from videoclf.config.load import _ENV
 
     return _ENV.sub(lambda m: env.get(m.group(1), m.group(0)), text)
 

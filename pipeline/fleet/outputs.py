@@ -27,7 +27,8 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from videoclf.config.schema import _ENV, Config, OutputConfig
+from videoclf.config.schema import Config, OutputConfig
+from videoclf.config.load import _ENV
 from videoclf.core.errors import ConfigError
 
 CARRIED = frozenset({"format", "video", "segment_seconds", "alerts", "metrics", "timezone", "retention", "min_free"})

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from videoclf.config.schema import Config, StreamConfig, load_config
+from videoclf.config.schema import Config, StreamConfig
+from videoclf.config.load import load_config
 from videoclf.core.errors import VideoclfError
 from videoclf.fleet.agent import EVENTS
 from videoclf.fleet.central import Central, top1

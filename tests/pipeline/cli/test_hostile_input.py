@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import FAST_MODEL, make_audio_only, make_video, read_jsonl, run_cli
-from videoclf.config.schema import MAX_CONFIG_BYTES
+from videoclf.config.load import MAX_CONFIG_BYTES
 from videoclf.stages.decode.file import DecodeConfig, to_model_rgb
 
 

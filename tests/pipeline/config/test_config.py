@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from videoclf.config.schema import Config, load_config, parse_config, redact
+from videoclf.config.schema import Config, redact
+from videoclf.config.load import load_config, parse_config
 from videoclf.core.errors import ConfigError
 
 BASE = {"streams": [{"name": "cam1", "source": "a.mp4"}]}

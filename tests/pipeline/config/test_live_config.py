@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from conftest import ROOT, make_video, run_cli
-from videoclf.config.schema import LiveOptions, parse_config
+from videoclf.config.schema import LiveOptions
+from videoclf.config.load import parse_config
 from videoclf.core.errors import ConfigError
 from videoclf.stages.decode.live import LiveConfig, LiveDecoder, live_config, open_options
 

@@ -20,7 +20,7 @@ import yaml
 from conftest import FAST_MODEL, SHM_TAG, make_video, read_jsonl, run_cli, shm_segments
 from helpers_proc import line_count, start_cli, wait_for
 from live_helpers import free_port, needs_gst, serving
-from videoclf.config.schema import parse_config
+from videoclf.config.load import parse_config
 from videoclf.fleet.run import Fleet, _Shard
 from videoclf.fleet.agent import _expand
 from videoclf.fleet.outputs import CARRIED, CENTRAL, REFUSED, fleet_refusal, template

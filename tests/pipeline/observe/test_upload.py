@@ -11,7 +11,7 @@ import pytest
 
 from conftest import FAST_MODEL, SAMPLE, make_video, read_jsonl, run_cli
 from helpers_proc import line_count, start_cli, wait_for
-from videoclf.config.schema import load_config
+from videoclf.config.load import load_config
 from videoclf.devtools.testing import free_port
 from videoclf.observe.web import Uploads
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import FAST_MODEL, make_video, read_jsonl, shm_segments
 from helpers_proc import assert_all_gone, kill_stage, line_count, stages_of, start_cli, wait_for
-from videoclf.config.schema import parse_config
+from videoclf.config.load import parse_config
 from videoclf.core.errors import ConfigError, StageError
 from videoclf.supervision.restart import RestartPolicy
 from videoclf.stages.outputs.labellog import last_logged_frame, logged_after, logged_frames

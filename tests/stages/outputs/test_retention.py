@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from videoclf.config.schema import parse_config
+from videoclf.config.load import parse_config
 from videoclf.core.errors import ConfigError
 from videoclf.config.outputs import Retention
 from videoclf.stages.outputs.retention import Housekeeper
