@@ -42,16 +42,15 @@ from typing import Callable, Optional
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pipeline.config import ModelConfig  # noqa: E402
-from stages.backends import open_backend  # noqa: E402
+from videoclf.config.schema import ModelConfig  # noqa: E402
+from videoclf.stages.classify.backends import open_backend  # noqa: E402
 try:  # the engines take the decoder's RGB uint8 NHWC frames
-    from stages.backends.cache import model_frames as engine_frames  # noqa: E402
+    from videoclf.stages.classify.backends.cache import model_frames as engine_frames  # noqa: E402
 except ImportError:  # engines of before the uint8 interface take normalised float NCHW frames
-    from stages.backends.cache import calibration_frames as engine_frames  # noqa: E402
+    from videoclf.stages.classify.backends.cache import calibration_frames as engine_frames  # noqa: E402
 
-from benchmarks.handwritten import cpu_info, describe_cpu  # noqa: E402
+from handwritten import cpu_info, describe_cpu  # noqa: E402
 
 VARIANTS = ("torch:fp32,torch:bf16,openvino:fp32,openvino:bf16,onnxruntime:int8,openvino:int8")
 
@@ -122,7 +121,7 @@ def near_tie(logits: np.ndarray, tie: float) -> np.ndarray:
 
 def sample_calibration_picks(total: int, n: int) -> np.ndarray:
     """Frame numbers of the shipped sample that int8 calibrates on when it is the only
-    calibration clip (stages.backends.cache: ``n`` frames spread evenly over its first minute)."""
+    calibration clip (videoclf.stages.classify.backends.cache: ``n`` frames spread evenly over its first minute)."""
     return np.linspace(0, total - 1, min(n, total)).round().astype(int)
 
 

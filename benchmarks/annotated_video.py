@@ -1,6 +1,6 @@
 """Cost of the watched outputs, each against a baseline measured in the same run.
 
-    PYTHONPATH=. python benchmarks/annotated_video.py [--frames 300] [--size 1920x1080] [--weights none]
+    python benchmarks/annotated_video.py [--frames 300] [--size 1920x1080] [--weights none]
 
 1. encode only: the annotated-video encoder alone (overlay + libx264) on the clip's frames;
 2. pipeline, outputs off (null label sink) → pipeline FPS;
@@ -23,10 +23,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.config import parse_config
-from pipeline.supervisor import RunOptions, run_pipeline
-from stages.overlay import draw_overlay, overlay_lines
-from stages.video_out import SegmentWriter
+from videoclf.config.load import parse_config
+from videoclf.supervision.supervisor import RunOptions, run_pipeline
+from videoclf.stages.outputs.overlay import draw_overlay, overlay_lines
+from videoclf.stages.outputs.video_out import SegmentWriter
 
 
 def make_clip(path: Path, w: int, h: int, n: int) -> None:

@@ -32,15 +32,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.handwritten import cpu_info, describe_cpu  # noqa: E402
-from benchmarks.naive_vs_pipeline import RESULTS, make_clip, prime  # noqa: E402
+from handwritten import cpu_info, describe_cpu  # noqa: E402
+from naive_vs_pipeline import RESULTS, make_clip, prime  # noqa: E402
 
 DECODER = """
-import sys, time
-sys.path.insert(0, {root!r})
-from stages.decode import decode_cost
+import time
+from videoclf.stages.decode.file import decode_cost
 end = time.monotonic() + {seconds}
 while time.monotonic() < end:
     decode_cost({clip!r}, 256, 224, None, 120, 1)
@@ -81,7 +79,7 @@ def main() -> int:
 
     import numpy as np
 
-    from stages.backends.openvino_backend import Input, OpenVinoBackend
+    from videoclf.stages.classify.backends.openvino_backend import Input, OpenVinoBackend
 
     clip = make_clip(RESULTS / "clip_1080p30_gop30.mp4")
     model = prime(clip, args.backbone, args.precision, {})
@@ -101,7 +99,7 @@ def main() -> int:
         for side in sides:
             dec = None
             if side != "alone":
-                code = DECODER.format(root=str(ROOT), clip=str(clip), seconds=args.seconds * len(gaps) + 5)
+                code = DECODER.format(clip=str(clip), seconds=args.seconds * len(gaps) + 5)
                 dec = subprocess.Popen([sys.executable, "-c", code])
                 time.sleep(1.0)  # its imports and first frames
             try:

@@ -9,9 +9,9 @@ It checks, and prints:
 - /dev/shm holds only this run's segments throughout (sampled every second) and none after;
 - no ``videoclf:`` process outlives the run.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/fault_soak.py [--cameras 3] [--minutes 10] [--kills 50]
+    .venv/bin/python benchmarks/fault_soak.py [--cameras 3] [--minutes 10] [--kills 50]
     # the single-kill figures (gaps around one kill of a decoder, then of the classifier):
-    PYTHONPATH=. .venv/bin/python benchmarks/fault_soak.py --minutes 1 --kills 0 --single
+    .venv/bin/python benchmarks/fault_soak.py --minutes 1 --kills 0 --single
 """
 from __future__ import annotations
 
@@ -30,11 +30,10 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.handwritten import cpu_info, describe_cpu  # noqa: E402
-from benchmarks.naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
-from pipeline.testing import Camera, stage_processes as stages  # noqa: E402
+from handwritten import cpu_info, describe_cpu  # noqa: E402
+from naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
+from videoclf.devtools.testing import Camera, stage_processes as stages  # noqa: E402
 
 LIVE = {"watchdog_s": 2, "backoff_s": 0.2, "backoff_max_s": 1, "open_timeout_s": 2, "read_timeout_s": 2}
 
@@ -69,7 +68,7 @@ def start_run(urls: dict[str, str], out: Path, seconds: float, model: dict) -> s
     cfg = out.parent / "soak.yaml"
     cfg.write_text(yaml.safe_dump({"streams": [{"name": n, "source": u, "live": LIVE} for n, u in urls.items()],
                                    "model": model, "output": {"dir": str(out)}}))
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "-q", "--duration", str(seconds)],
+    return subprocess.Popen([sys.executable, "-m", "videoclf.cli.main", "run", str(cfg), "-q", "--duration", str(seconds)],
                             cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -3,7 +3,7 @@ is started and timed, then the same 2 file streams run locally and on the fleet,
 (ABAB…), and the FPS ratio fleet/local is printed as the median of the pairs, with the
 driver's and the node agent's RSS sampled during the fleet runs.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/fleet.py [--repeat 3] [--backbone efficientnet_lite0]
+    .venv/bin/python benchmarks/fleet.py [--repeat 3] [--backbone efficientnet_lite0]
 """
 from __future__ import annotations
 
@@ -20,15 +20,14 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.handwritten import cpu_info, describe_cpu  # noqa: E402
-from benchmarks.naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
+from handwritten import cpu_info, describe_cpu  # noqa: E402
+from naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
 
 
 def run(cfg: Path, out: Path, address: str | None) -> tuple[float, float, float]:
     """Mean sustained FPS of the streams, and the peak RSS (MB) of the driver and the agent."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(cfg), "-q", "-o", str(out)]
+    cmd = [sys.executable, "-m", "videoclf.cli.main", "run", str(cfg), "-q", "-o", str(out)]
     if address:
         cmd += ["--ray", address]
     proc = subprocess.Popen(cmd, cwd=str(ROOT), stderr=subprocess.PIPE, text=True)

@@ -7,12 +7,12 @@ Cameras are served by `videoclf serve` (GStreamer, loopback) from the shipped sa
 to the camera size (benchmarks/results/, made once). The baseline printed beside each figure is the target and the camera's own rate
 measured in the same run (input FPS), so the ratio says how much of the camera we kept.
 
-  PYTHONPATH=. .venv/bin/python benchmarks/live_cameras.py [--cameras 3] [--seconds 30]
+  .venv/bin/python benchmarks/live_cameras.py [--cameras 3] [--seconds 30]
   # how many 1080p30 cameras mobilenet_v2 keeps at 30 FPS with zero drops:
-  PYTHONPATH=. .venv/bin/python benchmarks/live_cameras.py --size 1920x1080 --cameras 6 \
+  .venv/bin/python benchmarks/live_cameras.py --size 1920x1080 --cameras 6 \
       --backbone mobilenet_v2 --skip-latency
   # the most 1080p30 cameras held (>= 29 FPS each, zero drops) beside the machine limit:
-  PYTHONPATH=. .venv/bin/python benchmarks/live_cameras.py --find-max --backbone mobilenet_v2 \
+  .venv/bin/python benchmarks/live_cameras.py --find-max --backbone mobilenet_v2 \
       --set precision=fp32 [--repeat 3]
 
 --find-max measures, in the same run, the machine limit in cameras:
@@ -35,12 +35,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
-from pipeline.config import parse_config  # noqa: E402
-from pipeline.supervisor import RunOptions, run_pipeline  # noqa: E402
-from pipeline.testing import Camera  # noqa: E402
+from naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
+from videoclf.config.load import parse_config  # noqa: E402
+from videoclf.supervision.supervisor import RunOptions, run_pipeline  # noqa: E402
+from videoclf.devtools.testing import Camera  # noqa: E402
 
 
 def run(urls: dict[str, str], seconds: float, out: Path, model: dict) -> dict:
@@ -62,7 +61,7 @@ def live_decode_core_s(url: str, crop: int, frames: int = 300, warmup: int = 30)
 
     import av
 
-    from stages.decode import DecodeConfig, to_model_rgb
+    from videoclf.stages.decode.file import DecodeConfig, to_model_rgb
 
     geometry = DecodeConfig("limit", url, round(crop * 256 / 224), crop)
     with av.open(url, options={"rtsp_transport": "tcp", "timeout": "5000000"}) as container:
@@ -80,8 +79,8 @@ def live_decode_core_s(url: str, crop: int, frames: int = 300, warmup: int = 30)
 
 
 def camera_limit(clip: Path, model_file: str, precision: str, crop: int) -> dict:
-    from benchmarks.handwritten import cores
-    from benchmarks.naive_vs_pipeline import best_batch_infer_core_s, cropping_decode_core_s
+    from handwritten import cores
+    from naive_vs_pipeline import best_batch_infer_core_s, cropping_decode_core_s
 
     cam = Camera(clip).start()
     try:
@@ -96,7 +95,7 @@ def camera_limit(clip: Path, model_file: str, precision: str, crop: int) -> dict
 
 def find_max(args: argparse.Namespace, model: dict, t: Path) -> int:
     """The most 1080p30 cameras held, beside the machine limit measured in the same run."""
-    from benchmarks.handwritten import cpu_info, describe_cpu
+    from handwritten import cpu_info, describe_cpu
 
     print(describe_cpu(cpu_info()))
     big = make_clip(RESULTS / "clip_1080p30_gop30.mp4")

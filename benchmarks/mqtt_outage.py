@@ -2,7 +2,7 @@
 against FPS with the broker killed 1 s in, alternated, on the same looping file.
 
 Usage (run by hand; needs Debian's mosquitto):
-    PYTHONPATH=. python benchmarks/mqtt_outage.py [--repeat 3] [--frames 3000]
+    python benchmarks/mqtt_outage.py [--repeat 3] [--frames 3000]
 
 Prints the CPU, each run's sustained FPS, the medians, their ratio (target: the outage costs
 at most 2 %) and the messages the runs dropped while the broker was away. The pairs run in
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def free_port() -> int:
@@ -49,7 +48,7 @@ def one_run(tmp: Path, frames: int, kill_after: float | None, tag: str) -> tuple
                    "alerts": [{"when": ["Mexican hairless"], "min_score": 0.1, "cooldown_s": 0}]}}))
     if kill_after is not None:
         threading.Timer(kill_after, broker.kill).start()
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "-q"], cwd=str(ROOT), check=True,
+    subprocess.run([sys.executable, "-m", "videoclf.cli.main", "run", str(cfg), "-q"], cwd=str(ROOT), check=True,
                    env={**os.environ, "VIDEOCLF_CACHE": str(tmp / "cache")})
     broker.kill()
     broker.wait()
@@ -58,7 +57,7 @@ def one_run(tmp: Path, frames: int, kill_after: float | None, tag: str) -> tuple
 
 
 def main() -> int:
-    from benchmarks.handwritten import cpu_info, describe_cpu
+    from handwritten import cpu_info, describe_cpu
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)

@@ -61,9 +61,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SAMPLE = ROOT / "samples" / "bigbuckbunny_360p.mp4"
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.handwritten import (HINTS, compile_model, cores, cpu_info, decode_core_s_per_frame,  # noqa: E402
+from handwritten import (HINTS, compile_model, cores, cpu_info, decode_core_s_per_frame,  # noqa: E402
                                     describe_cpu, handwritten_fps, infer_core_s_per_frame, machine_limit)
 
 TARGETS = {"resnet18": 3.5, "mobilenet_v2": 5.0}  # the issue's videoclf/naive ratio targets
@@ -107,7 +106,7 @@ def naive_fps(clip: Path, backbone: str, max_frames: int) -> float:
     from PIL import Image
     from torchvision import transforms
 
-    from stages.backbones import BACKBONES, build_architecture
+    from videoclf.stages.classify.backbones import BACKBONES, build_architecture
 
     torch.manual_seed(0)
     model = build_architecture(BACKBONES.get(backbone), 1000).eval()
@@ -140,9 +139,8 @@ def pipeline_fps(clip: Path, backbone: str, max_frames: int, extra: dict) -> tup
                "output": {"dir": tmp}, "max_frames": max_frames}
         path = Path(tmp) / "cfg.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path), "--null-sink", "-q"],
-                              capture_output=True, text=True, env=env, timeout=900, cwd=str(ROOT))
+        proc = subprocess.run([sys.executable, "-m", "videoclf.cli.main", "run", str(path), "--null-sink", "-q"],
+                              capture_output=True, text=True, timeout=900, cwd=str(ROOT))
         if proc.returncode != 0:
             raise SystemExit(f"videoclf run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
         report = json.loads((Path(tmp) / "report.json").read_text())
@@ -206,7 +204,7 @@ def cropping_decode_core_s(clip: str, frames: int, crop: int, threads: int = 0) 
     """Decode-only pass the way videoclf decodes (the kept square of the YUV frame copied out,
     then one libswscale resize to the model input) with ``threads`` FFmpeg threads (0:
     FFmpeg's choice): CPU s / frame."""
-    from stages.decode import decode_cost
+    from videoclf.stages.decode.file import decode_cost
 
     return decode_cost(clip, round(crop * 256 / 224), crop, None, frames, threads)
 
@@ -216,7 +214,7 @@ def best_batch_infer_core_s(model_file: str, precision: str, crop: int, images: 
     every infer request busy: the least process CPU s / image."""
     import numpy as np
 
-    from stages.backends.openvino_backend import Input, OpenVinoBackend
+    from videoclf.stages.classify.backends.openvino_backend import Input, OpenVinoBackend
 
     best = float("inf")
     for b in (1, 2, 4, 8):

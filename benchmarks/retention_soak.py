@@ -19,10 +19,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pipeline.outputs_config import parse_size  # noqa: E402
-from pipeline.testing import gst_rtsp_available, serving  # noqa: E402
+from videoclf.config.outputs import parse_size  # noqa: E402
+from videoclf.devtools.testing import gst_rtsp_available, serving  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -52,7 +51,7 @@ def main() -> int:
             "model": {"backbone": "mobilenet_v2", "weights": "none", "threads": 1},
             "output": {"dir": str(out), "video": True, "segment_seconds": args.segment_seconds,
                        "retention": {"video": {"max_bytes": limit}, "every_s": 5}}}))
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "-q", "--duration",
+        subprocess.run([sys.executable, "-m", "videoclf.cli.main", "run", str(cfg), "-q", "--duration",
                         str(args.minutes * 60)], cwd=ROOT, check=True)
         report = json.loads((out / "report.json").read_text())
         written = report["streams"]["cam"]["video"]["files"]

@@ -82,7 +82,7 @@ def summarize(rows: list[dict], warmup_s: float) -> dict[str, dict]:
 
 def soak(config: str, seconds: float, every: float, out: Path, warmup_s: float) -> tuple[list[dict], int]:
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", config, "-q", "-o", str(out / "run"),
+    proc = subprocess.Popen([sys.executable, "-m", "videoclf.cli.main", "run", config, "-q", "-o", str(out / "run"),
                              "--duration", str(seconds + 30)], cwd=str(ROOT))
     rows: list[dict] = []
     t_end = time.monotonic() + seconds

@@ -23,7 +23,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def first_label_s(config: Path, out: Path, env: dict[str, str]) -> float:
@@ -37,7 +36,7 @@ def first_label_s(config: Path, out: Path, env: dict[str, str]) -> float:
     cfg.write_text(yaml.safe_dump(data))
     log = out / f"{stream}.jsonl"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(cfg), "-q"], cwd=str(ROOT), env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "videoclf.cli.main", "run", str(cfg), "-q"], cwd=str(ROOT), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         while True:
@@ -57,7 +56,7 @@ def import_torch_s() -> float:
 
 
 def main() -> int:
-    from benchmarks.handwritten import cpu_info, describe_cpu
+    from handwritten import cpu_info, describe_cpu
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "sample.yaml"))

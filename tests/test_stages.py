@@ -134,7 +134,7 @@ def test_scaling_a_frame_starts_no_scaler_threads():
     each frame's scaling wait on threads that other stages keep off the cores."""
     # when a fresh process scales frames of each kind the decoder meets
     out = subprocess.run([sys.executable, "-c", SCALER_THREADS], capture_output=True, text=True, timeout=120,
-                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     before, after = map(int, out.stdout.split())
     # then it runs on the threads it had

@@ -232,7 +232,8 @@ def _blocked_env(tmp_path: Path, *packages: str) -> dict[str, str]:
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(packages)))
-    return {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "VIDEOCLF_CACHE": str(tmp_path / "cache")}
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+            "VIDEOCLF_CACHE": str(tmp_path / "cache")}
 
 
 def test_auto_falls_back_to_torch_when_openvino_is_not_installed(tmp_path, write_config):
