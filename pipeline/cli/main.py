@@ -194,11 +194,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="videoclf", description="Streaming video classification for files and cameras.")
-    p.add_argument("--version", action="version", version=f"videoclf {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _run_parser(sub: Any) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="classify every frame of the configured streams")
     run.add_argument("config", help="YAML config file")
     run.add_argument("--output", "-o", help="output directory (overrides output.dir)")
@@ -215,6 +211,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray", metavar="ADDRESS", help="run the streams on a Ray cluster (auto: $RAY_ADDRESS, else a "
                                                      "local one); label logs and report.json are gathered here")
     run.set_defaults(func=_cmd_run)
+    return run
+
+
+def _serve_parser(sub: Any) -> argparse.ArgumentParser:
+    serve = sub.add_parser("serve", help="serve a video file as a looping live RTSP camera (needs GStreamer)")
+    serve.add_argument("file", help="H.264 video in an MP4/MOV container")
+    serve.add_argument("--port", type=int, default=8554, help="RTSP port (default 8554)")
+    serve.add_argument("--path", default="/cam", help="mount path (default /cam → rtsp://127.0.0.1:8554/cam)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--user", default="", help="require RTSP Basic auth with this user (with --password)")
+    serve.add_argument("--password", default="", help="password for --user (test cameras: it shows in `ps`)")
+    serve.set_defaults(func=_cmd_serve)
+    return serve
+
+
+def _bench_parser(sub: Any) -> argparse.ArgumentParser:
+    bench = sub.add_parser("bench", help="compare backbones x backends x precisions on a clip")
+    bench.add_argument("clip", nargs="?", help="video file (default: the shipped sample)")
+    bench.add_argument("--backbones", default="resnet18,mobilenet_v2,efficientnet_lite0")
+    bench.add_argument("--backends", default="auto", help="comma list of auto,torch,onnxruntime,openvino")
+    bench.add_argument("--precisions", default="fp32,bf16", help="comma list of auto,fp32,bf16,fp16,int8")
+    bench.add_argument("--weights", default="auto", help="auto (imagenet where offline, else none), imagenet, none")
+    bench.add_argument("--frames", type=int, default=300, help="frames of the clip the pipeline classifies")
+    bench.add_argument("--out", default="out/bench", help="directory for bench.md and bench.csv")
+    bench.set_defaults(func=_cmd_bench)
+    return bench
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="videoclf", description="Streaming video classification for files and cameras.")
+    p.add_argument("--version", action="version", version=f"videoclf {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = _run_parser(sub)
 
     val = sub.add_parser("validate", help="check a config without running it")
     val.add_argument("config")
@@ -228,14 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_cmd_models)
 
-    serve = sub.add_parser("serve", help="serve a video file as a looping live RTSP camera (needs GStreamer)")
-    serve.add_argument("file", help="H.264 video in an MP4/MOV container")
-    serve.add_argument("--port", type=int, default=8554, help="RTSP port (default 8554)")
-    serve.add_argument("--path", default="/cam", help="mount path (default /cam → rtsp://127.0.0.1:8554/cam)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    serve.add_argument("--user", default="", help="require RTSP Basic auth with this user (with --password)")
-    serve.add_argument("--password", default="", help="password for --user (test cameras: it shows in `ps`)")
-    serve.set_defaults(func=_cmd_serve)
+    serve = _serve_parser(sub)
 
     tune = sub.add_parser("tune", help="measure int8's agreement with fp32 on the config's footage; "
                                        "precision: auto uses int8 only where it holds")
@@ -244,15 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--bound", type=float, default=0.99, help="agreement int8 must reach on confident held-out frames")
     tune.add_argument("--margin", type=float, default=0.1, help="top-1 minus top-2 softmax of a confident frame")
     tune.set_defaults(func=_cmd_tune)
-    bench = sub.add_parser("bench", help="compare backbones x backends x precisions on a clip")
-    bench.add_argument("clip", nargs="?", help="video file (default: the shipped sample)")
-    bench.add_argument("--backbones", default="resnet18,mobilenet_v2,efficientnet_lite0")
-    bench.add_argument("--backends", default="auto", help="comma list of auto,torch,onnxruntime,openvino")
-    bench.add_argument("--precisions", default="fp32,bf16", help="comma list of auto,fp32,bf16,fp16,int8")
-    bench.add_argument("--weights", default="auto", help="auto (imagenet where offline, else none), imagenet, none")
-    bench.add_argument("--frames", type=int, default=300, help="frames of the clip the pipeline classifies")
-    bench.add_argument("--out", default="out/bench", help="directory for bench.md and bench.csv")
-    bench.set_defaults(func=_cmd_bench)
+    bench = _bench_parser(sub)
 
     for sp in (run, val, models, serve, tune, bench):
         sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -1,0 +1,6 @@
+"""``python -m videoclf``: the ``videoclf`` command."""
+import sys
+
+from videoclf.cli.main import main
+
+sys.exit(main())
