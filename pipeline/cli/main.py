@@ -65,13 +65,10 @@ def _run_fleet(cfg: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from videoclf.config.load import load_config
-    from videoclf.observe.report import print_summary, write_report
-    from videoclf.supervision.supervisor import RunOptions, run_pipeline
+    from videoclf import api
+    from videoclf.observe.report import print_summary
 
-    cfg = load_config(args.config)
-    if args.output:
-        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": args.output})})
+    cfg = api.load(args.config, args.output)
     for key in ("web", "metrics", "video"):  # --web/--metrics/--video override the config
         value = getattr(args, key, None)
         if value:
@@ -82,27 +79,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             cfg = parse_config(data, f"--{key}", env=cfg.env)
     if args.ray:
         return _run_fleet(cfg, args)
-    opts = RunOptions(max_frames=args.max_frames, duration=args.duration,
-                      sink="null" if args.null_sink else "auto", progress=not args.quiet,
-                      overwrite=args.overwrite)
-    result = run_pipeline(cfg, opts)
-    try:
-        path = write_report(result.report, cfg.output.dir)
-        from videoclf.observe.report_html import write_html
-
-        write_html(result.report, cfg.output.dir)
-    except OSError as exc:  # disk full or directory gone: the run's own error, if any, says more
-        if result.error is None:
-            from videoclf.core.errors import ResourceError
-
-            raise ResourceError(f"output.dir {cfg.output.dir}: cannot write report.json ({exc.strerror or exc})") from None
-        log.warning("report.json not written (%s)", exc.strerror or exc)
-        path = None
+    report = api.run(cfg, max_frames=args.max_frames, duration=args.duration, null_sink=args.null_sink,
+                     progress=not args.quiet, overwrite=args.overwrite)
     if not args.quiet:
-        print_summary(result.report)
-        print(f"report: {path}")
-    if result.error is not None:
-        raise result.error
+        print_summary(dict(report.data))
+        print(f"report: {report.path}")
+    if report.error is not None:
+        raise report.error
     return 0
 
 

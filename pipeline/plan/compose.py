@@ -56,6 +56,7 @@ class RunPlan:
     max_frames: Optional[int]
     shm_bytes: int  # what the pools take in /dev/shm (checked before anything is created)
     first_seq: tuple[int, ...] = ()  # per stream: its first frame number in this run (pipeline/plan/resume.py)
+    tap: Optional[str] = None  # where the sink also sends each result (videoclf.api's inbox), if anywhere
 
     def first(self, i: int) -> int:
         return self.first_seq[i] if self.first_seq else self.cfg.streams[i].start_frame
@@ -87,7 +88,7 @@ class RunPlan:
                 replace(cfg, label=replace(cfg.label, append=True))
         display = {i: g for i, g in enumerate(self.geoms)} if self.geoms else None
         return SinkSpec(self.sink_title, self.sink_kind, cfg, self.sink_address, len(self.cfg.streams),
-                        last_seq, ended, display, module=stage_module(self.sink_kind))
+                        last_seq, ended, display, module=stage_module(self.sink_kind), tap=self.tap)
 
 
 def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, first_seq: tuple[int, ...] = (),

@@ -22,6 +22,7 @@ from videoclf.ipc.shm import SlotPool
 from videoclf.ipc.transport import Inbox, Joined, Lost
 from videoclf.runtime.child import Reporter
 from videoclf.runtime.specs import BatchSpec, Control, SinkSpec, SourceSpec
+from videoclf.runtime.tap import Tap
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +310,7 @@ class _Deliver:
         self.frames = DisplayMatcher(spec.display) if spec.display else None
         self.pending: deque[tuple[int, Any]] = deque()  # messages read while waiting for a display frame
         self.duplicates = 0
+        self.tap = Tap(spec.tap) if spec.tap else None
 
     @property
     def open(self) -> bool:
@@ -354,6 +356,8 @@ class _Deliver:
                     self.duplicates += 1
                     continue
                 frame = self.frames.frame_for(s, seq, self.pump, self.ctrl.stop) if self.frames else None
+                if self.tap is not None:  # before the log line: a restarted sink sends it again, never loses it
+                    self.tap.send(result)
                 self.stage.write(result, frame)
                 self.last[s] = seq
                 self.rep.counters.items += 1
@@ -377,6 +381,8 @@ def run_sink(stage: Sink, spec: SinkSpec, ctrl: Control, rep: Reporter) -> None:
             rep.tick()
     finally:
         d.inbox.close()
+        if d.tap is not None:
+            d.tap.close()
 
 
 LOOPS = {"source": run_source, "batch": run_batch, "sink": run_sink}

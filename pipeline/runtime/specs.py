@@ -81,6 +81,7 @@ class SinkSpec:
     display: Any = None  # {stream: DisplayGeom} when an output needs pixels
     module: str = ""  # the module that registers ``kind``, imported by the stage process
     role: str = "sink"
+    tap: Optional[str] = None  # an inbox that also gets each result, pixels aside (videoclf.runtime.tap)
 
 
 StageSpec = Union[SourceSpec, BatchSpec, SinkSpec]

@@ -16,8 +16,9 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from videoclf.plan.compose import RunPlan, make_plan
@@ -48,6 +49,8 @@ class RunOptions:
     sink: str = "auto"  # auto → the config's output.format; "null" for benchmarks
     progress: bool = True
     overwrite: bool = False  # start every label log afresh (the one way to lose what a run wrote)
+    tap: Optional[str] = None  # an inbox address: the sink also sends each result there (videoclf.api)
+    stop: Optional[threading.Event] = None  # set from any thread: finish as after SIGINT (videoclf.api stop())
 
 
 @dataclass
@@ -118,6 +121,7 @@ class Supervisor:
         remove_stale_segments()
         plan = preflight(self.cfg, self.run_id, self.opts.max_frames, self.opts.sink, self.first_seq,
                          self.opts.overwrite)
+        plan = replace(plan, tap=self.opts.tap)
         try:
             os.makedirs(self.cfg.output.dir, exist_ok=True)
         except OSError as exc:
@@ -172,6 +176,7 @@ class Supervisor:
         start = time.monotonic()
         while not want <= self.state.ready:
             self._pump(0.2)
+            self._poll_stop()
             self.domains.check_exits()
             if self.state.error or self.state.interrupted:
                 return
@@ -196,6 +201,7 @@ class Supervisor:
         try:
             while self.domains.alive() or not self.inbox.empty():
                 self._pump(0.2)
+                self._poll_stop()
                 self.domains.check_exits()
                 progress.update(self.state.stats)
                 if duration and time.monotonic() - t0 >= duration and not self.ctrl.drain.is_set():
@@ -242,16 +248,30 @@ class Supervisor:
             # decided when the process exits: a restart of its domain, or the run's failure
             self.state.errors[ev.stage] = error_from_event(ev.data["kind"], ev.data["message"])
 
-    # -- signals -------------------------------------------------------------------
+    # -- signals and stop() --------------------------------------------------------
+    def interrupt(self, why: str = "stop requested") -> None:
+        """What SIGINT does: sources stop reading, in-flight frames are finished, the report is
+        written; a second call stops at once."""
+        self.state.interrupted += 1
+        if self.segments_gone or not hasattr(self, "ctrl"):  # not started yet, or torn down already
+            return
+        self.ctrl.drain.set()
+        if self.state.interrupted == 1:
+            log.warning("%s: finishing in-flight frames and writing the report (again to abort)", why)
+
+    def _poll_stop(self) -> None:
+        stop = self.opts.stop
+        if stop is not None and stop.is_set() and not self.state.interrupted:
+            self.interrupt()
+
     def _install_signals(self) -> dict[int, Any]:
+        # only the main thread may install handlers: a run started from another thread (a
+        # notebook's worker, videoclf.api's runner) is stopped through RunOptions.stop instead
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
         def handler(signum: int, _frame: Any) -> None:
-            self.state.interrupted += 1
-            if self.segments_gone:  # a signal after teardown: only the report is left to write
-                return
-            self.ctrl.drain.set()
-            if self.state.interrupted == 1:
-                log.warning("%s: finishing in-flight frames and writing the report (again to abort)",
-                            signal.Signals(signum).name)
+            self.interrupt(signal.Signals(signum).name)
 
         previous = {}
         # SIGHUP: the terminal closed; finish and write the report as for SIGTERM
