@@ -32,10 +32,10 @@ from typing import Any, Optional
 from videoclf.config.schema import Config, StreamConfig, load_config
 from videoclf.core.errors import VideoclfError
 from videoclf.fleet.agent import EVENTS
-from videoclf.fleet.central import Central, top1
+from videoclf.fleet.central import Central
 from videoclf.fleet.connect import connect
 from videoclf.fleet.outputs import check_fleet, metrics_port, shard_config, write_targets
-from videoclf.stages.outputs.labellog import frame_of, last_logged_frame, open_log
+from videoclf.stages.outputs.labellog import frame_of, last_logged_frame, open_log, top_label
 from videoclf.stages.outputs.retention import Housekeeper
 from videoclf.config.outputs import RetentionRule
 from videoclf.fleet.placement import Node, assign, nodes_from_ray
@@ -339,7 +339,7 @@ class Fleet:
             f.write(line)
             s.last, s.frames = n, s.frames + 1
         if self.central.mqtt is not None and lines:
-            s.top = top1(lines[-1], fmt) or s.top
+            s.top = top_label(lines[-1], fmt) or s.top
 
     def _shard_ended(self, sid: str, shard: _Shard, got: dict[str, Any]) -> None:
         report = got.get("report") or {}

@@ -18,13 +18,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+from videoclf.config.outputs import LIVE_DIR
 from videoclf.config.schema import Config
 from videoclf.core.stats import RunStats
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = 16 << 20
-LIVE_DIR = "live"  # must match stages/outputs/stage.py (not imported: it pulls in the encoders)
 
 
 def _pictured(cfg: Config, stream: str) -> dict[str, Any] | None:

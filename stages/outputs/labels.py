@@ -1,18 +1,15 @@
 """Sinks: per-frame label logs (JSONL, CSV), flushed line by line, and the null sink."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from videoclf.stages.outputs.appendlog import AppendLog, DiskFull
 from videoclf.core.errors import ResourceError
-from videoclf.stages.outputs.labellog import csv_day_of_line, csv_header, day_of_line, write_mark
+from videoclf.stages.outputs.labellog import csv_header, day_reader, format_line, label_record, write_mark
 from videoclf.core.records import EndOfStream, Result
 from videoclf.core.stats import Histogram
 from videoclf.core.contract import STAGES, StageBase
@@ -69,8 +66,7 @@ class StreamTally:
 
 
 class _LabelLogSink(StageBase):
-    suffix = ""
-    day_of_line: Optional[Callable[[bytes], Optional[str]]] = None
+    fmt = ""  # jsonl | csv: the label-log format (videoclf.stages.outputs.labellog), also the file suffix
 
     def __init__(self, cfg: SinkConfig) -> None:
         self.cfg = cfg
@@ -84,26 +80,22 @@ class _LabelLogSink(StageBase):
     def setup(self) -> None:
         try:
             os.makedirs(self.cfg.dir, exist_ok=True)
-            self.keeper = Housekeeper(self.cfg.dir, self.cfg.streams, self.suffix.lstrip("."), self.cfg.retention,
+            self.keeper = Housekeeper(self.cfg.dir, self.cfg.streams, self.fmt, self.cfg.retention,
                                       self.cfg.min_free)
             for i, name in enumerate(self.cfg.streams):
-                self.files[i] = AppendLog(os.path.join(self.cfg.dir, name + self.suffix), self.header(),
-                                          day_of_line=self.day_of_line).open(truncate=not self.cfg.append)
+                self.files[i] = AppendLog(os.path.join(self.cfg.dir, f"{name}.{self.fmt}"), self.header(),
+                                          day_of_line=day_reader(self.fmt)).open(truncate=not self.cfg.append)
                 self.repaired += self.files[i].repaired_bytes > 0
         except OSError as exc:
             raise ResourceError(f"output.dir {self.cfg.dir}: cannot write ({exc.strerror or exc})") from exc
 
     def header(self) -> Optional[str]:
-        return None
+        return csv_header(self.cfg.top_k) if self.fmt == "csv" else None
 
-    def record(self, r: Result) -> dict[str, Any]:
+    def line(self, r: Result) -> str:
         f = r.frame
-        rec = {"stream": self.cfg.streams[f.stream], "frame": f.seq,
-               "pts": None if f.pts is None else round(f.pts, 6), "time": round(f.time, 6),
-               "top": [{"label": lbl, "score": s} for lbl, s in r.top]}
-        if self.cfg.random_weights:
-            rec["weights"] = "none (random init)"
-        return rec
+        return format_line(self.fmt, label_record(self.cfg.streams[f.stream], f.seq, f.pts, f.time, r.top,
+                                                  self.cfg.random_weights))
 
     def write(self, r: Result, frame: Any = None) -> None:
         line = self.line(r)
@@ -141,9 +133,6 @@ class _LabelLogSink(StageBase):
                         "(no line is lost)", self.cfg.dir)
         time.sleep(DISK_RETRY_S)
 
-    def line(self, r: Result) -> str:
-        raise NotImplementedError
-
     def end(self, eos: EndOfStream) -> None:
         self.tally[eos.stream].end_reason = eos.reason
         f = self.files.pop(eos.stream, None)
@@ -173,27 +162,12 @@ class _LabelLogSink(StageBase):
 
 @STAGES.register("sink.jsonl")
 class JsonlSink(_LabelLogSink):
-    suffix = ".jsonl"
-    day_of_line = staticmethod(day_of_line)
-
-    def line(self, r: Result) -> str:
-        return json.dumps(self.record(r), separators=(",", ":"))
+    fmt = "jsonl"
 
 
 @STAGES.register("sink.csv")
 class CsvSink(_LabelLogSink):
-    suffix = ".csv"
-    day_of_line = staticmethod(csv_day_of_line)
-
-    def header(self) -> Optional[str]:
-        return csv_header(self.cfg.top_k)
-
-    def line(self, r: Result) -> str:
-        rec = self.record(r)
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="").writerow(
-            [rec["stream"], rec["frame"], rec["pts"], rec["time"], *(v for t in r.top for v in t)])
-        return buf.getvalue()
+    fmt = "csv"
 
 
 @STAGES.register("sink.null")

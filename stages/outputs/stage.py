@@ -23,7 +23,7 @@ import numpy as np
 
 from videoclf.core.errors import ResourceError
 from videoclf.core.records import DisplayGeom, EndOfStream, Result
-from videoclf.config.outputs import AlertRule
+from videoclf.config.outputs import LIVE_DIR, AlertRule
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.alerts import AlertEngine, EventLog, safe_name
 from videoclf.stages.outputs.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 LIVE_EVERY_S = 0.5  # the web view refreshes about this often
 LIVE_WIDTH = 640
 VIDEO_RETRY_S = 10.0  # after a video write failed (a full disk), the next file is tried this much later
-LIVE_DIR = "live"  # <output.dir>/live/<stream>.jpg, read by pipeline/observe/web.py
 
 
 @dataclass(frozen=True)
