@@ -11,7 +11,8 @@ from videoclf.stages.outputs.appendlog import AppendLog, DiskFull
 from videoclf.core.errors import ResourceError
 from videoclf.stages.outputs.labellog import csv_header, day_reader, format_line, label_record, write_mark
 from videoclf.core.records import EndOfStream, Result
-from videoclf.core.stats import Histogram
+from videoclf.core.histogram import Histogram
+from videoclf.core.sinkstats import LabelLogStats, SinkStats, StreamStats
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.retention import Housekeeper
 
@@ -46,11 +47,11 @@ class StreamTally:
         self.e2e = Histogram()
         self.decode = Histogram()
         self.infer = Histogram()
-        self.top: list = []  # the latest frame's labels (MQTT state, web view)
+        self.top: tuple[tuple[str, float], ...] = ()  # the latest frame's labels (MQTT state, web view)
 
     def add(self, r: Result, now: float) -> None:
         self.frames += 1
-        self.top = list(r.top)
+        self.top = tuple(r.top)
         self.last_seq = r.frame.seq
         if self.first_decoded is None:
             self.first_decoded = r.frame.t_decoded
@@ -59,10 +60,11 @@ class StreamTally:
         self.decode.add(r.frame.decode_ms)
         self.infer.add(r.infer_ms)
 
-    def to_dict(self) -> dict[str, Any]:
+    def snapshot(self, stream: int, name: str) -> StreamStats:
         span = (self.last_written - self.first_decoded) if self.frames > 1 else None
-        return {"frames": self.frames, "last_seq": self.last_seq, "span_s": span, "end": self.end_reason, "top": self.top,
-                "e2e_ms": self.e2e.to_dict(), "decode_ms": self.decode.to_dict(), "infer_ms": self.infer.to_dict()}
+        return StreamStats(stream=stream, name=name, frames=self.frames, last_seq=self.last_seq, span_s=span,
+                           end=self.end_reason, top=self.top, e2e_ms=self.e2e.copy(), decode_ms=self.decode.copy(),
+                           infer_ms=self.infer.copy())
 
 
 class _LabelLogSink(StageBase):
@@ -148,11 +150,12 @@ class _LabelLogSink(StageBase):
                 log.warning("output.dir %s: cannot record that stream %s is complete: %s", self.cfg.dir,
                             self.cfg.streams[eos.stream], exc)
 
-    def stats(self) -> dict[str, Any]:
-        return {"streams": {self.cfg.streams[i]: t.to_dict() for i, t in enumerate(self.tally)},
-                "labels": {"repaired_tails": self.repaired, "disk_full_pauses": self.disk_full_pauses,
-                           "paused": self.disk_full_since is not None},
-                **(self.keeper.stats() if self.keeper else {})}
+    def stats(self) -> SinkStats:
+        return SinkStats(streams=tuple(t.snapshot(i, self.cfg.streams[i]) for i, t in enumerate(self.tally)),
+                         labels=LabelLogStats(repaired_tails=self.repaired, disk_full_pauses=self.disk_full_pauses,
+                                              paused=self.disk_full_since is not None),
+                         retention=self.keeper.retention_stats() if self.keeper else None,
+                         disk=self.keeper.disk_stats() if self.keeper else None)
 
     def teardown(self) -> None:
         for f in self.files.values():
