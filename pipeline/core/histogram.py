@@ -22,6 +22,11 @@ class Histogram:
         self.n += 1
         self.max = max(self.max, ms)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Histogram) and (self.counts, self.n, self.max) == (other.counts, other.n, other.max)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
     def copy(self) -> "Histogram":
         """A snapshot that later ``add`` calls leave alone (what a stats record carries)."""
         h = Histogram()
