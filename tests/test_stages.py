@@ -176,7 +176,7 @@ def test_file_decoder_yields_every_frame_with_pts(video_factory):
     assert len(frames) == 12
     assert all(f.array.shape == (56, 56, 3) and f.display is None for f in frames)
     assert [round(f.pts, 4) for f in frames] == [round(i / 24, 4) for i in range(12)]
-    assert dec.stats()["decode_errors"] == 0
+    assert dec.stats().decode_errors == 0
 
 
 @pytest.mark.parametrize("content, expected", [

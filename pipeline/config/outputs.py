@@ -8,6 +8,10 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# <output.dir>/live/: the outputs sink's latest preview JPEG of each stream and the labels of
+# the frame it shows (<stream>.jpg, <stream>.json), served by the web view
+LIVE_DIR = "live"
+
 _ADDR = re.compile(r"^(?:(?P<host>[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\])?:)?(?P<port>\d{1,5})$")
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from videoclf.core.records import EndOfStream, Event, FrameRecord, Result
 from videoclf.core.registry import Registry
+from videoclf.core.stats import StageStats
 
 
 class Source(Protocol):
@@ -23,7 +24,7 @@ class Source(Protocol):
 
     def setup(self) -> None: ...
     def frames(self) -> Iterator[Optional[tuple[Any, ...]]]: ...  # (array, pts[, t_decoded, decode_ms])
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> Optional[StageStats]: ...  # a DecoderStats
     def teardown(self) -> None: ...
 
 
@@ -35,7 +36,7 @@ class BatchStage(Protocol):
     def setup(self) -> None: ...
     def submit(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> None: ...
     def collect(self, block: bool) -> list[tuple[Sequence[FrameRecord], list[Result]]]: ...
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> Optional[StageStats]: ...  # a ClassifierStats
     def teardown(self) -> None: ...
 
 
@@ -43,7 +44,7 @@ class Sink(Protocol):
     def setup(self) -> None: ...
     def write(self, result: Result, frame: Optional[np.ndarray] = None) -> None: ...  # frame: the display frame
     def end(self, eos: EndOfStream) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> Optional[StageStats]: ...  # a SinkStats
     def teardown(self) -> None: ...
 
 
@@ -55,8 +56,9 @@ class StageBase:
     def setup(self) -> None:
         pass
 
-    def stats(self) -> dict[str, Any]:
-        return {}
+    def stats(self) -> Optional[StageStats]:
+        """The stage's own figures; ``None``: only the loop's counts."""
+        return None
 
     def teardown(self) -> None:
         pass

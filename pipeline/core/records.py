@@ -51,7 +51,7 @@ class Event:
 
     kind: str
     stage: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Any = field(default_factory=dict)  # stats and done: a videoclf.core.stats record
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,72 +1,75 @@
-"""Bounded-memory latency histograms and per-stage counters."""
+"""Typed stats records: what each stage process measures and sends to the supervisor (a
+pickled record, never a dict). The sink's records are in ``videoclf.core.sinkstats``, the
+supervisor's aggregate in ``videoclf.core.runstats``.
+
+Every reader (report, terminal, web view, Prometheus, MQTT, restarts) reads attributes, so a
+misspelt name is an error, not a silent 0. Dicts appear only at the JSON edge, each made by a
+record's ``to_json()``."""
 from __future__ import annotations
 
-import math
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Optional, TypeVar
 
-# log-spaced buckets, 2 % wide, from 10 µs up: bounded memory for runs of any length
-_BASE = 1.02
-_MIN_MS = 0.01
+from videoclf.core.histogram import Histogram
+
+R = TypeVar("R", bound="StageStats")
 
 
-class Histogram:
-    def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
-        self.n = 0
-        self.max = 0.0
+def added(a: Mapping[Any, int], b: Mapping[Any, int]) -> dict[Any, int]:
+    """Two tallies by key, summed."""
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}
 
-    def add(self, ms: float) -> None:
-        b = 0 if ms <= _MIN_MS else int(math.log(ms / _MIN_MS, _BASE)) + 1
-        self.counts[b] = self.counts.get(b, 0) + 1
-        self.n += 1
-        self.max = max(self.max, ms)
 
-    def merge(self, data: dict) -> None:
-        for b, c in data.get("counts", {}).items():
-            self.counts[int(b)] = self.counts.get(int(b), 0) + c
-        self.n += data.get("n", 0)
-        self.max = max(self.max, data.get("max", 0.0))
+@dataclass(frozen=True, kw_only=True)
+class StageCounts:
+    """What the stage loop measured for a stage at one moment."""
 
-    def to_dict(self) -> dict:
-        return {"counts": dict(self.counts), "n": self.n, "max": self.max}
+    items: int = 0
+    dropped: int = 0  # a decoder's frames that found no free slot
+    busy_s: float = 0.0
+    wall_s: float = 0.0
+    peak_rss_mb: Optional[float] = None
+    next_seq: int = 0  # a decoder's: the number its next frame gets
+    stale_dropped: Mapping[int, int] = field(default_factory=dict)  # the classifier's, by stream index
+    results_lost: int = 0  # the classifier's: results its sink never took
+    duplicates: int = 0  # the sink's: results sent again after a restart, logged already
 
-    def buckets(self) -> list[list[float]]:
-        """[upper bound in ms, count] of each non-empty bucket, lowest first."""
-        return [[round(_MIN_MS * _BASE ** b, 3), c] for b, c in sorted(self.counts.items())]
+    @property
+    def busy_fraction(self) -> float:
+        return round(min(self.busy_s / self.wall_s, 1.0), 3) if self.wall_s > 0 else 0.0
 
-    def percentile(self, q: float) -> float | None:
-        if not self.n:
-            return None
-        rank = q / 100 * self.n
-        seen = 0
-        for b in sorted(self.counts):
-            seen += self.counts[b]
-            if seen >= rank:
-                # bucket midpoint, clamped by the true max
-                value = _MIN_MS if b == 0 else _MIN_MS * _BASE ** (b - 0.5)
-                return round(min(value, self.max), 2)
-        return round(self.max, 2)
+    def carried(self, old: StageCounts) -> StageCounts:
+        """These counts plus what an earlier generation of the stage counted (its successor
+        counts from zero)."""
+        return replace(self, dropped=self.dropped + old.dropped, results_lost=self.results_lost + old.results_lost,
+                       duplicates=self.duplicates + old.duplicates,
+                       stale_dropped=added(self.stale_dropped, old.stale_dropped))
 
-    def summary(self) -> dict[str, float | None]:
-        return {"p50": self.percentile(50), "p95": self.percentile(95), "p99": self.percentile(99)}
+    def to_json(self) -> dict[str, Any]:
+        """report.json's per-process figures."""
+        return {"items": self.items, "busy_s": self.busy_s, "wall_s": self.wall_s,
+                "busy_fraction": self.busy_fraction, "peak_rss_mb": self.peak_rss_mb}
 
 
 @dataclass
 class StageCounters:
-    """What the stage loop measures for every stage: items, busy time, wall time."""
+    """What the stage loop counts in a stage process while it runs; ``snapshot()`` is sent."""
 
     items: int = 0
     dropped: int = 0
     busy_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    next_seq: int = 0
+    stale_dropped: dict[int, int] = field(default_factory=dict)
+    results_lost: int = 0
+    duplicates: int = 0
 
-    def to_dict(self) -> dict:
+    def snapshot(self) -> StageCounts:
         wall = max(time.monotonic() - self.started, 1e-9)
-        return {"items": self.items, "dropped": self.dropped, "busy_s": round(self.busy_s, 3), "wall_s": round(wall, 3),
-                "busy_fraction": round(min(self.busy_s / wall, 1.0), 3), "peak_rss_mb": peak_rss_mb()}
+        return StageCounts(items=self.items, dropped=self.dropped, busy_s=round(self.busy_s, 3), wall_s=round(wall, 3),
+                           peak_rss_mb=peak_rss_mb(), next_seq=self.next_seq, stale_dropped=dict(self.stale_dropped),
+                           results_lost=self.results_lost, duplicates=self.duplicates)
 
 
 def peak_rss_mb() -> Optional[float]:
@@ -84,70 +87,68 @@ def peak_rss_mb() -> Optional[float]:
     return None
 
 
-class RunStats:
-    """The latest stats of each stage of a run, kept by role: one decoder per stream, the
-    classifier, the sink. The report, the terminal, the web view, Prometheus and MQTT ask by
-    role and stream index, never by a stage's title. The supervisor writes; servers read a
-    ``snapshot()`` from their own threads."""
+@dataclass(frozen=True, kw_only=True)
+class StageStats:
+    """What every stage process reports: the loop's counts (the stage's own figures are in
+    the subclass of its role)."""
 
-    def __init__(self, names: Sequence[str] = ()) -> None:
-        self.names = tuple(names)
-        self._decoders: dict[int, dict[str, Any]] = {}
-        self._classifier: dict[str, Any] = {}
-        self._sink: dict[str, Any] = {}
-        self._stages: dict[str, dict[str, Any]] = {}  # by title, for the report's per-process section
-        self._lock = threading.Lock()
+    counts: StageCounts = field(default_factory=StageCounts)
 
-    def put(self, role: str, stream: int, title: str, data: dict[str, Any]) -> None:
-        with self._lock:
-            if role == "source":
-                self._decoders[stream] = data
-            elif role == "batch":
-                self._classifier = data
-            else:
-                self._sink = data
-            self._stages[title] = data
+    def carried(self: R, old: StageStats) -> R:
+        """This record with the cumulative counters of an earlier generation added."""
+        return replace(self, counts=self.counts.carried(old.counts))
 
-    def forget_sink(self) -> None:
-        """A new sink counts from zero: its predecessor's tallies are carried elsewhere."""
-        with self._lock:
-            self._sink = {}
 
-    def decoder(self, index: int) -> dict[str, Any]:
-        return self._decoders.get(index) or {}
+@dataclass(frozen=True, kw_only=True)
+class LiveStats:
+    """A live source's connection bookkeeping (``videoclf.stages.decode.live``)."""
+
+    input_frames: int = 0  # every frame the camera delivered, dropped ones too
+    input_fps: float = 0.0
+    reconnects: int = 0
+    disconnects: int = 0
+    downtime_s: float = 0.0
+    connected: bool = False
+    connect_attempts: int = 0
+    auth_failures: int = 0
+    buffer_dropped: int = 0  # dropped (oldest) by the reader while the decoder was busy
+    gave_up: bool = False
+    state: str = "connecting"  # connecting | live | reconnecting | gave_up
+    transport: Optional[str] = None  # RTSP only: tcp | udp
+
+    def carried(self, old: LiveStats) -> LiveStats:
+        return replace(self, reconnects=self.reconnects + old.reconnects, disconnects=self.disconnects + old.disconnects,
+                       downtime_s=round(self.downtime_s + old.downtime_s, 3),
+                       buffer_dropped=self.buffer_dropped + old.buffer_dropped)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecoderStats(StageStats):
+    """One stream's decoder, keyed by its stream index (the name rides along)."""
+
+    stream: int = -1
+    name: str = ""
+    source: Optional[Mapping[str, Any]] = None  # what the probe found: report.json's "input"
+    decode_errors: int = 0
+    last_error: Optional[str] = None
+    passes: int = 1  # a looping file's passes
+    live: Optional[LiveStats] = None  # a live source's; None for a file
+
+    def carried(self, old: StageStats) -> DecoderStats:
+        out = replace(self, counts=self.counts.carried(old.counts))
+        if isinstance(old, DecoderStats) and self.live is not None and old.live is not None:
+            out = replace(out, live=self.live.carried(old.live))
+        return out
 
     @property
-    def classifier(self) -> dict[str, Any]:
-        return self._classifier
+    def gave_up(self) -> bool:
+        return self.live is not None and self.live.gave_up
 
-    @property
-    def sink(self) -> dict[str, Any]:
-        return self._sink
 
-    def tally(self, name: str) -> dict[str, Any]:
-        """What the sink counted for one stream (frames, last frame number, latencies)."""
-        return (self._sink.get("streams") or {}).get(name) or {}
-
-    def dropped(self, index: int) -> int:
-        """Every frame of a stream that was never classified (the sum of ``dropped_by``)."""
-        return sum(self.dropped_by(index).values())
-
-    def dropped_by(self, index: int) -> dict[str, int]:
-        """Where a stream's frames were dropped: by the live reader when the decoder fell behind
-        (``reader``), by the decoder when no slot was free (``no_slot``), and as stale frames the
-        classifier released unclassified when inference fell behind (``stale``)."""
-        dec = self.decoder(index)
-        stale = self._classifier.get("stale_dropped") or {}
-        return {"reader": dec.get("buffer_dropped", 0), "no_slot": dec.get("dropped", 0),
-                "stale": stale.get(index, 0)}
-
-    def stages(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return dict(self._stages)
-
-    def snapshot(self) -> "RunStats":
-        with self._lock:
-            copy = RunStats(self.names)
-            copy._decoders, copy._classifier, copy._sink = dict(self._decoders), self._classifier, self._sink
-            copy._stages = dict(self._stages)
-        return copy
+@dataclass(frozen=True, kw_only=True)
+class ClassifierStats(StageStats):
+    model: Mapping[str, Any] = field(default_factory=dict)  # the engine's description: report.json's "model"
+    batches: int = 0
+    infer_ms: Histogram = field(default_factory=Histogram)
+    batch: int = 0  # largest batch
+    in_flight: int = 0  # engine requests at once

@@ -10,7 +10,6 @@ would need client ids of their own); the messages equal the lines of the central
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -103,15 +102,3 @@ class Central:
             self.mqtt.close()
         if self.file is not None:
             self.file.close()
-
-
-def top1(line: str, fmt: str) -> Optional[tuple[str, float]]:
-    """The first label and score of a label-log line (for the MQTT state)."""
-    try:
-        if fmt == "jsonl":
-            top = json.loads(line)["top"][0]
-            return str(top["label"]), float(top["score"])
-        row = next(csv.reader([line]))
-        return row[4], float(row[5])
-    except (ValueError, KeyError, IndexError, TypeError, StopIteration):
-        return None

@@ -7,8 +7,7 @@ import time
 from typing import Any
 
 from videoclf.fleet.agent import EVENTS
-from videoclf.fleet.central import top1
-from videoclf.stages.outputs.labellog import frame_of, open_log
+from videoclf.stages.outputs.labellog import frame_of, open_log, top_label
 
 log = logging.getLogger("videoclf")
 
@@ -94,7 +93,7 @@ class Gathering:
             f.write(line)
             s.last, s.frames = n, s.frames + 1
         if self.central.mqtt is not None and lines:
-            s.top = top1(lines[-1], fmt) or s.top
+            s.top = top_label(lines[-1], fmt) or s.top
 
     def _shard_ended(self, sid: str, shard: Any, got: dict[str, Any]) -> None:
         report = got.get("report") or {}

@@ -10,24 +10,24 @@ from typing import Any, Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from videoclf.core.stats import _BASE, _MIN_MS, RunStats
+from videoclf.core.histogram import Histogram
+from videoclf.core.runstats import RunStats
+from videoclf.core.sinkstats import DiskStats, LabelLogStats, RetentionStats, SinkStats
 
 # seconds; our internal histograms are finer (2 % log buckets) and are folded into these
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def fold(hist: dict[str, Any]) -> tuple[list[tuple[str, float]], float]:
+def fold(hist: Histogram) -> tuple[list[tuple[str, float]], float]:
     """Internal log-bucket histogram (ms) → cumulative Prometheus buckets (s) and a sum."""
-    counts = {int(b): c for b, c in (hist.get("counts") or {}).items()}
     cum = [0] * len(BUCKETS_S)
     total = 0.0
-    for b, c in counts.items():
-        upper_ms = _MIN_MS if b == 0 else _MIN_MS * _BASE ** b
-        total += c * (_MIN_MS if b == 0 else _MIN_MS * _BASE ** (b - 0.5)) / 1000
+    for b, c in hist.counts.items():
+        total += c * hist.mid_ms(b) / 1000
         for k, le in enumerate(BUCKETS_S):
-            if upper_ms / 1000 <= le:
+            if hist.upper_ms(b) / 1000 <= le:
                 cum[k] += c
-    buckets = [(str(le), float(n)) for le, n in zip(BUCKETS_S, cum)] + [("+Inf", float(hist.get("n", 0)))]
+    buckets = [(str(le), float(n)) for le, n in zip(BUCKETS_S, cum)] + [("+Inf", float(hist.n))]
     return buckets, total
 
 
@@ -38,7 +38,6 @@ class StatsCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         stats = self.stats().snapshot()
-        live = stats.sink.get("live") or {}
         fam = {
             "frames": CounterMetricFamily("videoclf_frames", "frames classified and written", labels=["stream"]),
             "decoded": CounterMetricFamily("videoclf_decoded_frames", "frames decoded", labels=["stream"]),
@@ -51,52 +50,48 @@ class StatsCollector(Collector):
         lat = HistogramMetricFamily("videoclf_latency_seconds", "per-frame latency by kind (e2e, decode, infer)",
                                     labels=["stream", "kind"])
         for i, name in enumerate(self.streams):
-            t = stats.tally(name)
-            dec = stats.decoder(i)
-            fam["frames"].add_metric([name], t.get("frames", 0))
-            fam["decoded"].add_metric([name], dec.get("items", 0))
+            t, dec = stats.stream(i), stats.decoder(i)
+            fam["frames"].add_metric([name], t.frames)
+            fam["decoded"].add_metric([name], dec.counts.items)
             fam["dropped"].add_metric([name], stats.dropped(i))
-            fam["reconnects"].add_metric([name], dec.get("reconnects", 0))
-            fps = (live.get(name) or {}).get("fps")
-            if fps is None and t.get("span_s"):
-                fps = (t["frames"] - 1) / t["span_s"]
-            fam["fps"].add_metric([name], fps or 0.0)
-            for kind in ("e2e", "decode", "infer"):
-                buckets, total = fold(t.get(f"{kind}_ms") or {})
+            fam["reconnects"].add_metric([name], dec.live.reconnects if dec.live else 0)
+            fam["fps"].add_metric([name], t.fps_now)
+            for kind, hist in (("e2e", t.e2e_ms), ("decode", t.decode_ms), ("infer", t.infer_ms)):
+                buckets, total = fold(hist)
                 lat.add_metric([name, kind], buckets, total)
         busy = CounterMetricFamily("videoclf_stage_busy_seconds", "time each stage spent working", labels=["stage"])
         items = CounterMetricFamily("videoclf_stage_items", "items each stage processed", labels=["stage"])
         frac = GaugeMetricFamily("videoclf_stage_busy_ratio", "busy time / wall time per stage", labels=["stage"])
         for title, d in stats.stages().items():
-            busy.add_metric([title], d.get("busy_s", 0.0))
-            items.add_metric([title], d.get("items", 0))
-            frac.add_metric([title], d.get("busy_fraction") or 0.0)
+            busy.add_metric([title], d.counts.busy_s)
+            items.add_metric([title], d.counts.items)
+            frac.add_metric([title], d.counts.busy_fraction)
         yield from _outputs(stats.sink)
         up = GaugeMetricFamily("videoclf_scrape_timestamp_seconds", "time of this scrape")
         up.add_metric([], time.time())
         yield from (*fam.values(), lat, busy, items, frac, up)
 
 
-def _outputs(sink: dict[str, Any]) -> Iterator[Any]:
+def _outputs(sink: SinkStats) -> Iterator[Any]:
     """Disk use: retention's deletions, the free-space floor and its pauses."""
-    kept = sink.get("retention") or {}
     deleted = CounterMetricFamily("videoclf_retention_deleted_files", "files deleted by output.retention",
                                   labels=["kind"])
     freed = CounterMetricFamily("videoclf_retention_deleted_bytes", "bytes deleted by output.retention",
                                 labels=["kind"])
-    for kind, n in (kept.get("deleted_files") or {}).items():
+    kept = sink.retention or RetentionStats()
+    for kind, n in kept.deleted_files.items():
         deleted.add_metric([kind], n)
-        freed.add_metric([kind], (kept.get("deleted_bytes") or {}).get(kind, 0))
-    disk = sink.get("disk") or {}
+        freed.add_metric([kind], kept.deleted_bytes.get(kind, 0))
+    disk, labels = sink.disk or DiskStats(), sink.labels or LabelLogStats()
     free = GaugeMetricFamily("videoclf_output_free_bytes", "free space of output.dir")
-    if disk.get("free_bytes") is not None:
-        free.add_metric([], disk["free_bytes"])
+    if disk.free_bytes is not None:
+        free.add_metric([], disk.free_bytes)
     low = GaugeMetricFamily("videoclf_output_paused", "1 while an output is paused for space", labels=["output"])
-    low.add_metric(["video"], 1.0 if disk.get("low") else 0.0)
-    low.add_metric(["labels"], 1.0 if (sink.get("labels") or {}).get("paused") else 0.0)
+    low.add_metric(["video"], 1.0 if disk.low else 0.0)
+    low.add_metric(["labels"], 1.0 if labels.paused else 0.0)
     pauses = CounterMetricFamily("videoclf_output_pauses", "times an output paused for space", labels=["output"])
-    pauses.add_metric(["video"], disk.get("pauses", 0))
-    pauses.add_metric(["labels"], (sink.get("labels") or {}).get("disk_full_pauses", 0))
+    pauses.add_metric(["video"], disk.pauses)
+    pauses.add_metric(["labels"], labels.disk_full_pauses)
     yield from (deleted, freed, free, low, pauses)
 
 

@@ -9,63 +9,23 @@ from typing import Any, Optional
 
 from videoclf.config.schema import Config, redact
 from videoclf.core.errors import VideoclfError
-from videoclf.core.stats import Histogram, RunStats
+from videoclf.core.runstats import RunStats
+from videoclf.core.sinkstats import MqttStats, StreamStats
+from videoclf.core.stats import ClassifierStats, DecoderStats, LiveStats
 
 # live sources jitter around their nominal rate; within 3 % of the target counts as meeting it
 TARGET_TOLERANCE = 0.97
 
 
-def _hist(data: Optional[dict]) -> Histogram:
-    h = Histogram()
-    if data:
-        h.merge(data)
-    return h
-
-
 def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[VideoclfError],
                  error_stage: str, interrupted: bool = False) -> dict[str, Any]:
     sink, classify = stats.sink, stats.classifier
-    model = dict(classify.get("model") or {"backbone": cfg.model.backbone, "weights": cfg.model.weights,
-                                           "device": cfg.model.device})
-    streams: dict[str, Any] = {}
-    for i, s in enumerate(cfg.streams):
-        tally, dec = stats.tally(s.name), stats.decoder(i)
-        frames = tally.get("frames", 0)
-        span = tally.get("span_s")
-        fps = round((frames - 1) / span, 2) if span else 0.0
-        e2e = _hist(tally.get("e2e_ms"))
-        streams[s.name] = {
-            "source": redact(s.source),
-            "frames": frames,
-            "decoded": dec.get("items", 0),
-            "dropped": stats.dropped(i),
-            "dropped_by": stats.dropped_by(i),
-            "sustained_fps": fps,
-            "meets_target": fps >= cfg.target_fps * TARGET_TOLERANCE,
-            "latency_ms": e2e.summary(),
-            "latency_histogram_ms": e2e.buckets(),
-            "decode_ms": _hist(tally.get("decode_ms")).summary(),
-            "infer_ms": _hist(tally.get("infer_ms")).summary(),
-            "decode_errors": dec.get("decode_errors", 0),
-            "end": tally.get("end"),
-            "input": dec.get("source"),
-        }
-        if s.is_live:  # reconnect bookkeeping of videoclf.stages.decode.live
-            if dec.get("transport"):
-                streams[s.name]["transport"] = dec["transport"]
-            streams[s.name].update({k: dec.get(k, 0) for k in ("input_fps", "reconnects", "disconnects", "downtime_s",
-                                                               "connect_attempts", "auth_failures")})
-            streams[s.name]["connected"] = dec.get("connected", False)
-            streams[s.name]["gave_up"] = dec.get("gave_up", False)
-            if dec.get("last_error"):
-                streams[s.name]["last_error"] = redact(dec["last_error"])
-        if dec.get("decode_errors"):
-            streams[s.name]["damage"] = dec.get("last_error")
-        video = (sink.get("video") or {}).get(s.name)
-        if video:  # annotated video files of this stream and the frames they hold
-            streams[s.name]["video"] = video
-    stages = {t: {**{k: d.get(k) for k in ("items", "busy_s", "wall_s", "busy_fraction", "peak_rss_mb")},
-                  **({"batches": d["batches"]} if "batches" in d else {})} for t, d in stats.stages().items()}
+    model = dict(classify.model or {"backbone": cfg.model.backbone, "weights": cfg.model.weights,
+                                    "device": cfg.model.device})
+    streams = {s.name: _stream_json(s, stats.stream(i), stats.decoder(i), stats, cfg.target_fps)
+               for i, s in enumerate(cfg.streams)}
+    stages = {t: {**d.counts.to_json(), **({"batches": d.batches} if isinstance(d, ClassifierStats) else {})}
+              for t, d in stats.stages().items()}
     bottleneck = max(stages, key=lambda t: stages[t]["busy_fraction"] or 0.0) if stages else None
     return {
         "streams": streams,
@@ -75,13 +35,57 @@ def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[V
         "elapsed_s": round(elapsed, 3),
         "started_at": round(time.time() - elapsed, 3),
         "stages": stages,
-        "outputs": {k: sink[k] for k in ("labels", "retention", "disk") if sink.get(k) is not None},
+        "outputs": sink.outputs_json(),
         "bottleneck": bottleneck,
-        "alerts": sink.get("alerts"),
+        "alerts": sink.alerts.to_json() if sink.alerts is not None else None,
         "interrupted": interrupted,
         "error": None if error is None else {"stage": error_stage, "kind": type(error).__name__,
                                              "message": redact(str(error))},
     }
+
+
+def _stream_json(s: Any, tally: StreamStats, dec: DecoderStats, stats: RunStats, target_fps: float) -> dict[str, Any]:
+    """One stream's section of report.json."""
+    i = tally.stream
+    fps = tally.fps
+    out: dict[str, Any] = {
+        "source": redact(s.source),
+        "frames": tally.frames,
+        "decoded": dec.counts.items,
+        "dropped": stats.dropped(i),
+        "dropped_by": stats.dropped_by(i).to_json(),
+        "sustained_fps": fps,
+        "meets_target": fps >= target_fps * TARGET_TOLERANCE,
+        "latency_ms": tally.e2e_ms.summary(),
+        "latency_histogram_ms": tally.e2e_ms.buckets(),
+        "decode_ms": tally.decode_ms.summary(),
+        "infer_ms": tally.infer_ms.summary(),
+        "decode_errors": dec.decode_errors,
+        "end": tally.end,
+        "input": dict(dec.source) if dec.source is not None else None,
+    }
+    if s.is_live:  # reconnect bookkeeping of videoclf.stages.decode.live
+        live = dec.live or LiveStats()
+        if live.transport:
+            out["transport"] = live.transport
+        out.update({"input_fps": live.input_fps, "reconnects": live.reconnects, "disconnects": live.disconnects,
+                    "downtime_s": live.downtime_s, "connect_attempts": live.connect_attempts,
+                    "auth_failures": live.auth_failures, "connected": live.connected, "gave_up": live.gave_up})
+        if dec.last_error:
+            out["last_error"] = redact(dec.last_error)
+    if dec.decode_errors:
+        out["damage"] = dec.last_error
+    if tally.video is not None:  # annotated video files of this stream and the frames they hold
+        out["video"] = tally.video.to_json()
+    return out
+
+
+def mqtt_json(state: Optional[MqttStats], stats: RunStats) -> Optional[dict[str, Any]]:
+    """report.json's ``mqtt``: the state publisher's figures, and the events' publisher's."""
+    if state is None:
+        return None
+    events = stats.sink.alerts.mqtt if stats.sink.alerts is not None else None
+    return {"state": state.to_json(), **({"events": events.to_json()} if events is not None else {})}
 
 
 def write_report(report: dict[str, Any], out_dir: str) -> str:
@@ -143,12 +147,11 @@ def print_summary(report: dict[str, Any], file: Any = None) -> None:
 
 
 def _live_status(stats: RunStats, index: int) -> str:
-    dec = stats.decoder(index)
-    if not dec or "reconnects" not in dec:
+    live = stats.decoder(index).live
+    if live is None:
         return ""
-    state = "" if dec.get("connected") else ", DOWN"
-    return (f" ({dec.get('input_fps', 0):.1f} fps in, {stats.dropped(index)} dropped, "
-            f"{dec['reconnects']} reconnects{state})")
+    state = "" if live.connected else ", DOWN"
+    return f" ({live.input_fps:.1f} fps in, {stats.dropped(index)} dropped, {live.reconnects} reconnects{state})"
 
 
 class Progress:
@@ -195,29 +198,26 @@ class Progress:
             table.add_column(col, justify="left" if col in ("stream", "state", "label") else "right", no_wrap=True,
                              min_width=len(col), overflow="ellipsis")
         for r in stream_rows(self.cfg, stats, pictures=False):
-            top = r["top"]
-            table.add_row(escape(r["name"]), escape(r["status"]), f"{r['input_fps']:.1f}", f"{r['fps']:.1f}",
-                          str(r["frames"]), str(r["dropped"]), str(r["reconnects"]),
+            top = r.top
+            table.add_row(escape(r.name), escape(r.status), f"{r.input_fps:.1f}", f"{r.fps:.1f}",
+                          str(r.frames), str(r.dropped), str(r.reconnects),
                           escape(f"{top[0][0]} {top[0][1]:.2f}") if top else "")
         return table
 
     def update(self, stats: RunStats) -> None:
-        sink = stats.sink.get("streams") or {}
         now = time.monotonic()
         if self._table is not None:
             self._table.update(self._render(stats))
         elif self._live is not None:
             for i, n in enumerate(self.names):
-                t = sink.get(n, {})
-                frames = t.get("frames", 0)
-                fps = f"{(frames - 1) / t['span_s']:.1f}" if t.get("span_s") else "-"
-                src = stats.decoder(i).get("source") or {}
+                t = stats.stream(i)
+                fps = f"{t.fps:.1f}" if t.span_s else "-"
+                src = stats.decoder(i).source or {}
                 known = [x for x in (None if self.loops[n] else src.get("frames"), self.max_frames) if x]
-                self._live.update(self._tasks[n], completed=frames, fps=fps, total=min(known) if known else None)
-        elif now - self._last_plain >= 10 and sink:
+                self._live.update(self._tasks[n], completed=t.frames, fps=fps, total=min(known) if known else None)
+        elif now - self._last_plain >= 10 and stats.sink.streams:
             self._last_plain = now
-            parts = [f"{n} {sink.get(n, {}).get('frames', 0)} frames{_live_status(stats, i)}"
-                     for i, n in enumerate(self.names)]
+            parts = [f"{n} {stats.stream(i).frames} frames{_live_status(stats, i)}" for i, n in enumerate(self.names)]
             print(f"[{now - self.t0:6.0f}s] " + ", ".join(parts), file=sys.stderr, flush=True)
 
     def close(self) -> None:

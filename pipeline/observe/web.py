@@ -16,15 +16,16 @@ import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
 
+from videoclf.config.outputs import LIVE_DIR
 from videoclf.config.schema import Config
-from videoclf.core.stats import RunStats
+from videoclf.core.runstats import RunStats
 
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = 16 << 20
-LIVE_DIR = "live"  # must match stages/outputs/stage.py (not imported: it pulls in the encoders)
 
 
 def _pictured(cfg: Config, stream: str) -> dict[str, Any] | None:
@@ -35,39 +36,58 @@ def _pictured(cfg: Config, stream: str) -> dict[str, Any] | None:
         return None
 
 
-def stream_rows(cfg: Config, stats: RunStats, pictures: bool = True) -> list[dict[str, Any]]:
-    """One row per stream, as the web view, MQTT state and the terminal table show it.
-    ``pictures``: take the labels of the frame the preview JPEG shows, when one is written."""
-    live = stats.sink.get("live") or {}
+@dataclass(frozen=True)
+class StreamRow:
+    """One stream as the web view, MQTT state and the terminal table show it."""
+
+    name: str
+    status: str  # starting | live | connecting | reconnecting | gave up | ended
+    frames: int
+    fps: float
+    dropped: int
+    top: tuple[tuple[str, float], ...]
+    pts: Optional[float]
+    input_fps: float
+    reconnects: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stream_rows(cfg: Config, stats: RunStats, pictures: bool = True) -> list[StreamRow]:
+    """One row per stream. ``pictures``: take the labels of the frame the preview JPEG shows,
+    when one is written."""
     rows = []
     for i, s in enumerate(cfg.streams):
-        t, lv, dec = stats.tally(s.name), live.get(s.name) or {}, stats.decoder(i)
-        if t.get("end"):
+        t, dec = stats.stream(i), stats.decoder(i)
+        state = dec.live.state if dec.live is not None else None
+        if t.end:
             status = "ended"
-        elif dec.get("state") in ("reconnecting", "connecting", "gave_up"):  # live sources report their state
-            status = dec["state"].replace("_", " ")
+        elif state in ("reconnecting", "connecting", "gave_up"):  # live sources report their state
+            status = state.replace("_", " ")
         else:
-            status = "live" if t.get("frames") else "starting"
+            status = "live" if t.frames else "starting"
         pictured = _pictured(cfg, s.name) if pictures else None  # the labels of the frame the picture shows
-        span = t.get("span_s")
-        fps = lv.get("fps") or (round((t["frames"] - 1) / span, 2) if span else 0.0)
-        rows.append({"name": s.name, "status": status, "frames": t.get("frames", 0), "fps": fps,
-                     "dropped": stats.dropped(i),
-                     "top": (pictured or lv).get("top") or t.get("top") or [], "pts": (pictured or lv).get("pts"),
-                     "input_fps": dec.get("input_fps", 0.0), "reconnects": dec.get("reconnects", 0)})
+        if pictured:
+            top, pts = tuple(tuple(x) for x in pictured.get("top") or ()), pictured.get("pts")
+        else:
+            top, pts = (t.live.top, t.live.pts) if t.live is not None else ((), None)
+        rows.append(StreamRow(name=s.name, status=status, frames=t.frames, fps=t.fps_now, dropped=stats.dropped(i),
+                              top=top or t.top, pts=pts, input_fps=dec.live.input_fps if dec.live else 0.0,
+                              reconnects=dec.live.reconnects if dec.live else 0))
     return rows
 
 
-def render_streams(rows: list[dict[str, Any]]) -> str:
+def render_streams(rows: list[StreamRow]) -> str:
     cards = []
     for r in rows:
-        name = html.escape(r["name"])
-        tops = "".join(f"<li><span class=label>{html.escape(str(lbl))}</span> <b>{s:.2f}</b></li>" for lbl, s in r["top"][:3])
+        name = html.escape(r.name)
+        tops = "".join(f"<li><span class=label>{html.escape(str(lbl))}</span> <b>{s:.2f}</b></li>" for lbl, s in r.top[:3])
         cards.append(
-            f'<div class="card" id="s-{name}"><h2>{name} <small class="{r["status"]}">{r["status"]}</small></h2>'
-            f'<img src="/live/{name}.jpg?f={r["frames"]}" alt="latest frame of {name}">'
+            f'<div class="card" id="s-{name}"><h2>{name} <small class="{r.status}">{r.status}</small></h2>'
+            f'<img src="/live/{name}.jpg?f={r.frames}" alt="latest frame of {name}">'
             f'<ol>{tops or "<li>waiting for frames…</li>"}</ol>'
-            f'<p>{r["fps"]:.1f} fps · {r["frames"]} frames · {r["dropped"]} dropped</p></div>')
+            f'<p>{r.fps:.1f} fps · {r.frames} frames · {r.dropped} dropped</p></div>')
     return "".join(cards)
 
 
@@ -142,7 +162,7 @@ def make_handler(cfg: Config, stats: Callable[[], RunStats], uploads: Uploads) -
             elif path == "/streams":
                 self._send(200, render_streams(rows).encode(), "text/html; charset=utf-8")
             elif path == "/api/state":
-                self._json(200, {"streams": rows})
+                self._json(200, {"streams": [r.to_json() for r in rows]})
             elif path.startswith("/live/") and path.endswith(".jpg") and path[6:-4] in names:
                 try:
                     with open(os.path.join(live_dir, path[6:-4] + ".jpg"), "rb") as f:

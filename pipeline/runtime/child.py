@@ -16,7 +16,8 @@ from typing import Any
 from videoclf.core.contract import STAGES, set_announcer
 from videoclf.core.errors import StageError, VideoclfError
 from videoclf.core.records import Event
-from videoclf.core.stats import StageCounters
+from videoclf.core.runstats import ROLE_RECORDS
+from videoclf.core.stats import DecoderStats, StageCounters, StageStats
 from videoclf.runtime.specs import Control, StageSpec
 
 log = logging.getLogger(__name__)
@@ -25,17 +26,20 @@ STATS_EVERY_S = 0.5
 
 
 class Reporter:
-    """Counters and the stage's own stats, sent to the supervisor every ``STATS_EVERY_S``."""
+    """The loop's counters and the stage's own stats, one typed record of the stage's role
+    (``videoclf.core.stats``), sent to the supervisor every ``STATS_EVERY_S``."""
 
     def __init__(self, spec: StageSpec, ctrl: Control, stage: Any) -> None:
         self.spec, self.ctrl, self.stage = spec, ctrl, stage
         self.counters = StageCounters()
-        self.extra: dict[str, Any] = {}  # what the loop itself measures beyond the counters
         self._next = time.monotonic() + STATS_EVERY_S
 
-    def snapshot(self) -> dict[str, Any]:
-        return {**self.counters.to_dict(), **self.stage.stats(), **self.extra,
-                "stream": getattr(self.spec, "stream", -1)}
+    def snapshot(self) -> StageStats:
+        own = self.stage.stats() or ROLE_RECORDS[self.spec.role]()  # a stage without figures of its own
+        rec = replace(own, counts=self.counters.snapshot())
+        if isinstance(rec, DecoderStats):
+            rec = replace(rec, stream=self.spec.stream)
+        return rec
 
     def tick(self) -> None:
         now = time.monotonic()

@@ -139,7 +139,7 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
             rep.counters.busy_s += dec_ms / 1000  # decoding only: waiting for a free slot is not work
         seq += 1
         rep.counters.dropped = feed.all_dropped
-        rep.extra["next_seq"] = seq
+        rep.counters.next_seq = seq
         rep.tick()
     close = getattr(frames, "close", None)
     if close:
@@ -199,7 +199,7 @@ class _Classify:
         self.inputs = Inputs()
         self.max_batch = int(getattr(stage, "max_batch", spec.max_batch))
         self.backlog = Backlog(spec.n_streams, spec.drop_oldest, max(2, self.max_batch), self.inputs.release)
-        rep.extra["stale_dropped"] = self.backlog.dropped  # per stream index (videoclf.core.stats.RunStats.dropped)
+        rep.counters.stale_dropped = self.backlog.dropped  # per stream index (videoclf.core.runstats.RunStats.dropped_by)
         self.eos_seen: set[int] = set()  # streams whose end came in
         self.ends: deque[tuple[EndOfStream, int]] = deque()  # (end, batches submitted before it)
         self.waiting_ends: list[EndOfStream] = []  # ends whose stream still has frames in the backlog
@@ -277,7 +277,7 @@ class _Classify:
             self.waiting_ends.remove(eos)
             self.ends.append((eos, self.submitted))
         self.finish(False)
-        self.rep.extra["results_lost"] = self.fwd.lost
+        self.rep.counters.results_lost = self.fwd.lost
         self.rep.tick()
 
 
@@ -362,7 +362,7 @@ class _Deliver:
                 self.last[s] = seq
                 self.rep.counters.items += 1
             self.rep.counters.busy_s += time.monotonic() - t0
-            self.rep.extra["duplicates"] = self.duplicates
+            self.rep.counters.duplicates = self.duplicates
 
 
 def run_sink(stage: Sink, spec: SinkSpec, ctrl: Control, rep: Reporter) -> None:

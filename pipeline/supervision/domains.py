@@ -24,6 +24,7 @@ from videoclf.config.schema import redact
 from videoclf.core.errors import SourceGaveUp, StageError, VideoclfError
 from videoclf.stages.outputs.labellog import last_logged_frame, logged_after
 from videoclf.core.records import EndOfStream, Hello
+from videoclf.core.stats import StageStats
 from videoclf.supervision.restart import RestartPolicy
 from videoclf.ipc.shm import PoolOwner
 from videoclf.runtime.child import child_main
@@ -34,7 +35,6 @@ log = logging.getLogger("videoclf")
 
 JOIN_S = 3.0
 # counters that add up over a domain's generations (a new process counts from zero)
-CARRIED = ("dropped", "buffer_dropped", "reconnects", "disconnects", "downtime_s", "duplicates", "results_lost")
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Domains:
         self.restarts = RestartPolicy(self.cfg.restart_enabled, self.cfg.supervision.max_restarts_per_min)
         self.items: dict[str, Domain] = {}
         self.dead: list[Any] = []  # processes of earlier generations
-        self.carried: dict[str, dict[str, Any]] = {}  # per stage title: counters of its earlier generations
+        self.carried: dict[str, StageStats] = {}  # per stage title: the last record of its earlier generations
         self.carried_frames: dict[str, int] = {}  # per stream: lines that earlier sinks logged
         self.gave_up: dict[int, VideoclfError] = {}  # streams given up after too many restarts
         self._ends: list[tuple[Outbox, EndOfStream]] = []  # ends of given-up streams, until delivered
@@ -133,30 +133,26 @@ class Domains:
         name = self.cfg.streams[i].name
         last = None if self.null_sink else last_logged_frame(self.cfg.output, name)
         if last is None:
-            last = (self._sink_tallies().get(name) or {}).get("last_seq")
+            last = self.state.stats.stream(i).last_seq
         nxt = self.plan.first(i) - 1 if last is None else max(last, self.plan.first(i) - 1)
         if self.cfg.streams[i].is_live:
-            nxt = max(nxt, self.state.stats.decoder(i).get("next_seq", 0) - 1)
+            nxt = max(nxt, self.state.stats.decoder(i).counts.next_seq - 1)
         return nxt + 1
-
-    def _sink_tallies(self) -> dict[str, Any]:
-        return self.state.stats.sink.get("streams") or {}
 
     def _next_sink(self) -> StageSpec:
         """A sink that appends: what the dead one logged is counted, and the classifier replays
         from each log's end."""
-        tallies = self._sink_tallies()
         last, ended = [], set()
         for i, s in enumerate(self.cfg.streams):
-            tally = tallies.get(s.name) or {}
-            n, seq = tally.get("frames", 0), tally.get("last_seq")  # seq: None before the stream's first line
+            tally = self.state.stats.stream(i)
+            n, seq = tally.frames, tally.last_seq  # seq: None before the stream's first line
             if not self.null_sink:
                 # its last stats may be up to 0.5 s old (or missing): add the lines it wrote after them
                 n += logged_after(self.cfg.output, s.name, seq)
             self.carried_frames[s.name] = self.carried_frames.get(s.name, 0) + n
             logged = None if self.null_sink else last_logged_frame(self.cfg.output, s.name)
             last.append(next((v for v in (logged, seq) if v is not None), -1))
-            if tally.get("end"):
+            if tally.end:
                 ended.add(i)
         self.state.stats.forget_sink()
         return self.plan.sink(tuple(last), frozenset(ended))
@@ -180,24 +176,15 @@ class Domains:
     # -- stats ---------------------------------------------------------------------
     def _retire(self, title: str) -> None:
         """Keep a dead process's cumulative counters: its successor counts from zero."""
-        old = self.state.stats.stages().get(title) or {}
-        kept = {k: old[k] for k in CARRIED if k in old}
-        if isinstance(old.get("stale_dropped"), dict):
-            kept["stale_dropped"] = dict(old["stale_dropped"])
-        self.carried[title] = kept
+        old = self.state.stats.stages().get(title)
+        if old is not None:  # it already holds the counts of the generations before it
+            self.carried[title] = old
 
-    def with_carried(self, title: str, data: dict[str, Any]) -> dict[str, Any]:
+    def with_carried(self, title: str, data: StageStats) -> StageStats:
+        """A stage's record with the cumulative counters of its earlier generations added
+        (``StageStats.carried``: drops, duplicates, lost results, reconnects, downtime)."""
         kept = self.carried.get(title)
-        if not kept:
-            return data
-        data = dict(data)
-        for k, v in kept.items():
-            if isinstance(v, dict):
-                mine = data.get(k) or {}
-                data[k] = {s: mine.get(s, 0) + v.get(s, 0) for s in {*mine, *v}}
-            else:
-                data[k] = data.get(k, 0) + v
-        return data
+        return data if kept is None else data.carried(kept)
 
     def add_restarts(self, report: dict[str, Any]) -> None:
         report["restarts"] = dict(self.restarts.counts)
@@ -209,11 +196,11 @@ class Domains:
         """A stream that gave up (a camera past live.max_reconnects, or a decoder past its
         restart limit) fails the run (exit 1) once the others have ended."""
         stats = self.state.stats
-        gone = [s for i, s in enumerate(self.cfg.streams) if stats.decoder(i).get("gave_up")]
+        gone = [s for i, s in enumerate(self.cfg.streams) if stats.decoder(i).gave_up]
         parts = []
         if gone:
             first = stats.decoder(self.cfg.streams.index(gone[0]))
-            why = f" ({redact(first['last_error'])})" if first.get("last_error") else ""
+            why = f" ({redact(first.last_error)})" if first.last_error else ""
             parts.append(f"stream{'s' if len(gone) > 1 else ''} {', '.join(s.name for s in gone)} gave up after "
                          f"live.max_reconnects failed reconnects{why}")
         for i, err in self.gave_up.items():

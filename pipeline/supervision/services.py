@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 from videoclf.config.schema import Config
 from videoclf.core.errors import ResourceError
-from videoclf.core.stats import RunStats
+from videoclf.core.runstats import RunStats
 from videoclf.config.outputs import parse_address
 
 log = logging.getLogger("videoclf")
@@ -69,9 +69,9 @@ class Services:
             stopping = self._stop.wait(1.0)
             for row in stream_rows(cfg, get().snapshot()):
                 payload = state_payload(row)
-                if payload != last.get(row["name"]):
-                    last[row["name"]] = payload
-                    self.mqtt.publish(self.mqtt.topic(row["name"], "state"), payload, retain=True)
+                if payload != last.get(row.name):
+                    last[row.name] = payload
+                    self.mqtt.publish(self.mqtt.topic(row.name, "state"), payload, retain=True)
             if stopping:
                 return
 

@@ -26,8 +26,8 @@ from videoclf.config.schema import Config, redact
 from videoclf.supervision.domains import Domains
 from videoclf.core.errors import ResourceError, VideoclfError, error_from_event
 from videoclf.core.records import Event
-from videoclf.core.stats import RunStats
-from videoclf.observe.report import Progress, build_report
+from videoclf.core.runstats import RunStats
+from videoclf.observe.report import Progress, build_report, mqtt_json
 from videoclf.plan.resume import resume
 from videoclf.supervision.services import Services
 from videoclf.ipc.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
@@ -166,8 +166,7 @@ class Supervisor:
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self.domains.add_restarts(report)
         if mqtt is not None:
-            events = (self.state.stats.sink.get("alerts") or {}).get("mqtt")
-            report["mqtt"] = {"state": mqtt, **({"events": events} if events else {})}
+            report["mqtt"] = mqtt_json(mqtt, self.state.stats)
         err = self.state.error
         return RunResult(report, err.exit_code if err else 0, err)
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from videoclf.config.schema import ModelConfig
 from videoclf.core.records import FrameRecord, Result
-from videoclf.core.stats import Histogram
+from videoclf.core.histogram import Histogram
+from videoclf.core.stats import ClassifierStats
 from videoclf.core.contract import STAGES, StageBase
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,6 @@ class Classifier(StageBase):
                                          ms, n) for k, rec in enumerate(records)]))
         return out
 
-    def stats(self) -> dict[str, Any]:
-        return {"model": self.info, "batches": self.batches, "infer_ms": self.infer.to_dict(),
-                "batch": self.max_batch, "in_flight": self.depth}
+    def stats(self) -> ClassifierStats:
+        return ClassifierStats(model=dict(self.info), batches=self.batches, infer_ms=self.infer.copy(),
+                               batch=self.max_batch, in_flight=self.depth)

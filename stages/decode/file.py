@@ -26,6 +26,7 @@ from videoclf.core.records import DisplayGeom
 from videoclf.core.errors import InputError
 from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase
+from videoclf.core.stats import DecoderStats
 from videoclf.stages.decode.gop import MAX_THREADS, decode_by_gop, decoded_frames, gop_length
 
 log = logging.getLogger(__name__)
@@ -333,9 +334,9 @@ class FileDecoder(StageBase):
         yield from decode_by_gop(lambda: open_video(self.cfg.source), self.info["threads"], convert, self.gop,
                                  frame_bytes, self._damage)
 
-    def stats(self) -> dict[str, Any]:
-        return {"decode_errors": self.errors, "last_error": self.last_error, "source": self.info,
-                "passes": self.passes}
+    def stats(self) -> DecoderStats:
+        return DecoderStats(name=self.cfg.name, source=dict(self.info), decode_errors=self.errors,
+                            last_error=self.last_error, passes=self.passes)
 
     def teardown(self) -> None:
         if self.container is not None:

@@ -27,6 +27,7 @@ from videoclf.config.schema import LiveOptions, Roi, StreamConfig, redact
 from videoclf.core.records import DisplayGeom
 from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase
+from videoclf.core.stats import DecoderStats, LiveStats
 from videoclf.stages.decode.file import DecodeConfig, DisplayTap, to_model_rgb
 from videoclf.stages.decode.live_failures import AUTH, ENDED, OTHER, WATCHDOG, Failure, ReasonLog, classify
 
@@ -353,21 +354,20 @@ class LiveDecoder(StageBase):
             return "live"
         return "reconnecting" if self.had_frames else "connecting"
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> DecoderStats:
         now = time.monotonic()
         span = (self.last_frame - self.first_frame) if self.first_frame and self.last_frame else 0.0
         ongoing = now - self.down_since if self.down_since is not None and (self.had_frames or self.failures) else 0.0
         # every frame the camera delivered: taken by the loop, or dropped (oldest) while it was busy
         arrived = self.frames_in + self.handover.dropped
-        return {"input_frames": arrived,
-                "input_fps": round((arrived - 1) / span, 2) if span > 0 else 0.0,
-                "reconnects": self.reconnects, "disconnects": self.disconnects,
-                "downtime_s": round(self.downtime_s + ongoing, 3), "connected": self.down_since is None,
-                "connect_attempts": self.attempts, "auth_failures": self.auth_failures,
-                "buffer_dropped": self.handover.dropped,
-                "gave_up": self.gave_up, "last_error": self.last_error, "source": self.info,
-                "state": self.state,
-                **({"transport": self.transport.current} if self.cfg.source.startswith(("rtsp://", "rtsps://")) else {})}
+        rtsp = self.cfg.source.startswith(("rtsp://", "rtsps://"))
+        live = LiveStats(input_frames=arrived, input_fps=round((arrived - 1) / span, 2) if span > 0 else 0.0,
+                         reconnects=self.reconnects, disconnects=self.disconnects,
+                         downtime_s=round(self.downtime_s + ongoing, 3), connected=self.down_since is None,
+                         connect_attempts=self.attempts, auth_failures=self.auth_failures,
+                         buffer_dropped=self.handover.dropped, gave_up=self.gave_up, state=self.state,
+                         transport=self.transport.current if rtsp else None)
+        return DecoderStats(name=self.cfg.name, source=dict(self.info), last_error=self.last_error, live=live)
 
     def teardown(self) -> None:
         reader = self.handover.current

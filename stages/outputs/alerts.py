@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from videoclf.stages.outputs.appendlog import AppendLog, DiskFull
+from videoclf.core.sinkstats import AlertStats, WebhookStats
 from videoclf.config.schema import redact
 from videoclf.core.errors import ResourceError
 from videoclf.config.outputs import AlertRule
@@ -196,8 +197,8 @@ class Webhook:
             self.dropped += left
             log.warning("webhook: %d notification(s) not delivered at shutdown", left + self.thread.is_alive())
 
-    def stats(self) -> dict[str, int]:
-        return {"sent": self.sent, "failed": self.failed, "dropped": self.dropped}
+    def stats(self) -> WebhookStats:
+        return WebhookStats(sent=self.sent, failed=self.failed, dropped=self.dropped)
 
 
 def safe_name(text: str) -> str:
@@ -261,7 +262,7 @@ class EventLog:
             log.warning("%s: %d event line(s) not written: the disk stayed full", self.path, len(self.waiting))
         self.file.close()
 
-    def stats(self) -> dict[str, Any]:
-        return {"events": self.lines, "waiting_for_disk": len(self.waiting), "lost_disk_full": self.lost,
-                "webhook": self.webhook.stats() if self.webhook else None,
-                **({"mqtt": self.mqtt.stats()} if self.mqtt is not None else {})}
+    def stats(self) -> AlertStats:
+        return AlertStats(events=self.lines, waiting_for_disk=len(self.waiting), lost_disk_full=self.lost,
+                          webhook=self.webhook.stats() if self.webhook else None,
+                          mqtt=self.mqtt.stats() if self.mqtt is not None else None)

@@ -1,4 +1,5 @@
-"""The label log's format and its reading: where a stream's numbering goes on after a crash or
+"""The label log's format, in one place: how a line is written (JSONL or CSV), how its frame
+number, day and first label are read back, where a stream's numbering goes on after a crash or
 in a new run, how many lines a killed sink wrote after its last stats, and whether a file's
 log is complete.
 
@@ -7,9 +8,11 @@ beside it as ``<stream>.<YYYY-MM-DD>.<format>`` (``stages/outputs/appendlog.py``
 Frame numbers only grow along a stream's logs, across restarts and runs."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 from videoclf.stages.outputs.appendlog import AppendLog, day_of, rotated_files
 
@@ -52,13 +55,72 @@ def _frames_backwards(path: str, fmt: str, chunk: int) -> Iterator[int]:
                     yield n
 
 
+# -- one line: stream, frame, pts, time, then the top-k labels and scores ------------------
+def label_record(stream: str, frame: int, pts: Optional[float], epoch: float, top: Sequence[tuple[str, float]],
+                 random_weights: bool = False) -> dict[str, Any]:
+    """The fields of one label line (a JSONL line is this object)."""
+    rec: dict[str, Any] = {"stream": stream, "frame": frame, "pts": None if pts is None else round(pts, 6),
+                           "time": round(epoch, 6), "top": [{"label": lbl, "score": s} for lbl, s in top]}
+    if random_weights:
+        rec["weights"] = "none (random init)"
+    return rec
+
+
+def format_line(fmt: str, rec: dict[str, Any]) -> str:
+    """One line of a ``jsonl`` or ``csv`` label log (no newline) from ``label_record``."""
+    if fmt == "jsonl":
+        return json.dumps(rec, separators=(",", ":"))
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(
+        [rec["stream"], rec["frame"], rec["pts"], rec["time"], *(v for t in rec["top"] for v in (t["label"], t["score"]))])
+    return buf.getvalue()
+
+
+def csv_header(top_k: int) -> str:
+    ranks = [f"{c}{j + 1}" for j in range(top_k) for c in ("label", "score")]
+    return ",".join(["stream", "frame", "pts", "time", *ranks])
+
+
 def frame_of(line: bytes, fmt: str) -> Optional[int]:
+    """The frame number of a label line; ``None`` for a header, a blank or a torn line."""
     try:
         if fmt == "jsonl":
             return int(json.loads(line)["frame"])
         return int(line.split(b",")[1])
     except (ValueError, KeyError, IndexError, TypeError):
-        return None  # a header, a blank or a torn line
+        return None
+
+
+def top_label(line: str, fmt: str) -> Optional[tuple[str, float]]:
+    """The first label and score of a label line (for the MQTT state); ``None`` if it has none."""
+    try:
+        if fmt == "jsonl":
+            top = json.loads(line)["top"][0]
+            return str(top["label"]), float(top["score"])
+        row = next(csv.reader([line]))
+        return row[4], float(row[5])
+    except (ValueError, KeyError, IndexError, TypeError, StopIteration):
+        return None
+
+
+def day_of_line(line: bytes) -> Optional[str]:
+    """The local day of a JSONL label or event line (its epoch ``time``), for rotation."""
+    try:
+        return day_of(float(json.loads(line)["time"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def csv_day_of_line(line: bytes) -> Optional[str]:
+    try:
+        return day_of(float(line.split(b",")[3]))
+    except (ValueError, IndexError):
+        return None
+
+
+def day_reader(fmt: str) -> Any:
+    """How the rotation reads a line's day in a ``fmt`` label log."""
+    return csv_day_of_line if fmt == "csv" else day_of_line
 
 
 def last_logged_frame(output: Any, stream: str) -> Optional[int]:
@@ -79,31 +141,10 @@ def logged_after(output: Any, stream: str, seq: Optional[int]) -> int:
     return n
 
 
-def csv_header(top_k: int) -> str:
-    ranks = [f"{c}{j + 1}" for j in range(top_k) for c in ("label", "score")]
-    return ",".join(["stream", "frame", "pts", "time", *ranks])
-
-
 def open_log(output: Any, stream: str, top_k: int, truncate: bool = False) -> AppendLog:
     """A stream's label log, opened for appending (``stages/outputs/appendlog.py``)."""
-    csv = output.format == "csv"
-    return AppendLog(log_path(output, stream), csv_header(top_k) if csv else None,
-                     day_of_line=csv_day_of_line if csv else day_of_line).open(truncate=truncate)
-
-
-def day_of_line(line: bytes) -> Optional[str]:
-    """The local day of a JSONL label or event line (its epoch ``time``), for rotation."""
-    try:
-        return day_of(float(json.loads(line)["time"]))
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def csv_day_of_line(line: bytes) -> Optional[str]:
-    try:
-        return day_of(float(line.split(b",")[3]))
-    except (ValueError, IndexError):
-        return None
+    header = csv_header(top_k) if output.format == "csv" else None
+    return AppendLog(log_path(output, stream), header, day_of_line=day_reader(output.format)).open(truncate=truncate)
 
 
 # -- completion marks: a file stream whose log holds every frame is not classified again ---

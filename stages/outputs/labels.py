@@ -1,20 +1,18 @@
 """Sinks: per-frame label logs (JSONL, CSV), flushed line by line, and the null sink."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from videoclf.stages.outputs.appendlog import AppendLog, DiskFull
 from videoclf.core.errors import ResourceError
-from videoclf.stages.outputs.labellog import csv_day_of_line, csv_header, day_of_line, write_mark
+from videoclf.stages.outputs.labellog import csv_header, day_reader, format_line, label_record, write_mark
 from videoclf.core.records import EndOfStream, Result
-from videoclf.core.stats import Histogram
+from videoclf.core.histogram import Histogram
+from videoclf.core.sinkstats import LabelLogStats, SinkStats, StreamStats
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.retention import Housekeeper
 
@@ -49,11 +47,11 @@ class StreamTally:
         self.e2e = Histogram()
         self.decode = Histogram()
         self.infer = Histogram()
-        self.top: list = []  # the latest frame's labels (MQTT state, web view)
+        self.top: tuple[tuple[str, float], ...] = ()  # the latest frame's labels (MQTT state, web view)
 
     def add(self, r: Result, now: float) -> None:
         self.frames += 1
-        self.top = list(r.top)
+        self.top = tuple(r.top)
         self.last_seq = r.frame.seq
         if self.first_decoded is None:
             self.first_decoded = r.frame.t_decoded
@@ -62,15 +60,15 @@ class StreamTally:
         self.decode.add(r.frame.decode_ms)
         self.infer.add(r.infer_ms)
 
-    def to_dict(self) -> dict[str, Any]:
+    def snapshot(self, stream: int, name: str) -> StreamStats:
         span = (self.last_written - self.first_decoded) if self.frames > 1 else None
-        return {"frames": self.frames, "last_seq": self.last_seq, "span_s": span, "end": self.end_reason, "top": self.top,
-                "e2e_ms": self.e2e.to_dict(), "decode_ms": self.decode.to_dict(), "infer_ms": self.infer.to_dict()}
+        return StreamStats(stream=stream, name=name, frames=self.frames, last_seq=self.last_seq, span_s=span,
+                           end=self.end_reason, top=self.top, e2e_ms=self.e2e.copy(), decode_ms=self.decode.copy(),
+                           infer_ms=self.infer.copy())
 
 
 class _LabelLogSink(StageBase):
-    suffix = ""
-    day_of_line: Optional[Callable[[bytes], Optional[str]]] = None
+    fmt = ""  # jsonl | csv: the label-log format (videoclf.stages.outputs.labellog), also the file suffix
 
     def __init__(self, cfg: SinkConfig) -> None:
         self.cfg = cfg
@@ -84,26 +82,22 @@ class _LabelLogSink(StageBase):
     def setup(self) -> None:
         try:
             os.makedirs(self.cfg.dir, exist_ok=True)
-            self.keeper = Housekeeper(self.cfg.dir, self.cfg.streams, self.suffix.lstrip("."), self.cfg.retention,
+            self.keeper = Housekeeper(self.cfg.dir, self.cfg.streams, self.fmt, self.cfg.retention,
                                       self.cfg.min_free)
             for i, name in enumerate(self.cfg.streams):
-                self.files[i] = AppendLog(os.path.join(self.cfg.dir, name + self.suffix), self.header(),
-                                          day_of_line=self.day_of_line).open(truncate=not self.cfg.append)
+                self.files[i] = AppendLog(os.path.join(self.cfg.dir, f"{name}.{self.fmt}"), self.header(),
+                                          day_of_line=day_reader(self.fmt)).open(truncate=not self.cfg.append)
                 self.repaired += self.files[i].repaired_bytes > 0
         except OSError as exc:
             raise ResourceError(f"output.dir {self.cfg.dir}: cannot write ({exc.strerror or exc})") from exc
 
     def header(self) -> Optional[str]:
-        return None
+        return csv_header(self.cfg.top_k) if self.fmt == "csv" else None
 
-    def record(self, r: Result) -> dict[str, Any]:
+    def line(self, r: Result) -> str:
         f = r.frame
-        rec = {"stream": self.cfg.streams[f.stream], "frame": f.seq,
-               "pts": None if f.pts is None else round(f.pts, 6), "time": round(f.time, 6),
-               "top": [{"label": lbl, "score": s} for lbl, s in r.top]}
-        if self.cfg.random_weights:
-            rec["weights"] = "none (random init)"
-        return rec
+        return format_line(self.fmt, label_record(self.cfg.streams[f.stream], f.seq, f.pts, f.time, r.top,
+                                                  self.cfg.random_weights))
 
     def write(self, r: Result, frame: Any = None) -> None:
         line = self.line(r)
@@ -141,9 +135,6 @@ class _LabelLogSink(StageBase):
                         "(no line is lost)", self.cfg.dir)
         time.sleep(DISK_RETRY_S)
 
-    def line(self, r: Result) -> str:
-        raise NotImplementedError
-
     def end(self, eos: EndOfStream) -> None:
         self.tally[eos.stream].end_reason = eos.reason
         f = self.files.pop(eos.stream, None)
@@ -159,11 +150,12 @@ class _LabelLogSink(StageBase):
                 log.warning("output.dir %s: cannot record that stream %s is complete: %s", self.cfg.dir,
                             self.cfg.streams[eos.stream], exc)
 
-    def stats(self) -> dict[str, Any]:
-        return {"streams": {self.cfg.streams[i]: t.to_dict() for i, t in enumerate(self.tally)},
-                "labels": {"repaired_tails": self.repaired, "disk_full_pauses": self.disk_full_pauses,
-                           "paused": self.disk_full_since is not None},
-                **(self.keeper.stats() if self.keeper else {})}
+    def stats(self) -> SinkStats:
+        return SinkStats(streams=tuple(t.snapshot(i, self.cfg.streams[i]) for i, t in enumerate(self.tally)),
+                         labels=LabelLogStats(repaired_tails=self.repaired, disk_full_pauses=self.disk_full_pauses,
+                                              paused=self.disk_full_since is not None),
+                         retention=self.keeper.retention_stats() if self.keeper else None,
+                         disk=self.keeper.disk_stats() if self.keeper else None)
 
     def teardown(self) -> None:
         for f in self.files.values():
@@ -173,27 +165,12 @@ class _LabelLogSink(StageBase):
 
 @STAGES.register("sink.jsonl")
 class JsonlSink(_LabelLogSink):
-    suffix = ".jsonl"
-    day_of_line = staticmethod(day_of_line)
-
-    def line(self, r: Result) -> str:
-        return json.dumps(self.record(r), separators=(",", ":"))
+    fmt = "jsonl"
 
 
 @STAGES.register("sink.csv")
 class CsvSink(_LabelLogSink):
-    suffix = ".csv"
-    day_of_line = staticmethod(csv_day_of_line)
-
-    def header(self) -> Optional[str]:
-        return csv_header(self.cfg.top_k)
-
-    def line(self, r: Result) -> str:
-        rec = self.record(r)
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="").writerow(
-            [rec["stream"], rec["frame"], rec["pts"], rec["time"], *(v for t in r.top for v in t)])
-        return buf.getvalue()
+    fmt = "csv"
 
 
 @STAGES.register("sink.null")

@@ -23,6 +23,7 @@ import threading
 from typing import Any, Optional
 
 from videoclf.config.outputs import MqttConfig
+from videoclf.core.sinkstats import MqttStats
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,9 @@ class MqttPublisher:
                        "device": device, **({"unit_of_measurement": unit} if unit else {})}
                 self.on_every_connect(f"{self.cfg.discovery_prefix}/sensor/{uid}/config", cfg)
 
-    def stats(self) -> dict[str, Any]:
-        return {"broker": self.where, "connected": self.connected, "published": self.published,
-                "dropped": self.dropped, "connects": self.connects, "last_error": self.last_error}
+    def stats(self) -> MqttStats:
+        return MqttStats(broker=self.where, connected=self.connected, published=self.published, dropped=self.dropped,
+                         connects=self.connects, last_error=self.last_error)
 
     def close(self, timeout: float = 2.0) -> None:
         """Say offline (a clean stop), flush what is queued for up to ``timeout``, disconnect."""
@@ -146,9 +147,9 @@ class MqttPublisher:
         self.client.loop_stop()
 
 
-def state_payload(row: dict[str, Any]) -> dict[str, Any]:
-    """One stream's state message from a web-view row (videoclf.observe.web.stream_rows)."""
-    top = row.get("top") or []
+def state_payload(row: Any) -> dict[str, Any]:
+    """One stream's state message (JSON) from a web-view row (videoclf.observe.web.StreamRow)."""
+    top = row.top
     label, score = (top[0][0], round(float(top[0][1]), 4)) if top else (None, None)
-    return {"status": row["status"], "connected": row["status"] in ("live", "starting"), "fps": round(row["fps"], 2),
-            "frames": row["frames"], "dropped": row["dropped"], "label": label, "score": score}
+    return {"status": row.status, "connected": row.status in ("live", "starting"), "fps": round(row.fps, 2),
+            "frames": row.frames, "dropped": row.dropped, "label": label, "score": score}

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from videoclf.stages.outputs.appendlog import rotated_files
 from videoclf.config.outputs import Retention, RetentionRule
+from videoclf.core.sinkstats import DiskStats, RetentionStats
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ class Housekeeper:
             log.debug("retention: deleted %s (%s, %d bytes, %s)", path, kind, size, "age" if too_old else "size")
         return n
 
-    def stats(self) -> dict[str, Any]:
-        return {"retention": {"deleted_files": dict(self.deleted), "deleted_bytes": dict(self.deleted_bytes)},
-                "disk": {"free_bytes": self.free, "min_free": self.min_free, "low": self.low, "pauses": self.pauses}}
+    def retention_stats(self) -> RetentionStats:
+        return RetentionStats(deleted_files=dict(self.deleted), deleted_bytes=dict(self.deleted_bytes))
+
+    def disk_stats(self) -> DiskStats:
+        return DiskStats(free_bytes=self.free, min_free=self.min_free, low=self.low, pauses=self.pauses)

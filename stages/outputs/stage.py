@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from zoneinfo import ZoneInfo
 
@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 
 from videoclf.core.errors import ResourceError
+from videoclf.core.sinkstats import LivePreview, SinkStats, VideoFiles, VideoPauses
 from videoclf.core.records import DisplayGeom, EndOfStream, Result
-from videoclf.config.outputs import AlertRule
+from videoclf.config.outputs import LIVE_DIR, AlertRule
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.alerts import AlertEngine, EventLog, safe_name
 from videoclf.stages.outputs.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 LIVE_EVERY_S = 0.5  # the web view refreshes about this often
 LIVE_WIDTH = 640
 VIDEO_RETRY_S = 10.0  # after a video write failed (a full disk), the next file is tried this much later
-LIVE_DIR = "live"  # <output.dir>/live/<stream>.jpg, read by pipeline/observe/web.py
 
 
 @dataclass(frozen=True)
@@ -220,19 +220,17 @@ class OutputsSink(StageBase):
             self.alerts.end(self.names[eos.stream])
         self.live[eos.stream].fps = 0.0
 
-    def stats(self) -> dict[str, Any]:
-        out = dict(self.label.stats()) if self.label else {}
-        out["live"] = {n: {"top": l.top, "seq": l.seq, "pts": l.pts, "fps": round(l.fps, 2)}
-                       for n, l in zip(self.names, self.live)}
-        if self.cfg.video:
-            ws = {**self._done_files, **self.writers}
-            out["video"] = {self.names[i]: {"files": w.files, "frames": w.frames} for i, w in ws.items()}
-        if self.events is not None:
-            out["alerts"] = self.events.stats()
-        out["frames_without_display"] = self.without_frame
-        out["paused"] = {"video_frames": self.paused_frames, "snapshots": self.paused_snapshots,
-                         "video_errors": self.video_errors}
-        return out
+    def stats(self) -> SinkStats:
+        base = (self.label.stats() if self.label else None) or SinkStats()
+        ws = {**self._done_files, **self.writers} if self.cfg.video else {}
+        streams = tuple(replace(base.stream(i, n), live=LivePreview(top=tuple(l.top), seq=l.seq, pts=l.pts,
+                                                                    fps=round(l.fps, 2)),
+                                video=VideoFiles(files=tuple(ws[i].files), frames=ws[i].frames) if i in ws else None)
+                        for i, (n, l) in enumerate(zip(self.names, self.live)))
+        return replace(base, streams=streams, alerts=self.events.stats() if self.events is not None else None,
+                       frames_without_display=self.without_frame,
+                       paused=VideoPauses(video_frames=self.paused_frames, snapshots=self.paused_snapshots,
+                                          video_errors=self.video_errors))
 
     def teardown(self) -> None:
         # finalise every container first: an interrupted run must leave playable files

@@ -25,7 +25,7 @@ def test_live_stream_gets_the_live_decoder_config_and_it_pickles():
     # then it arrives intact, drop_oldest is the policy, and the decoder can be built from it
     assert back == lc and isinstance(back, LiveConfig) and back.live.transport == "udp"
     assert s.is_live and s.effective_policy == "drop_oldest"
-    assert LiveDecoder(back).stats()["reconnects"] == 0
+    assert LiveDecoder(back).stats().live.reconnects == 0
 
 
 def test_file_stream_stays_lossless_and_policy_can_be_overridden():

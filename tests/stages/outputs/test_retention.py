@@ -36,8 +36,8 @@ def test_video_past_its_size_goes_oldest_first_and_the_open_file_and_foreign_fil
     assert deleted == 2
     assert left == ["cam_2026-12-01_10-00-00.mp4", "cam_2026-12-04_10-00-00.mp4", "cam_2026-12-05_10-00-00.mp4",
                     "cam_2_2026-12-01_10-00-00.mp4", "holiday.mp4"]
-    assert keeper.stats()["retention"]["deleted_files"]["video"] == 2
-    assert keeper.stats()["retention"]["deleted_bytes"]["video"] == 2_000_000
+    assert keeper.retention_stats().deleted_files["video"] == 2
+    assert keeper.retention_stats().deleted_bytes["video"] == 2_000_000
 
 
 def test_age_rules_per_kind_and_the_current_logs_are_never_deleted(tmp_path):
