@@ -103,7 +103,7 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
     frames = stage.frames()
     discarded = _await_go(frames, ctrl, feed.lossless)
     if ctrl.lean_decode is not None and ctrl.lean_decode.is_set() and hasattr(stage, "lean"):
-        stage.lean()  # a file waited for go, so its codec is not open yet
+        stage.lean()  # the lean count its plan carries; a file waited for go, so its codec is not open yet
     if discarded:
         log.info("%s: %d frames discarded while the model loaded", spec.title, discarded)
     rep.counters.started = time.monotonic()  # busy fraction and FPS count from the start of work

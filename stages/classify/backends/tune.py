@@ -39,7 +39,7 @@ def confident_mask(logits: np.ndarray, margin: float = MARGIN) -> np.ndarray:
 
 def verdict_path(cfg: Any, weights_id: str) -> Path:
     from videoclf.stages.classify.backends.cache import cache_dir
-    from videoclf.stages.classify.backends.openvino_backend import cpu_tag
+    from videoclf.core.cpu import cpu_tag
 
     return cache_dir(cfg.cache_dir) / "tune" / f"{cfg.backbone}-{weights_id}-{cfg.crop}-cpu{cpu_tag()}.json"
 
