@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -20,8 +20,10 @@ from videoclf.ipc.display import DisplayMatcher, send_display
 from videoclf.ipc.links import Forward, Inputs, Producer
 from videoclf.ipc.shm import SlotPool
 from videoclf.ipc.transport import Inbox, Joined, Lost
-from videoclf.runtime.child import Reporter
 from videoclf.runtime.specs import BatchSpec, Control, SinkSpec, SourceSpec
+
+if TYPE_CHECKING:  # child imports these loops: a runtime import back would be a cycle
+    from videoclf.runtime.child import Reporter
 
 log = logging.getLogger(__name__)
 

@@ -18,16 +18,14 @@ import importlib
 import importlib.util
 import logging
 import os
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Hashable, Optional, Protocol
-
-import numpy as np
+from typing import Optional
 
 from videoclf.config.schema import ModelConfig
-from videoclf.core.cpu import bf16_flags, cpu_has_bf16, cpu_has_vnni, isa_cap, usable_cores  # noqa: F401 (re-exported)
+from videoclf.core.cpu import cpu_has_bf16, cpu_has_vnni, isa_cap  # noqa: F401 (re-exported)
 from videoclf.core.errors import ConfigError
 from videoclf.core.threads import EngineThreads
+from videoclf.stages.classify.backends.base import (Backend, BackendContext, OpenedBackend, SyncEngine,  # noqa: F401
+                                                    alone, default_threads, isa_precision)
 
 log = logging.getLogger(__name__)
 
@@ -44,62 +42,6 @@ CPU_PRECISIONS = {"torch": {"fp32", "bf16"}, "onnxruntime": {"fp32", "int8"},
 # measured on this 2-core AVX-512/AMX machine (batch 8): OpenVINO is fastest in every precision
 # it supports, torch bf16 next; onnxruntime has no bf16 CPU kernels
 AUTO_ORDER_CPU = ("openvino", "torch", "onnxruntime")
-
-
-class Backend(Protocol):
-    depth: int  # batches that may be in flight at once
-
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
-
-    def submit(self, frames: list[np.ndarray], tag: Hashable) -> None: ...
-
-    def collect(self, block: bool) -> list[tuple[Hashable, np.ndarray]]: ...
-
-
-class SyncEngine:
-    """``submit``/``collect`` for engines that run one batch at a time: ``submit`` runs it."""
-
-    depth = 1
-
-    def __init__(self) -> None:
-        self._done: deque[tuple[Hashable, np.ndarray]] = deque()
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def submit(self, frames: list[np.ndarray], tag: Hashable) -> None:
-        batch = frames[0][None] if len(frames) == 1 else np.stack(frames)
-        self._done.append((tag, self.run(batch)))
-
-    def collect(self, block: bool) -> list[tuple[Hashable, np.ndarray]]:
-        out = list(self._done)
-        self._done.clear()
-        return out
-
-
-@dataclass(frozen=True)
-class BackendContext:
-    """What an engine needs to build itself: picklable facts, no heavy objects."""
-
-    cfg: ModelConfig
-    device: str
-    precision: str
-    threads: int
-    weights_hash: str  # content hash of the weights: part of every cache key
-    int8_model: Optional[str] = None  # the int8 IR that `videoclf tune` made and vetted, when auto chose it
-    # the plan's engine threads, streams and core sharing (videoclf.plan.budget); None: ``threads``, measured streams
-    engine: Optional[EngineThreads] = None
-
-    @property
-    def engine_threads(self) -> EngineThreads:
-        return self.engine or EngineThreads(threads=self.threads)
-
-
-@dataclass
-class OpenedBackend:
-    backend: Backend
-    labels: list[str]
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def available(name: str, precision: Optional[str] = None) -> bool:
@@ -144,15 +86,6 @@ def resolve_device(requested: str) -> str:
         if index >= torch.cuda.device_count():
             raise ConfigError(f"model.device: {requested!r} but only {torch.cuda.device_count()} CUDA device(s)")
     return requested
-
-
-def isa_precision() -> tuple[str, str]:
-    """The float precision this CPU runs fastest, and why."""
-    if cpu_has_bf16():
-        return "bf16", "bf16: the CPU has AVX-512 BF16/AMX"
-    if bf16_flags():
-        return "fp32", f"fp32: ONEDNN_MAX_CPU_ISA={isa_cap()} rules out the CPU's bf16 instructions"
-    return "fp32", "fp32: the CPU has no bf16 instructions (AVX-512 BF16/AMX)"
 
 
 def resolve_precision(requested: str, device: str, cfg: Optional[ModelConfig] = None,
@@ -206,17 +139,6 @@ def resolve_backend(requested: str, device: str, precision: str) -> tuple[str, O
         skipped.append(f"{' and '.join(missing)} (for {name} {precision})" if available(name) else name)
     raise ConfigError(f"model.precision: no installed backend runs {precision} on CPU "
                       f"(not installed: {', '.join(skipped)})")
-
-
-def alone(cfg: ModelConfig) -> EngineThreads:
-    """An engine with the machine to itself (tuning, benchmarks, tests): the config's threads
-    or every usable core, its streams as configured. A run's engine gets the plan's instead."""
-    streams = None if cfg.engine_streams == "auto" else int(cfg.engine_streams)
-    return EngineThreads(threads=cfg.threads or usable_cores(), streams=streams)
-
-
-def default_threads(cfg: ModelConfig) -> int:
-    return alone(cfg).threads
 
 
 def open_backend(cfg: ModelConfig, threads: Optional[EngineThreads] = None) -> OpenedBackend:
