@@ -10,7 +10,7 @@ from typing import Any, Hashable, Optional, Protocol
 import numpy as np
 
 from videoclf.config.schema import ModelConfig
-from videoclf.core.cpu import bf16_flags, cpu_has_bf16, isa_cap, usable_cores
+from videoclf.core.cpu import bf16_flags, cpu_has_bf16, cpu_has_vnni, isa_cap, usable_cores  # noqa: F401 (cpu_has_vnni: for tune)
 from videoclf.core.threads import EngineThreads
 
 

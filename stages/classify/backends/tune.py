@@ -87,8 +87,7 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
     """Quantise on the even of ``2 * frames`` frames of the config's file streams (else the
     shipped sample), measure the odd ones, cache and return the verdict."""
     from videoclf.config.assets import sample_clip
-    from videoclf.core.cpu import cpu_has_vnni
-    from videoclf.stages.classify.backends.base import BackendContext, default_threads, isa_precision
+    from videoclf.stages.classify.backends.base import BackendContext, cpu_has_vnni, default_threads, isa_precision
     from videoclf.stages.classify.backends.cache import (_publish_ir, _source_tag, cache_dir, export_onnx, model_frames, model_key,
                                        normalise)
     from videoclf.stages.classify.backends.int8_nncf import quantize
