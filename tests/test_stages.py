@@ -17,8 +17,10 @@ from conftest import make_audio_only
 from videoclf.config.schema import Roi
 from videoclf.config.load import parse_config
 from videoclf.core.errors import ConfigError, InputError
+from videoclf.plan.budget import thread_plan
 from videoclf.plan.compose import RunPlan
 from videoclf.runtime.specs import BatchSpec
+from videoclf.stages.classify.stage import ClassifyConfig
 from videoclf.stages.outputs.labels import SinkConfig
 from videoclf.core.registry import Registry
 from videoclf.ipc.shm import PoolOwner, new_run_id
@@ -35,9 +37,15 @@ def test_every_stage_spec_of_a_run_survives_pickle(tmp_path):
     owner = PoolOwner(new_run_id())
     try:
         # (a run started with --overwrite: its first sink starts the logs afresh)
-        plan = RunPlan(cfg, owner.run_id, "sink.jsonl", SinkConfig(str(tmp_path), ("a", "b"), append=False), None,
-                       tuple(("decode.file", DecodeConfig(s.name, s.source, 256, 224, s.roi)) for s in cfg.streams),
-                       BatchSpec("classify[cpu]", "classify", cfg.model, "\0in", "\0out", 2), "sink[a,b]", None, 0)
+        threads = thread_plan(cfg, cores=2)
+        classify = ClassifyConfig(model=cfg.model, threads=threads.engine)
+        plan = RunPlan(cfg=cfg, run_id=owner.run_id, sink_kind="sink.jsonl",
+                       sink_cfg=SinkConfig(str(tmp_path), ("a", "b"), append=False), geoms=None,
+                       decoders=tuple(("decode.file", DecodeConfig(s.name, s.source, 256, 224, s.roi))
+                                      for s in cfg.streams),
+                       classifier=BatchSpec(title="classify[cpu]", kind="classify", config=classify, inbox="\0in",
+                                            to="\0out", n_streams=2),
+                       sink_title="sink[a,b]", max_frames=None, shm_bytes=0, threads=threads)
         specs = [plan.sink(), plan.sink((4, -1), frozenset({1})), plan.classifier,
                  plan.source(owner, 0, 0, 0), plan.source(owner, 1, 3, 17)]
         assert sorted({s.kind for s in specs}) == ["classify", "decode.file", "sink.jsonl"]

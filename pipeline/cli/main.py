@@ -90,16 +90,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from videoclf.config.schema import redact
     from videoclf.config.load import load_config
-    from videoclf.supervision.supervisor import preflight
+    from videoclf.config.schema import redact
 
     cfg = load_config(args.config)
     if args.ray:
         from videoclf.fleet.outputs import check_fleet
 
         check_fleet(cfg)
-    if args.check_sources:
+    if args.check_sources:  # probing sources needs the decoders (PyAV); --no-sources imports none
+        from videoclf.supervision.supervisor import preflight
+
         preflight(cfg)
     names = ", ".join(f"{s.name} ({redact(s.source)}, {s.effective_policy})" for s in cfg.streams)
     print(f"{args.config}: ok — {len(cfg.streams)} stream(s): {names}; model {cfg.model.backbone} "

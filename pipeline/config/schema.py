@@ -81,12 +81,6 @@ class StreamConfig(_Model):
 
 
 class ModelConfig(_Model):
-    # not configuration: set by the run plan, the megapixels per frame of the run's file
-    # streams (how much decoding competes with inference for the cores)
-    _file_mpx: float = PrivateAttr(default=0.0)
-    # and, for a run of one file, the CPU seconds one thread spends decoding one of its frames
-    _file_decode_s: float = PrivateAttr(default=0.0)
-
     backbone: str = Field("efficientnet_lite0", description="backbone name; `videoclf models` lists them")
     weights: str = Field("imagenet", description="'imagenet', 'none' (random init, speed tests) or a state_dict path")
     num_classes: Optional[int] = Field(None, gt=0, description="classes of a fine-tuned checkpoint (default 1000)")

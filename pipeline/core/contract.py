@@ -32,6 +32,9 @@ class BatchStage(Protocol):
     max_batch: int
     full: bool  # every engine request busy: collect before the next submit
     pending: int  # batches in flight
+    # measured in setup: the engine runs one stream on the CPU, each inference over all its
+    # threads; the decoders then lean when their plan says so (BatchSpec.lean_decode)
+    one_cpu_stream: bool
 
     def setup(self) -> None: ...
     def submit(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> None: ...
@@ -85,8 +88,6 @@ def announce_slow_step(seconds: float, what: str) -> None:
     if _ANNOUNCE is not None:
         events, title = _ANNOUNCE
         events.put(Event("slow_step", title, {"seconds": float(seconds), "what": what}))
-
-
 
 
 def set_announcer(events: Any, title: str) -> None:

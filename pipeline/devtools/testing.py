@@ -134,16 +134,17 @@ def run_in_threads(owner: Any, sources: list[FakeSource], classifier: EchoClassi
     links, one thread per loop, until the sink has every stream's end (or ``wiring.timeout``)."""
     w = wiring
     policies = list(w.policies or ["lossless"] * len(sources))
-    ctrl = Control(threading.Event(), threading.Event(), queue.Queue(), threading.Event())
+    ctrl = Control(stop=threading.Event(), drain=threading.Event(), events=queue.Queue(), go=threading.Event())
     n = len(sources)
     inbox, to_sink = address(owner.run_id, "classify"), address(owner.run_id, "sink")
     pools = {i: owner.create(f"t{i}", w.slots, w.shape, "uint8") for i in range(n)}
     run = Threads(sources, classifier, sink)
-    specs = [SourceSpec(f"decode[s{i}]", "fake", None, i, Port(pools[i], inbox), Policy(policies[i]))
-             for i in range(n)]
-    batch = BatchSpec("classify[fake]", "fake", None, inbox, to_sink, n, classifier.max_batch, w.max_wait_s,
-                      {i: 0.0 for i, p in enumerate(policies) if p == "drop_oldest"})  # keep a batch, no more
-    sink_spec = SinkSpec("sink[fake]", "fake", None, to_sink, n)
+    specs = [SourceSpec(title=f"decode[s{i}]", kind="fake", config=None, stream=i, out=Port(pools[i], inbox),
+                        policy=Policy(policies[i])) for i in range(n)]
+    batch = BatchSpec(title="classify[fake]", kind="fake", config=None, inbox=inbox, to=to_sink, n_streams=n,
+                      max_batch=classifier.max_batch, max_wait_s=w.max_wait_s,
+                      drop_oldest={i: 0.0 for i, p in enumerate(policies) if p == "drop_oldest"})  # keep a batch, no more
+    sink_spec = SinkSpec(title="sink[fake]", kind="fake", config=None, inbox=to_sink, n_streams=n)
 
     def go(loop: Any, stage: Any, spec: Any) -> None:
         rep = Reporter(spec, ctrl, stage)

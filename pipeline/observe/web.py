@@ -112,15 +112,18 @@ class Uploads:
     same export), and the run's ``top_k``. The engine is built on the first upload, on one
     thread, so the pipeline pays nothing until someone uploads."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, stages: Any) -> None:
+        """``stages``: what the composition root lends (``image_to_model_input``, ``open_engine``,
+        ``top_k``: the module videoclf.plan.compose): this layer imports no stage itself."""
         self.cfg = cfg.model
+        self.stages = stages
         self.lock = threading.Lock()
         self.engine: Any = None
         self.labels: list[str] = []
 
     def classify(self, data: bytes) -> list[dict[str, Any]]:
-        from videoclf.plan.compose import image_to_model_input, open_engine, top_k
-
+        image_to_model_input, open_engine, top_k = (self.stages.image_to_model_input, self.stages.open_engine,
+                                                    self.stages.top_k)
         m = self.cfg
         x = image_to_model_input(data, m)
         with self.lock:  # one upload at a time, on an engine of its own
@@ -242,7 +245,7 @@ class _Server(ThreadingHTTPServer):
             log.warning("web: a request from %s failed: %s", client_address[0], _one_line(exc))
 
 
-def start_web(host: str, port: int, cfg: Config, stats: Callable[[], RunStats]) -> ThreadingHTTPServer:
-    server = _Server((host, port), make_handler(cfg, stats, Uploads(cfg)))
+def start_web(host: str, port: int, cfg: Config, stats: Callable[[], RunStats], stages: Any) -> ThreadingHTTPServer:
+    server = _Server((host, port), make_handler(cfg, stats, Uploads(cfg, stages)))
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web", daemon=True).start()
     return server

@@ -1,9 +1,15 @@
 """Core budget: size inference and decode threads to the cores this process may use, so
-stages share the machine instead of oversubscribing it (2 cores here)."""
+stages share the machine instead of oversubscribing it (2 cores here). Every thread and core
+decision of a run is made here, once, into a ``ThreadPlan`` that the specs carry to the stage
+processes (docs/speed.md, "Who decides the threads")."""
 from __future__ import annotations
 
-import os
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Optional
+
+from videoclf.config.schema import Config
+from videoclf.core.cpu import usable_cores
+from videoclf.core.threads import CoreSplit, DecodeThreads, EngineThreads, SplitRule
 
 SPARE_CORE_MPX = 1.0  # file pixels per frame from which an engine may leave the decoders a core
 # Fitted together to efficientnet_lite0 fp32/int8 and resnet18 fp32 on a 1080p file, EPYC-Z5
@@ -13,14 +19,6 @@ FRAME_THREADING_COST = 1.3
 # ... and the share of a split machine left to the decoder and the engine once the
 # classifier's own loop, the sink and the supervisor have run
 SPLIT_EFFICIENCY = 0.92
-
-
-def usable_cores() -> int:
-    """Cores in this process's affinity mask (a container's or taskset's limit), not the host's."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def inference_threads(cores: int | None = None) -> int:
@@ -45,12 +43,6 @@ def decode_threads(n_streams: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, n_streams))
 
 
-class CoreSplit(NamedTuple):
-    split: bool  # a core to the decoder, the rest to the engine
-    split_fps: float
-    shared_fps: float
-
-
 def split_or_share(decode_s: float, alone_ips: float, shared_ips: float, cores: int) -> CoreSplit:
     """One file beside an engine of several streams: predicted frames/s of the two ways to
     share the cores, from measured costs. Split: the decoder's one thread keeps a core (at most
@@ -58,6 +50,59 @@ def split_or_share(decode_s: float, alone_ips: float, shared_ips: float, cores: 
     core does both, the decoder on frame threads (FRAME_THREADING_COST more CPU a frame),
     the engine at ``shared_ips`` on all cores. Splitting wins when decoding and inference cost
     about the same; sharing when one of them dwarfs the other."""
-    split = SPLIT_EFFICIENCY * min(1.0 / decode_s, alone_ips)
-    shared = cores / (FRAME_THREADING_COST * decode_s + cores / shared_ips)
-    return CoreSplit(split > shared, split, shared)
+    return split_rule(decode_s, cores).predict(alone_ips, shared_ips)
+
+
+def split_rule(decode_s: float, cores: int) -> SplitRule:
+    return SplitRule(decode_s=decode_s, cores=cores, frame_threading_cost=FRAME_THREADING_COST,
+                     split_efficiency=SPLIT_EFFICIENCY)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThreadPlan:
+    """Every thread and core number of a run: per stream its decoder's, and the engine's."""
+
+    cores: int
+    decoders: tuple[DecodeThreads, ...]
+    engine: EngineThreads
+
+
+def file_mpx(infos: dict[int, dict]) -> float:
+    """Megapixels a frame of all the run's files together (the probed ones)."""
+    return sum(i["width"] * i["height"] for i in infos.values() if i.get("width") and i.get("height")) / 1e6
+
+
+def wants_decode_cost(cfg: Config, mpx: float) -> bool:
+    """One file large enough that the engine may leave its decoder a core, with automatic
+    threads: how the engine shares the cores then depends on what a frame costs to decode
+    (``split_or_share``), measured on its first frames (~0.07 s for 1080p)."""
+    return len(cfg.streams) == 1 and not cfg.streams[0].is_live and cfg.model.threads == 0 and mpx >= SPARE_CORE_MPX
+
+
+def _decoder(threads: int, auto: bool, live: bool) -> DecodeThreads:
+    # beside one engine stream spread over every core (measured by the engine), a file's
+    # automatic FFmpeg threads are halved: frame threading's extra CPU costs more than it gains
+    lean = max(1, threads // 2) if auto and not live and threads > 1 else threads
+    return DecodeThreads(threads=threads, lean=lean)
+
+
+def thread_plan(cfg: Config, mpx: float = 0.0, decode_s: float = 0.0, cores: Optional[int] = None) -> ThreadPlan:
+    """The run's threads. ``mpx``: the files' megapixels a frame; ``decode_s``: a frame's
+    decode cost on one thread when ``wants_decode_cost`` (0: not measured)."""
+    cores = cores or usable_cores()
+    n, m = len(cfg.streams), cfg.model
+    decoders = tuple(_decoder(s.decode_threads or decode_threads(n, cores), not s.decode_threads, s.is_live)
+                     for s in cfg.streams)
+    threads = m.threads or inference_threads(cores)
+    if m.engine_streams != "auto":
+        streams: Optional[int] = int(m.engine_streams)
+    else:  # several cameras: a stream per thread, each inference alone on a core; one: measured
+        streams = threads if n > 1 else None
+    # large file frames only: a 1080p frame costs ~3 core-ms to decode, a 360p one ~0.4, and
+    # beside a fast engine only the former needs the spared core (mobilenet_v2 fp32 on 2
+    # cores: 1.15x the FPS on a 1080p file, 0.97x on the 360p sample)
+    spare = m.threads == 0 and threads > 1 and mpx >= SPARE_CORE_MPX and not m.device.startswith("cuda")
+    engine = EngineThreads(threads=threads, streams=streams, spare_core=spare,
+                           split=split_rule(decode_s, cores) if spare and decode_s > 0 else None,
+                           lean_decoders=any(d.lean != d.threads for d in decoders))
+    return ThreadPlan(cores=cores, decoders=decoders, engine=engine)

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from videoclf.plan.budget import SPARE_CORE_MPX, decode_threads, usable_cores
+from videoclf.plan.budget import ThreadPlan, file_mpx, thread_plan, wants_decode_cost
 from videoclf.config.schema import Config, ModelConfig, StreamConfig
 from videoclf.core.records import DisplayGeom
 from videoclf.ipc.display import DisplayPort, slots_needed
@@ -25,6 +25,7 @@ from videoclf.runtime.specs import BatchSpec, Port, SinkSpec, SourceSpec
 from videoclf.ipc.transport import address
 from videoclf.stages.decode.file import DecodeConfig, decode_cost, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
 from videoclf.stages.decode.live import live_config
+from videoclf.stages.classify.stage import ClassifyConfig
 from videoclf.stages.outputs.labels import SinkConfig
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def stage_module(kind: str) -> str:
     return STAGE_MODULES.get(kind) or STAGE_MODULES[kind.split(".")[0]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunPlan:
     """Everything a run's processes need, computed once (each file probed once): the
     supervisor checks it before starting, materialises it, and rebuilds any one domain from
@@ -55,6 +56,7 @@ class RunPlan:
     sink_title: str
     max_frames: Optional[int]
     shm_bytes: int  # what the pools take in /dev/shm (checked before anything is created)
+    threads: Optional[ThreadPlan] = None  # every thread and core number of the run (the specs carry them)
     first_seq: tuple[int, ...] = ()  # per stream: its first frame number in this run (pipeline/plan/resume.py)
     tap: Optional[str] = None  # where the sink also sends each result (videoclf.api's inbox), if anywhere
 
@@ -76,8 +78,9 @@ class RunPlan:
             n = slots_needed(s.ring_slots, _model_slots(cfg), cfg.model.batch_bound, g.every_frame)
             display = DisplayPort(Port(owner.create(f"{s.name}_yuv{tag}", n, g.shape, "uint8"), self.sink_address), g)
         kind, dec = self.decoders[i]
-        return SourceSpec(f"decode[{s.name}]", kind, dec, i, Port(pool, self.classifier.inbox),
-                          Policy(s.effective_policy), seq_start, self.max_frames, display, seq_base=self.first(i),
+        return SourceSpec(title=f"decode[{s.name}]", kind=kind, config=dec, stream=i,
+                          out=Port(pool, self.classifier.inbox), policy=Policy(s.effective_policy),
+                          seq_start=seq_start, max_frames=self.max_frames, display=display, seq_base=self.first(i),
                           module=stage_module(kind))
 
     def sink(self, last_seq: tuple[int, ...] = (), ended: frozenset = frozenset()) -> SinkSpec:
@@ -87,8 +90,9 @@ class RunPlan:
             cfg = replace(cfg, append=True) if not hasattr(cfg, "label") else \
                 replace(cfg, label=replace(cfg.label, append=True))
         display = {i: g for i, g in enumerate(self.geoms)} if self.geoms else None
-        return SinkSpec(self.sink_title, self.sink_kind, cfg, self.sink_address, len(self.cfg.streams),
-                        last_seq, ended, display, module=stage_module(self.sink_kind), tap=self.tap)
+        return SinkSpec(title=self.sink_title, kind=self.sink_kind, config=cfg, inbox=self.sink_address,
+                        n_streams=len(self.cfg.streams), last_seq=last_seq, ended=ended, display=display,
+                        module=stage_module(self.sink_kind), tap=self.tap)
 
 
 def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, first_seq: tuple[int, ...] = (),
@@ -103,34 +107,39 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
         if wants_display(cfg) else None
     if geoms:
         sink_kind, sink_cfg = outputs_sink(cfg, sink_kind, sink_cfg, list(geoms))
-    decoders = []
-    for i, s in enumerate(cfg.streams):
-        # FFmpeg's own default (cores + 1 threads per stream) oversubscribes many-stream runs
-        s = s.model_copy(update={"decode_threads": s.decode_threads or decode_threads(len(cfg.streams))})
-        geom = geoms[i] if geoms else None
-        if s.is_live:
-            decoders.append(("decode.live", live_config(s, m.resize_to, m.crop, geom)))
-        else:
-            decoders.append(("decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, s.decode_threads,
-                                                         s.loop, geom, auto_threads=not cfg.streams[i].decode_threads)))
-    if m.engine_streams == "auto" and len(cfg.streams) > 1:
-        m = m.model_copy(update={"engine_streams": m.threads or usable_cores()})
-    m = m.model_copy()
-    m._file_mpx = sum(i["width"] * i["height"] for i in infos.values() if i.get("width") and i.get("height")) / 1e6
-    if len(cfg.streams) == 1 and infos and m.threads == 0 and m._file_mpx >= SPARE_CORE_MPX:
-        # how the engine shares the cores with this file's decoder depends on what a frame
-        # costs each (videoclf.plan.budget.split_or_share): a look at its first frames, ~0.07 s for 1080p
-        s = cfg.streams[0]
-        m._file_decode_s = decode_cost(s.source, m.resize_to, m.crop, s.roi, name=s.name)
-    classifier = BatchSpec(f"classify[{m.device.replace(':', '')}]", "classify", m, address(run_id, "classify"),
-                           address(run_id, "sink"), len(names), cfg.model.batch_bound, m.max_wait_ms / 1000,
-                           {i: s.live.max_queue_s for i, s in enumerate(cfg.streams)
-                            if s.effective_policy == "drop_oldest"}, module=stage_module("classify"))
+    threads = _threads(cfg, infos)
+    decoders = tuple(_decoder(cfg, i, threads, geoms[i] if geoms else None) for i in range(len(cfg.streams)))
+    classifier = BatchSpec(title=f"classify[{m.device.replace(':', '')}]", kind="classify",
+                           config=ClassifyConfig(model=m, threads=threads.engine), inbox=address(run_id, "classify"),
+                           to=address(run_id, "sink"), n_streams=len(names), max_batch=m.batch_bound,
+                           max_wait_s=m.max_wait_ms / 1000,
+                           drop_oldest={i: s.live.max_queue_s for i, s in enumerate(cfg.streams)
+                                        if s.effective_policy == "drop_oldest"},
+                           lean_decode=threads.engine.lean_decoders, module=stage_module("classify"))
     rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * m.crop * m.crop * 3
     shm = rings + _display_bytes(cfg, geoms)
     title = f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]"
-    return RunPlan(cfg, run_id, sink_kind, sink_cfg, geoms, tuple(decoders), classifier, title,
-                   max_frames or cfg.max_frames, shm, first_seq)
+    return RunPlan(cfg=cfg, run_id=run_id, sink_kind=sink_kind, sink_cfg=sink_cfg, geoms=geoms, decoders=decoders,
+                   classifier=classifier, sink_title=title, max_frames=max_frames or cfg.max_frames, shm_bytes=shm,
+                   threads=threads, first_seq=first_seq)
+
+
+def _threads(cfg: Config, infos: dict[int, dict]) -> ThreadPlan:
+    """The run's thread plan (videoclf.plan.budget), with the one decode-cost look it may need."""
+    mpx, decode_s = file_mpx(infos), 0.0
+    if wants_decode_cost(cfg, mpx):
+        s, m = cfg.streams[0], cfg.model
+        decode_s = decode_cost(s.source, m.resize_to, m.crop, s.roi, name=s.name)
+    return thread_plan(cfg, mpx, decode_s)
+
+
+def _decoder(cfg: Config, i: int, threads: ThreadPlan, geom: Optional[DisplayGeom]) -> tuple[str, Any]:
+    """Stream ``i``'s decoder: its STAGES name and config, with the plan's threads."""
+    s, m, t = cfg.streams[i], cfg.model, threads.decoders[i]
+    if s.is_live:
+        return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads)
+    return "decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, t.threads, s.loop, geom,
+                                       lean_threads=t.lean)
 
 
 def _file_identities(cfg: Config) -> tuple[Optional[dict], ...]:

@@ -107,8 +107,8 @@ def child_main(spec: StageSpec, ctrl: Control) -> None:
         stage.ctrl = ctrl
         stage.setup()
         rep = Reporter(spec, ctrl, stage)
-        if getattr(stage, "wants_lean_decode", False) and ctrl.lean_decode is not None:
-            ctrl.lean_decode.set()  # before "ready": the supervisor sets go only after it
+        if getattr(spec, "lean_decode", False) and stage.one_cpu_stream and ctrl.lean_decode is not None:
+            ctrl.lean_decode.set()  # the plan's rule, the engine's fact; before "ready": go comes after it
         ctrl.events.put(Event("ready", spec.title, {}))
         LOOPS[spec.role](stage, spec, ctrl, rep)
         ctrl.events.put(Event("done", spec.title, rep.snapshot()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -20,9 +20,11 @@ from videoclf.ipc.display import DisplayMatcher, send_display
 from videoclf.ipc.links import Forward, Inputs, Producer
 from videoclf.ipc.shm import SlotPool
 from videoclf.ipc.transport import Inbox, Joined, Lost
-from videoclf.runtime.child import Reporter
 from videoclf.runtime.specs import BatchSpec, Control, SinkSpec, SourceSpec
 from videoclf.runtime.tap import Tap
+
+if TYPE_CHECKING:  # child imports these loops: a runtime import back would be a cycle
+    from videoclf.runtime.child import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
     frames = stage.frames()
     discarded = _await_go(frames, ctrl, feed.lossless)
     if ctrl.lean_decode is not None and ctrl.lean_decode.is_set() and hasattr(stage, "lean"):
-        stage.lean()  # a file waited for go, so its codec is not open yet
+        stage.lean()  # the lean count its plan carries; a file waited for go, so its codec is not open yet
     if discarded:
         log.info("%s: %d frames discarded while the model loaded", spec.title, discarded)
     rep.counters.started = time.monotonic()  # busy fraction and FPS count from the start of work

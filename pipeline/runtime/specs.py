@@ -9,17 +9,19 @@ from videoclf.core.contract import Policy
 from videoclf.ipc.shm import SlotPool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Control:
     """Shared by every child: the stop, drain and go flags, and the status line to the
-    supervisor (an address in a stage process; anything with ``put`` in threads)."""
+    supervisor (an address in a stage process; anything with ``put`` in threads). Built by
+    keyword only: four flags of one type in a row would type-check if two were swapped."""
 
     stop: Any  # set: every loop exits at once
     drain: Any  # set: sources stop reading and send end-of-stream; the rest finishes
     events: Any
     go: Any  # set once the classifier and sink are ready: sources, started beside them, begin
-    # set by a classifier whose one engine stream spreads each inference over every core: file
-    # decoders then halve their automatic FFmpeg thread count before decoding (docs/speed.md)
+    # set by a classifier that measured one engine stream on the CPU (each inference spread over
+    # every core), when its plan says decoders lean beside it: file decoders then switch to
+    # the lean thread count their plan carries before decoding (docs/speed.md)
     lean_decode: Any = None
 
 
@@ -31,7 +33,7 @@ class Port:
     to: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceSpec:
     """A decoder: one stream, its own pool into the classifier, and its display port if any."""
 
@@ -49,7 +51,7 @@ class SourceSpec:
     role: str = "source"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatchSpec:
     """A classifier: one inbox for every decoder, results to the sink."""
 
@@ -63,11 +65,14 @@ class BatchSpec:
     max_wait_s: float = 0.0
     # streams whose stale frames the classifier may drop: index -> how long a frame may wait (s)
     drop_oldest: Mapping[int, float] = field(default_factory=dict)
+    # the plan's rule: file decoders switch to their lean thread count when this classifier
+    # measures one engine stream on the CPU (it then sets Control.lean_decode before "ready")
+    lean_decode: bool = False
     module: str = ""  # the module that registers ``kind``, imported by the stage process
     role: str = "batch"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SinkSpec:
     """The sink: one inbox for the classifier's results and the decoders' display frames."""
 

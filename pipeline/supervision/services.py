@@ -42,9 +42,10 @@ class Services:
                 self.urls["metrics"] = f"http://{host}:{self.servers[-1].server_address[1]}/metrics"
             if cfg.output.web:
                 from videoclf.observe.web import start_web
+                from videoclf.plan import compose  # the web view classifies uploads with the run's stages
 
                 host, port = parse_address(cfg.output.web)
-                self.servers.append(self._bind("output.web", host, port, lambda: start_web(host, port, cfg, get)))
+                self.servers.append(self._bind("output.web", host, port, lambda: start_web(host, port, cfg, get, compose)))
                 self.urls["web"] = f"http://{host}:{self.servers[-1].server_address[1]}/"
         except BaseException:
             self.stop()

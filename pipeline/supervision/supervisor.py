@@ -136,7 +136,8 @@ class Supervisor:
         except VideoclfError:  # /dev/shm refused: nothing started yet, but the inbox is open
             self.inbox.close()
             raise
-        self.ctrl = Control(Flag(flags, 0), Flag(flags, 1), self.inbox.address, Flag(flags, 2), Flag(flags, 3))
+        self.ctrl = Control(stop=Flag(flags, 0), drain=Flag(flags, 1), events=self.inbox.address, go=Flag(flags, 2),
+                            lean_decode=Flag(flags, 3))
         self.domains = Domains(plan, owner, self.ctx, self.ctrl, self.state, self.opts.sink == "null")
         previous = self._install_signals()
         run_start = time.monotonic()

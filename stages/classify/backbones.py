@@ -12,10 +12,12 @@ from videoclf.config.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, Ba
 from videoclf.core.errors import InputError
 
 
-def imagenet_labels() -> list[str]:
-    from videoclf.stages.classify.backends.source import imagenet_labels as shipped
+LABELS_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.txt"
 
-    return shipped()
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names (torchvision's order), shipped with the package."""
+    return LABELS_FILE.read_text(encoding="utf-8").splitlines()
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:

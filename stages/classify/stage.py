@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from videoclf.core.records import FrameRecord, Result
 from videoclf.core.histogram import Histogram
 from videoclf.core.stats import ClassifierStats
 from videoclf.core.contract import STAGES, StageBase
+from videoclf.core.threads import EngineThreads
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,19 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClassifyConfig:
+    """The classifier's config: the user's model section, untouched, and the plan's threads."""
+
+    model: ModelConfig
+    threads: EngineThreads
+
+
 @STAGES.register("classify")
 class Classifier(StageBase):
-    def __init__(self, cfg: ModelConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, config: ClassifyConfig) -> None:
+        self.cfg = cfg = config.model
+        self.threads = config.threads
         self.infer = Histogram()
         self.batches = 0
         self.info: dict[str, Any] = {}
@@ -47,16 +58,15 @@ class Classifier(StageBase):
         self._next = 0
 
     @property
-    def wants_lean_decode(self) -> bool:
-        """One engine stream on the CPU (each inference spread over its threads, which may
-        leave the decoders a core): a file's decoder does better with fewer FFmpeg threads
-        (videoclf.core.contract.Control.lean_decode)."""
+    def one_cpu_stream(self) -> bool:
+        """Measured once the engine is built: it runs one stream on the CPU, each inference
+        spread over all its threads (the fact the plan's lean decode waits for, BatchStage)."""
         return self.info.get("device") == "cpu" and self.info.get("streams") == 1
 
     def setup(self) -> None:
         from videoclf.stages.classify.backends import open_backend
 
-        opened = open_backend(self.cfg, beside_decoders=True)
+        opened = open_backend(self.cfg, self.threads)
         self.backend, self.labels, self.info = opened.backend, opened.labels, opened.info
         self.max_batch = int(getattr(self.backend, "max_batch", self.max_batch))
         self.depth = int(getattr(self.backend, "depth", 1))

@@ -42,7 +42,7 @@ class DecodeConfig:
     threads: int = 0
     loop: bool = False  # start again at the end of the file (soak tests, demos)
     display: Optional[DisplayGeom] = None  # also yield display frames (annotated video, alerts, web)
-    auto_threads: bool = False  # ``threads`` was chosen by the core budget, not the config
+    lean_threads: int = 0  # the plan's count beside one CPU engine stream (Control.lean_decode); 0: ``threads``
 
 
 def open_video(source: str) -> tuple[Any, Any]:
@@ -277,11 +277,11 @@ class FileDecoder(StageBase):
                      "threads": stream.codec_context.thread_count}
 
     def lean(self) -> None:
-        """Halve an automatic thread count before the first decode: beside an engine that
+        """The plan's lean thread count, before the first decode: beside an engine that
         spreads each inference over every core, FFmpeg's frame threading (about 30 % more CPU
-        per 1080p frame than one thread) costs more than it gains."""
-        if self.cfg.auto_threads and self.cfg.threads > 1:
-            self.stream.codec_context.thread_count = max(1, self.cfg.threads // 2)
+        per 1080p frame than one thread) costs more than it gains (videoclf.plan.budget)."""
+        if self.cfg.lean_threads and self.cfg.lean_threads != self.cfg.threads:
+            self.stream.codec_context.thread_count = self.cfg.lean_threads
             self.info["threads"] = self.stream.codec_context.thread_count
 
     def _plan_threads(self) -> None:

@@ -54,8 +54,10 @@ class LiveConfig:
         return DecodeConfig(self.name, self.source, self.resize, self.crop, self.roi, self.threads)
 
 
-def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None) -> LiveConfig:
-    return LiveConfig(s.name, s.source, resize, crop, s.roi, s.decode_threads, s.live, display)
+def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None,
+                threads: int = 0) -> LiveConfig:
+    """``threads``: the plan's FFmpeg threads for this camera (0: the config's)."""
+    return LiveConfig(s.name, s.source, resize, crop, s.roi, threads or s.decode_threads, s.live, display)
 
 
 def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None) -> tuple[dict[str, str], Optional[str]]:

@@ -18,15 +18,14 @@ import importlib
 import importlib.util
 import logging
 import os
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Hashable, Optional, Protocol
+from typing import Optional
 
-import numpy as np
-
-from videoclf.plan.budget import SPARE_CORE_MPX
 from videoclf.config.schema import ModelConfig
+from videoclf.core.cpu import cpu_has_bf16, cpu_has_vnni, isa_cap  # noqa: F401 (re-exported)
 from videoclf.core.errors import ConfigError
+from videoclf.core.threads import EngineThreads
+from videoclf.stages.classify.backends.base import (Backend, BackendContext, OpenedBackend, SyncEngine,  # noqa: F401
+                                                    alone, default_threads, isa_precision)
 
 log = logging.getLogger(__name__)
 
@@ -43,107 +42,6 @@ CPU_PRECISIONS = {"torch": {"fp32", "bf16"}, "onnxruntime": {"fp32", "int8"},
 # measured on this 2-core AVX-512/AMX machine (batch 8): OpenVINO is fastest in every precision
 # it supports, torch bf16 next; onnxruntime has no bf16 CPU kernels
 AUTO_ORDER_CPU = ("openvino", "torch", "onnxruntime")
-
-
-class Backend(Protocol):
-    depth: int  # batches that may be in flight at once
-
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
-
-    def submit(self, frames: list[np.ndarray], tag: Hashable) -> None: ...
-
-    def collect(self, block: bool) -> list[tuple[Hashable, np.ndarray]]: ...
-
-
-class SyncEngine:
-    """``submit``/``collect`` for engines that run one batch at a time: ``submit`` runs it."""
-
-    depth = 1
-
-    def __init__(self) -> None:
-        self._done: deque[tuple[Hashable, np.ndarray]] = deque()
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def submit(self, frames: list[np.ndarray], tag: Hashable) -> None:
-        batch = frames[0][None] if len(frames) == 1 else np.stack(frames)
-        self._done.append((tag, self.run(batch)))
-
-    def collect(self, block: bool) -> list[tuple[Hashable, np.ndarray]]:
-        out = list(self._done)
-        self._done.clear()
-        return out
-
-
-@dataclass(frozen=True)
-class BackendContext:
-    """What an engine needs to build itself: picklable facts, no heavy objects."""
-
-    cfg: ModelConfig
-    device: str
-    precision: str
-    threads: int
-    weights_hash: str  # content hash of the weights: part of every cache key
-    int8_model: Optional[str] = None  # the int8 IR that `videoclf tune` made and vetted, when auto chose it
-    spare_core: bool = False  # the threads are automatic and decoders share the cores (the classify stage)
-    decode_s: float = 0.0  # CPU s one thread spends decoding a frame of the run's one file (0: not measured)
-
-
-@dataclass
-class OpenedBackend:
-    backend: Backend
-    labels: list[str]
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-# oneDNN's instruction-set names, lowest first; ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA)
-# caps what oneDNN, and so OpenVINO's CPU plugin and torch, may use. A cap below
-# AVX512_CORE_BF16 makes a bf16 model fail to compile, so the choices below honour it.
-_ISA_ORDER = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
-              "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
-              "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
-
-
-def isa_cap() -> Optional[str]:
-    """The oneDNN instruction-set cap from the environment, upper-case, or None (no cap)."""
-    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
-    return cap if cap in _ISA_ORDER else None
-
-
-def _isa_allows(isa: str) -> bool:
-    cap = isa_cap()
-    if cap is None:
-        return True
-    if isa == "AVX2_VNNI":  # a branch of its own: AVX-512 caps do not include it
-        return cap in ("AVX2_VNNI", "AVX2_VNNI_2")
-    return _ISA_ORDER.index(cap) >= _ISA_ORDER.index(isa)
-
-
-def _bf16_flags() -> bool:
-    """The CPU has bf16 instructions, whether or not a cap lets oneDNN use them."""
-    flags = _cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_has_bf16() -> bool:
-    return _bf16_flags() and _isa_allows("AVX512_CORE_BF16")
-
-
-def cpu_has_vnni() -> bool:
-    """int8 dot products without the 16-bit intermediate that older AVX2/AVX-512 int8 code
-    saturates (VNNI or AMX): full 8-bit weights are safe."""
-    flags = _cpu_flags()
-    return (("avx512_vnni" in flags or "amx_int8" in flags) and _isa_allows("AVX512_CORE_VNNI")) or \
-        ("avx_vnni" in flags and _isa_allows("AVX2_VNNI"))
 
 
 def available(name: str, precision: Optional[str] = None) -> bool:
@@ -188,15 +86,6 @@ def resolve_device(requested: str) -> str:
         if index >= torch.cuda.device_count():
             raise ConfigError(f"model.device: {requested!r} but only {torch.cuda.device_count()} CUDA device(s)")
     return requested
-
-
-def isa_precision() -> tuple[str, str]:
-    """The float precision this CPU runs fastest, and why."""
-    if cpu_has_bf16():
-        return "bf16", "bf16: the CPU has AVX-512 BF16/AMX"
-    if _bf16_flags():
-        return "fp32", f"fp32: ONEDNN_MAX_CPU_ISA={isa_cap()} rules out the CPU's bf16 instructions"
-    return "fp32", "fp32: the CPU has no bf16 instructions (AVX-512 BF16/AMX)"
 
 
 def resolve_precision(requested: str, device: str, cfg: Optional[ModelConfig] = None,
@@ -252,18 +141,10 @@ def resolve_backend(requested: str, device: str, precision: str) -> tuple[str, O
                       f"(not installed: {', '.join(skipped)})")
 
 
-def default_threads(cfg: ModelConfig) -> int:
-    from videoclf.plan.budget import inference_threads
-
-    return cfg.threads or inference_threads()
-
-
-def open_backend(cfg: ModelConfig, beside_decoders: bool = False) -> OpenedBackend:
+def open_backend(cfg: ModelConfig, threads: Optional[EngineThreads] = None) -> OpenedBackend:
     """Build the chosen engine for ``cfg`` (in the classify child). The torch model is built
-    only when the engine has no cached export for these weights. ``beside_decoders``: the
-    engine shares the cores with the run's decoders, so an engine that may choose its own
-    threads may leave them a core (OpenVINO with one stream does, when the files' frames
-    are large)."""
+    only when the engine has no cached export for these weights. ``threads``: the plan's
+    (beside a run's decoders, an OpenVINO engine may leave them a core); None: ``alone``."""
     import sys
 
     from videoclf.stages.classify.backends.source import ModelSource
@@ -280,21 +161,17 @@ def open_backend(cfg: ModelConfig, beside_decoders: bool = False) -> OpenedBacke
     if tuned and name != "openvino":  # the tuned int8 model is an OpenVINO IR
         precision, why, tuned = (*isa_precision(), None)
         name, note = resolve_backend(cfg.backend, device, precision)
-    threads = default_threads(cfg)
-    # large file frames only: a 1080p frame costs ~3 core-ms to decode, a 360p one ~0.4, and
-    # beside a fast engine only the former needs the spared core (mobilenet_v2 fp32 on 2
-    # cores: 1.15x the FPS on a 1080p file, 0.97x on the 360p sample)
-    spare = beside_decoders and cfg.threads == 0 and device == "cpu" and cfg._file_mpx >= SPARE_CORE_MPX
-    decode_s = cfg._file_decode_s
-    if cfg.threads == 0 and threads:
+    engine = threads or alone(cfg)
+    threads = engine.threads
+    if cfg.threads != threads:
         cfg = cfg.model_copy(update={"threads": threads})  # the torch model, if built, uses them too
         src.cfg = cfg
-    ctx = BackendContext(cfg, device, precision, threads, src.weights_id, tuned, spare, decode_s)
-    engine = importlib.import_module(MODULES[name]).load(src, ctx)
+    ctx = BackendContext(cfg, device, precision, threads, src.weights_id, tuned, engine)
+    backend = importlib.import_module(MODULES[name]).load(src, ctx)
     info = {"backbone": cfg.backbone, "weights": src.description, "pretrained": src.pretrained,
             "device": device, "precision": precision, "precision_reason": why, "backend": name,
             "threads": threads, "input": cfg.crop, "input_format": "uint8 NHWC",
             "torch_imported": "torch" in sys.modules,
-            **({"backend_note": note} if note else {}), **getattr(engine, "details", {})}
+            **({"backend_note": note} if note else {}), **getattr(backend, "details", {})}
     log.info("precision %s (%s)", precision, why)
-    return OpenedBackend(engine, src.labels, info)
+    return OpenedBackend(backend, src.labels, info)

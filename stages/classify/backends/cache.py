@@ -162,54 +162,10 @@ def _source_tag(sources: list[str]) -> str:
     return h.hexdigest()[:8]
 
 
-def quantized_onnx(src: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
-    """int8 QDQ ONNX for onnxruntime, cached: NNCF quantises the ONNX export with the ops that
-    the OpenVINO accuracy control kept in float left in float (``quantized_openvino`` runs
-    first, or is read from the cache). onnxruntime's own kernels and rounding differ, so the
-    agreement it reaches on the calibration frames is measured again and reported."""
-    import onnx
-
-    from videoclf.stages.classify.backends.int8_nncf import quantize_onnx
-
-    cfg = ctx.cfg
-    _, decision = quantized_openvino(src, ctx)
-    key = model_key(cfg.backbone, ctx.weights_hash, cfg.crop, "int8", _int8_tag(cfg) + "-ort")
-    path = cache_dir(cfg.cache_dir) / (key + ".onnx")
-    meta = path.with_suffix(".json")
-    if path.exists() and meta.exists():
-        return path, json.loads(meta.read_text())
-    fp32 = export_onnx(src, ctx)
-    frames = calibration_frames(cfg)
-    log.info("quantising %s to int8 for onnxruntime with %d ops in float (cached at %s)", cfg.backbone,
-             decision["int8_float_ops"], path)
-    from videoclf.stages.classify.backends import cpu_has_vnni
-
-    quantized, ignored = quantize_onnx(fp32, frames, decision["int8_float_op_names"], full_range=cpu_has_vnni())
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    onnx.save(quantized, str(tmp))
-    info = {"int8_agreement": round(_onnx_agreement(tmp, frames, fp32_top1(src.model, frames), ctx.threads), 4),
-            "int8_calibration_frames": len(frames), "int8_float_ops": len(ignored), "int8_float_op_names": ignored}
-    meta_tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps(info, indent=1))
-    _publish(meta_tmp, meta)  # the model is published last: its presence means both are complete
-    _publish(tmp, path)
-    log.info("int8 %s on onnxruntime: %d ops in float, top-1 agreement %.1f %% on the calibration frames",
-             cfg.backbone, len(ignored), 100 * info["int8_agreement"])
-    return path, info
-
-
-def _onnx_agreement(path: Path, frames: np.ndarray, reference: np.ndarray, threads: int) -> float:
-    from videoclf.stages.classify.backends.onnx_backend import OnnxBackend
-
-    session = OnnxBackend(str(path), threads)  # the raw float NCHW model: no u8 prefix
-    top1 = np.concatenate([session.run_float(frames[i:i + 8]).argmax(1) for i in range(0, len(frames), 8)])
-    return float(np.mean(top1 == reference))
-
-
 def _int8_tag(cfg: Any) -> str:
     """What an int8 model depends on beyond the weights and shape: calibration clips, frame
     count, bound, and whether its weights use the full 8-bit range (CPUs with VNNI/AMX)."""
-    from videoclf.stages.classify.backends import cpu_has_vnni
+    from videoclf.core.cpu import cpu_has_vnni
 
     bound = "plain" if cfg.weights == "none" else f"a{round(cfg.int8_min_agreement * 1000):d}"
     return (f"nncf-{_source_tag(calibration_sources(cfg))}-{cfg.calibration_frames}f"
@@ -255,7 +211,7 @@ def quantized_openvino(src: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
         log.warning("quantising %s to int8 on %d frames of %s until top-1 agrees with fp32 on >= %.1f %% "
                     "(one-time step, several minutes; cached at %s)", cfg.backbone, len(frames), ", ".join(sources),
                     100 * cfg.int8_min_agreement, folder)
-    from videoclf.stages.classify.backends import cpu_has_vnni
+    from videoclf.core.cpu import cpu_has_vnni
 
     start = time.monotonic()
 

@@ -6,13 +6,17 @@ takes the decoder's uint8 NHWC frames like the other engines; the prefixed copy 
 beside the model it wraps."""
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from videoclf.stages.classify.backends import SyncEngine
+from videoclf.stages.classify.backends.base import SyncEngine
+
+log = logging.getLogger(__name__)
 
 def with_u8_prefix(path: Path, mean: tuple[float, ...], std: tuple[float, ...]) -> Path:
     """``path`` (float NCHW input named "input") behind a uint8 NHWC input "frames"."""
@@ -65,7 +69,7 @@ class OnnxBackend(SyncEngine):
 
 
 def load(src: Any, ctx: Any) -> OnnxBackend:
-    from videoclf.stages.classify.backends.cache import INT8_DETAILS, export_onnx, quantized_onnx
+    from videoclf.stages.classify.backends.cache import INT8_DETAILS, export_onnx
 
     spec = ctx.cfg.spec
     if ctx.precision == "int8":
@@ -76,3 +80,47 @@ def load(src: Any, ctx: Any) -> OnnxBackend:
     backend = OnnxBackend(str(with_u8_prefix(Path(path), spec.mean, spec.std)), ctx.threads, extra)
     backend.details["model_file"] = str(path)  # the model itself; the prefixed copy sits beside it
     return backend
+
+
+def quantized_onnx(src: Any, ctx: Any) -> tuple[Path, dict[str, Any]]:
+    """int8 QDQ ONNX for onnxruntime, cached: NNCF quantises the ONNX export with the ops that
+    the OpenVINO accuracy control kept in float left in float (``quantized_openvino`` runs
+    first, or is read from the cache). onnxruntime's own kernels and rounding differ, so the
+    agreement it reaches on the calibration frames is measured again and reported."""
+    import onnx
+
+    from videoclf.core.cpu import cpu_has_vnni
+    from videoclf.stages.classify.backends.cache import (_int8_tag, _publish, cache_dir, calibration_frames, export_onnx,
+                                                         fp32_top1, model_key, quantized_openvino)
+    from videoclf.stages.classify.backends.int8_nncf import quantize_onnx
+
+    cfg = ctx.cfg
+    _, decision = quantized_openvino(src, ctx)
+    key = model_key(cfg.backbone, ctx.weights_hash, cfg.crop, "int8", _int8_tag(cfg) + "-ort")
+    path = cache_dir(cfg.cache_dir) / (key + ".onnx")
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists():
+        return path, json.loads(meta.read_text())
+    fp32 = export_onnx(src, ctx)
+    frames = calibration_frames(cfg)
+    log.info("quantising %s to int8 for onnxruntime with %d ops in float (cached at %s)", cfg.backbone,
+             decision["int8_float_ops"], path)
+
+    quantized, ignored = quantize_onnx(fp32, frames, decision["int8_float_op_names"], full_range=cpu_has_vnni())
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    onnx.save(quantized, str(tmp))
+    info = {"int8_agreement": round(_onnx_agreement(tmp, frames, fp32_top1(src.model, frames), ctx.threads), 4),
+            "int8_calibration_frames": len(frames), "int8_float_ops": len(ignored), "int8_float_op_names": ignored}
+    meta_tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+    meta_tmp.write_text(json.dumps(info, indent=1))
+    _publish(meta_tmp, meta)  # the model is published last: its presence means both are complete
+    _publish(tmp, path)
+    log.info("int8 %s on onnxruntime: %d ops in float, top-1 agreement %.1f %% on the calibration frames",
+             cfg.backbone, len(ignored), 100 * info["int8_agreement"])
+    return path, info
+
+
+def _onnx_agreement(path: Path, frames: np.ndarray, reference: np.ndarray, threads: int) -> float:
+    session = OnnxBackend(str(path), threads)  # the raw float NCHW model: no u8 prefix
+    top1 = np.concatenate([session.run_float(frames[i:i + 8]).argmax(1) for i in range(0, len(frames), 8)])
+    return float(np.mean(top1 == reference))

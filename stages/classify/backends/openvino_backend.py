@@ -12,7 +12,6 @@ the depthwise nets on some CPUs): they are measured once and cached beside the m
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,10 @@ from pathlib import Path
 from typing import Any, Hashable, NamedTuple, Optional
 
 import numpy as np
+
+from videoclf.core.cpu import cpu_has_bf16, cpu_tag, isa_cap
+from videoclf.core.errors import ConfigError
+from videoclf.core.threads import EngineThreads
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +47,6 @@ def with_u8_input(model: Any, mean: tuple[float, ...], std: tuple[float, ...]) -
     return ppp.build()
 
 
-def cpu_tag() -> str:
-    """This CPU's identity for cached measurements: model name and flags."""
-    model, flags = "", ""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            for line in f:
-                if line.startswith("model name") and not model:
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = line.split(":", 1)[1].strip()
-                if model and flags:
-                    break
-    except OSError:
-        pass
-    from videoclf.stages.classify.backends import isa_cap
-
-    cap = isa_cap()  # a oneDNN instruction-set cap changes every measurement
-    return hashlib.sha256(f"{model}|{flags}|{os.cpu_count()}{'|' + cap if cap else ''}".encode()).hexdigest()[:10]
-
-
 class Input(NamedTuple):
     """What the engine's graph is given: crop×crop×3 uint8 frames, normalised inside by mean/std."""
 
@@ -73,11 +56,14 @@ class Input(NamedTuple):
 
 
 class OpenVinoBackend:
-    def __init__(self, path: str, precision: str, threads: int, inp: Input, max_batch: Optional[int] = None,
-                 extra: Optional[dict[str, Any]] = None, streams: Optional[int] = None, spare_core: bool = False,
-                 decode_s: float = 0.0) -> None:
+    def __init__(self, path: str, precision: str, threads: int | EngineThreads, inp: Input,
+                 max_batch: Optional[int] = None, extra: Optional[dict[str, Any]] = None) -> None:
+        """``threads``: the plan's engine threads (a bare count: that many, streams measured,
+        no core left to anyone)."""
         import openvino as ov
 
+        plan_threads = threads if isinstance(threads, EngineThreads) else EngineThreads(threads=threads)
+        threads = plan_threads.threads
         self.ov = ov
         self.core = ov.Core()
         self.path, self.precision, self.threads, self.crop = path, precision, threads, inp.crop
@@ -85,11 +71,11 @@ class OpenVinoBackend:
         # costs about two points of agreement)
         self.hint = {"bf16": "bf16", "fp32": "f32", "int8": "f32"}[precision]
         self.model = with_u8_input(self.core.read_model(path), inp.mean, inp.std)
-        self.fixed_streams = streams
+        self.fixed_streams = plan_threads.streams
         self.plan = plan = self._plan(max_batch)
         why: dict[str, Any] = {}
-        if spare_core and threads > 1:
-            plan, why = self._spare_core(plan, max_batch, threads, decode_s)
+        if plan_threads.spare_core:
+            plan, why = self._spare_core(plan, max_batch, plan_threads)
             self.plan = plan
         self.max_batch, self.streams = plan["batch"], plan["streams"]
         self._compile(self.streams)
@@ -97,30 +83,31 @@ class OpenVinoBackend:
                         "streams": self.streams, "infer_requests": self.depth, "batch": self.max_batch,
                         "batch_chosen_by": plan["by"], **(extra or {})}
 
-    def _spare_core(self, plan: dict[str, Any], max_batch: Optional[int], threads: int,
-                    decode_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Beside the decoder of a large file: whether the engine leaves it a core (then it
-        runs on ``threads - 1`` and the file's decoder on one FFmpeg thread)."""
-        from videoclf.plan.budget import split_or_share
-
+    def _spare_core(self, plan: dict[str, Any], max_batch: Optional[int],
+                    plan_threads: EngineThreads) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Beside the decoder of a large file (the plan's ``spare_core``): whether the engine
+        leaves it a core (then it runs on ``threads - 1``), by the plan's rule: always on one
+        stream, by ``SplitRule.predict`` on several."""
+        threads, rule = plan_threads.threads, plan_threads.split
         if plan["streams"] == 1:
             # One stream spreads each inference over all its threads, and they wait for each
             # other at every layer: when a decoder takes a core from one of them, the rest
             # stall. Beside the decoders, one core fewer for the engine and one FFmpeg thread
-            # per file decoder (Classifier.wants_lean_decode) gave 1.05-1.15x the FPS on a
+            # per file decoder (the plan's lean count) gave 1.05-1.15x the FPS on a
             # 1080p file on 2 cores (docs/speed.md).
             self.threads = threads - 1
             return self._plan(max_batch), {"threads_reason": f"one engine stream: {threads - 1} of {threads} "
                                                              "threads, a core left to the decoders"}
-        if self.fixed_streams or decode_s <= 0 or "images_per_s" not in plan:
+        if self.fixed_streams or rule is None or "images_per_s" not in plan:
             return plan, {}
+        decode_s = rule.decode_s
         # Several streams: each runs alone on its threads, so a preempted one stalls nobody,
         # but the decoder then needs frame threads, and a frame costs it more. Which way is
         # faster depends on what a frame costs to decode against what it costs to infer.
         self.threads = threads - 1
         lean = self._plan(max_batch)
         alone, shared = max(lean["images_per_s"].values()), max(plan["images_per_s"].values())
-        way = split_or_share(decode_s, alone, shared, threads)
+        way = rule.predict(alone, shared)
         facts = {"decode_ms_per_frame": round(1e3 * decode_s, 2), "engine_threads": {"split": threads - 1, "shared": threads},
                  "engine_images_per_s": {"split": alone, "shared": shared},
                  "predicted_fps": {"split": round(way.split_fps, 1), "shared": round(way.shared_fps, 1)}}
@@ -248,9 +235,6 @@ class OpenVinoBackend:
 def load(src: Any, ctx: Any) -> OpenVinoBackend:
     from videoclf.stages.classify.backends.cache import INT8_DETAILS, export_onnx, quantized_openvino
 
-    from videoclf.core.errors import ConfigError
-    from videoclf.stages.classify.backends import cpu_has_bf16, isa_cap
-
     cfg = ctx.cfg
     if ctx.precision == "bf16" and not cpu_has_bf16() and isa_cap():
         # the plugin sees the CPU's bf16 flags but oneDNN may not use them: it crashes in inference
@@ -258,7 +242,7 @@ def load(src: Any, ctx: Any) -> OpenVinoBackend:
                           "which rules out the CPU's bf16 instructions; use fp32 or auto")
     spec = cfg.spec
     batch = None if cfg.max_batch == "auto" else int(cfg.max_batch)
-    streams = None if cfg.engine_streams == "auto" else int(cfg.engine_streams)
+    engine = ctx.engine_threads
     args = (Input(cfg.crop, spec.mean, spec.std), batch)
     if ctx.precision == "int8":
         if ctx.int8_model:
@@ -266,7 +250,5 @@ def load(src: Any, ctx: Any) -> OpenVinoBackend:
             path = Path(ctx.int8_model)
         else:
             path, info = quantized_openvino(src, ctx)
-        return OpenVinoBackend(str(path), "int8", ctx.threads, *args, {k: info[k] for k in INT8_DETAILS if k in info},
-                               streams=streams, spare_core=ctx.spare_core, decode_s=ctx.decode_s)
-    return OpenVinoBackend(str(export_onnx(src, ctx)), ctx.precision, ctx.threads, *args, streams=streams,
-                           spare_core=ctx.spare_core, decode_s=ctx.decode_s)
+        return OpenVinoBackend(str(path), "int8", engine, *args, {k: info[k] for k in INT8_DETAILS if k in info})
+    return OpenVinoBackend(str(export_onnx(src, ctx)), ctx.precision, engine, *args)

@@ -17,18 +17,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from videoclf.core.errors import InputError
+from videoclf.stages.classify.backbones import LABELS_FILE, imagenet_labels  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 # bump when the export itself changes (input layout, opset, wrapper): old cache entries are
 # then never read
 EXPORT_VERSION = 3
-LABELS_FILE = Path(__file__).resolve().parents[1] / "data" / "imagenet_classes.txt"
-
-
-def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet class names (torchvision's order), shipped with the package."""
-    return LABELS_FILE.read_text(encoding="utf-8").splitlines()
 
 
 def file_hash(path: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from videoclf.stages.classify.backends import SyncEngine
+from videoclf.stages.classify.backends.base import SyncEngine
 
 
 class TorchBackend(SyncEngine):

@@ -39,7 +39,7 @@ def confident_mask(logits: np.ndarray, margin: float = MARGIN) -> np.ndarray:
 
 def verdict_path(cfg: Any, weights_id: str) -> Path:
     from videoclf.stages.classify.backends.cache import cache_dir
-    from videoclf.stages.classify.backends.openvino_backend import cpu_tag
+    from videoclf.core.cpu import cpu_tag
 
     return cache_dir(cfg.cache_dir) / "tune" / f"{cfg.backbone}-{weights_id}-{cfg.crop}-cpu{cpu_tag()}.json"
 
@@ -87,7 +87,7 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
     """Quantise on the even of ``2 * frames`` frames of the config's file streams (else the
     shipped sample), measure the odd ones, cache and return the verdict."""
     from videoclf.config.assets import sample_clip
-    from videoclf.stages.classify.backends import BackendContext, cpu_has_vnni, default_threads, isa_precision
+    from videoclf.stages.classify.backends.base import BackendContext, cpu_has_vnni, default_threads, isa_precision
     from videoclf.stages.classify.backends.cache import (_publish_ir, _source_tag, cache_dir, export_onnx, model_frames, model_key,
                                        normalise)
     from videoclf.stages.classify.backends.int8_nncf import quantize

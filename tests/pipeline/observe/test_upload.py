@@ -14,6 +14,7 @@ from helpers_proc import line_count, start_cli, wait_for
 from videoclf.config.load import load_config
 from videoclf.devtools.testing import free_port
 from videoclf.observe.web import Uploads
+from videoclf.plan import compose
 
 
 def test_an_uploaded_frame_gets_the_same_top1_as_that_frame_from_a_stream(tmp_path, write_config):
@@ -35,7 +36,7 @@ def test_an_uploaded_frame_gets_the_same_top1_as_that_frame_from_a_stream(tmp_pa
                 ok, buf = cv2.imencode(".png", frame.to_ndarray(format="bgr24"))
                 pngs[i] = buf.tobytes()
     # when each is uploaded
-    uploads = Uploads(load_config(cfg_path))
+    uploads = Uploads(load_config(cfg_path), compose)  # the composition root lends the stages
     for i, png in sorted(pngs.items()):
         top = uploads.classify(png)
         # then it gets the stream's top-1 for that frame, with the run's top_k
