@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from videoclf.config.schema import parse_config
+from videoclf.config.load import parse_config
 from videoclf.plan.budget import FRAME_THREADING_COST, SPARE_CORE_MPX, split_or_share, thread_plan
 
 
