@@ -53,7 +53,7 @@ def fleet_report(fleet: Any, elapsed: float, err: Optional[VideoclfError]) -> di
         "elapsed_s": round(elapsed, 3),
         "restarts": {},
         "alerts": fleet.central.stats(),
-        **({"mqtt": fleet.central.mqtt.stats()} if fleet.central.mqtt is not None else {}),
+        **({"mqtt": fleet.central.mqtt.stats().to_json()} if fleet.central.mqtt is not None else {}),
         "error": None if err is None else {"kind": type(err).__name__, "message": str(err)},
     }
     path = os.path.join(fleet.cfg.output.dir, "report.json")

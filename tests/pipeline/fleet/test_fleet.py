@@ -430,7 +430,7 @@ def _shard_environ(nodes_dir: Path) -> dict[str, str]:
 
 @needs_mosquitto
 def test_a_fleet_publishes_events_and_state_to_mqtt_from_the_driver(cluster, tmp_path):
-    from test_mqtt import Broker, messages
+    from mqtt_helpers import Broker, messages
 
     c, workers = cluster(1)
     password = "mq-" + secrets.token_hex(12)

@@ -49,7 +49,7 @@ def test_a_live_stream_drops_and_keeps_its_freshest_frames(owner):
                          Wiring(slots=4, policies=("drop_oldest",)))
     assert not run.errors, run.errors
     seqs = [r.frame.seq for _, r in run.sink.results]
-    dropped = run.reporters["decode[s0]"].counters.dropped + run.reporters["classify[fake]"].extra["stale_dropped"][0]
+    dropped = run.reporters["decode[s0]"].counters.dropped + run.reporters["classify[fake]"].counters.stale_dropped[0]
     # then it never waited for the classifier: frames were dropped and counted, the ones
     # classified are in order, and the newest frame was among them
     assert dropped > 0 and len(seqs) + dropped == 60, (len(seqs), dropped)
