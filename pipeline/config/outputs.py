@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 from typing import Any, Optional
+from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 # <output.dir>/live/: the outputs sink's latest preview JPEG of each stream and the labels of
 # the frame it shows (<stream>.jpg, <stream>.json), served by the web view
@@ -50,37 +51,79 @@ _MQTT = re.compile(r"^(?P<scheme>mqtts?)://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*
                    r"(?::(?P<port>\d{1,5}))?/?$")
 
 
+def _text(v: Any) -> Any:
+    """A YAML number is a password too (and never shown back in an error)."""
+    return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
 class MqttConfig(BaseModel):
     """Where alert events and stream state are published (Home Assistant, Node-RED, …)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="mqtt://[user[:password]@]host[:port] (mqtts:// for TLS); put the password in ${VAR}")
+    url: str = Field(description="mqtt://[user[:password]@]host[:port] (mqtts:// for TLS); percent-encode an @, / or "
+                                 ": of the password (%40, %2F, %3A), or give username and password as keys")
+    username: Optional[str] = Field(None, min_length=1, description="user name at the broker (instead of the url's)")
+    password: Optional[SecretStr] = Field(None, description="password at the broker, as written (no encoding); put it "
+                                                            "in ${VAR}; never shown nor written anywhere")
+    ca_file: Optional[str] = Field(None, description="mqtts:// only: PEM file of the CA that signed the broker's "
+                                                     "certificate (default: the system's CAs)")
     prefix: str = Field("videoclf", pattern=r"^[^#+\s]+$", description="topic prefix: <prefix>/<stream>/events|state, "
                                                                       "<prefix>/availability")
     qos: int = Field(1, ge=0, le=2, description="MQTT QoS of every message")
-    client_id: str = Field("videoclf", min_length=1, max_length=64, description="MQTT client id (the sink process "
-                                                                                "adds '-events')")
+    client_id: str = Field("videoclf", min_length=1, max_length=64, description="MQTT client id (one client per run "
+                                                                                "carries events, state and discovery)")
     discovery: bool = Field(True, description="publish Home Assistant MQTT discovery configs (label and FPS sensors per stream)")
     discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery topic prefix")
     queue: int = Field(1000, ge=1, le=1_000_000, description="messages kept while the broker is away; past it new ones "
                                                              "are dropped and counted")
+
+    _secret = field_validator("password", mode="before")(_text)
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         m = _MQTT.match(v)
         if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
-            raise ValueError("expected mqtt://[user[:password]@]host[:port] or mqtts://…")
+            raise ValueError("expected mqtt://[user[:password]@]host[:port] or mqtts://… (percent-encode an @ or / "
+                             "of the password as %40, %2F)")
         return v
+
+    @model_validator(mode="after")
+    def _credentials_and_ca(self) -> "MqttConfig":
+        m = _MQTT.match(self.url)
+        assert m is not None
+        if (self.username is not None or self.password is not None) and m.group("user") is not None:
+            raise ValueError("give the user and password either in url or as username/password, not both")
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        if self.ca_file is not None:
+            if m.group("scheme") != "mqtts":
+                raise ValueError("ca_file needs an mqtts:// url")
+            _check_readable(self.ca_file)
+        return self
 
     @property
     def parts(self) -> dict:
+        """Scheme, host, port and the credentials, percent-decoded (url) or as given (keys)."""
         m = _MQTT.match(self.url)
         assert m is not None
         tls = m.group("scheme") == "mqtts"
+        user, pw = m.group("user"), m.group("pw")
+        if self.username is not None:
+            user, pw = self.username, self.password.get_secret_value() if self.password is not None else None
+        elif user is not None:
+            user, pw = unquote(user), unquote(pw) if pw is not None else None
         return {"tls": tls, "host": m.group("host").strip("[]"), "port": int(m.group("port") or (8883 if tls else 1883)),
-                "user": m.group("user") or None, "password": m.group("pw")}
+                "user": user or None, "password": pw}
+
+
+def _check_readable(path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"ca_file {path}: cannot read ({exc.strerror or exc})") from None
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)

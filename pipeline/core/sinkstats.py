@@ -117,13 +117,9 @@ class AlertStats:
     waiting_for_disk: int = 0
     lost_disk_full: int = 0
     webhook: Optional[WebhookStats] = None
-    mqtt: Optional[MqttStats] = None  # the events' publisher, when output.mqtt is set
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        if self.mqtt is None:
-            del out["mqtt"]
-        return out
+        return asdict(self)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -63,7 +63,7 @@ class Central:
         self.file.write(line)
         self.events += 1
         if self.mqtt is not None:
-            self.mqtt.publish(self.mqtt.topic(ev["stream"], "events"), line)
+            self.mqtt.publish(self.mqtt.topic(ev["stream"], "events"), line, kind="events")
 
     def tick(self, streams: dict[str, Any], force: bool = False) -> None:
         """Publish each stream's state (``streams``: the fleet's name → _Stream) when it changed."""

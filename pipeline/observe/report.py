@@ -80,11 +80,10 @@ def _stream_json(s: Any, tally: StreamStats, dec: DecoderStats, stats: RunStats,
     return out
 
 
-def mqtt_json(state: Optional[MqttStats], stats: RunStats) -> Optional[dict[str, Any]]:
-    """report.json's ``mqtt``: the state publisher's figures, and the events' publisher's."""
+def mqtt_json(state: Optional[MqttStats], events: Optional[MqttStats]) -> Optional[dict[str, Any]]:
+    """report.json's ``mqtt``: the run's client, its state messages and (with alerts) its events."""
     if state is None:
         return None
-    events = stats.sink.alerts.mqtt if stats.sink.alerts is not None else None
     return {"state": state.to_json(), **({"events": events.to_json()} if events is not None else {})}
 
 

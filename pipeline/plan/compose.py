@@ -212,7 +212,7 @@ def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[DisplayGe
 
     return "outputs.sink", OutputsConfig(label_kind, label, tuple(geoms), cfg.output.video, segment_seconds(cfg),
                                          tuple(cfg.output.alerts), cfg.output.web is not None,
-                                         cfg.output.mqtt if cfg.output.alerts else None,
+                                         cfg.output.mqtt is not None and bool(cfg.output.alerts),
                                          tuple(s.live.watchdog_s if s.is_live else None for s in cfg.streams),
                                          cfg.output.timezone)
 

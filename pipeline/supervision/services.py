@@ -1,5 +1,5 @@
 """Servers the supervisor runs beside the pipeline: Prometheus /metrics, the web view, and the
-MQTT state publisher."""
+run's one MQTT client (state, discovery, and the events the sink hands over)."""
 from __future__ import annotations
 
 import logging
@@ -59,6 +59,12 @@ class Services:
             return start()
         except OSError as exc:
             raise ResourceError(f"{key}: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
+
+    def publish_event(self, stream: str, line: str) -> None:
+        """One alert event's line (as written to events.jsonl) to ``<prefix>/<stream>/events``:
+        only queued, never waits for the broker."""
+        if self.mqtt is not None:
+            self.mqtt.publish(self.mqtt.topic(stream, "events"), line, kind="events")
 
     def _publish_state(self, cfg: Config, get: Callable[[], RunStats]) -> None:
         """Each stream's state, retained, at most once a second (only when it changed)."""

