@@ -5,14 +5,17 @@ drain, secrets from an optional environment file, a dedicated user, and hardenin
 from __future__ import annotations
 
 import configparser
+import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, SAMPLE
+from helpers_proc import wait_for
 
 UNIT = ROOT / "contrib" / "videoclf.service"
 SHIPPED_EXEC = "/opt/videoclf/venv/bin/videoclf"
@@ -68,3 +71,29 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     # then it passes without a word about the unit (an unknown or misplaced key is only a warning)
     said = [ln for ln in (res.stdout + res.stderr).splitlines() if "videoclf" in ln]
     assert res.returncode == 0 and not said, res.stdout + res.stderr
+
+
+def test_sigterm_to_the_supervisor_alone_drains_and_exits_cleanly(write_config, tmp_path):
+    # given a run classifying the looping sample (what the unit's ExecStart starts)
+    cfg = write_config([{"name": "bbb", "source": str(SAMPLE), "loop": True}],
+                       model={"backbone": "efficientnet_lite0", "weights": "none"})
+    proc = subprocess.Popen([sys.executable, "-m", "videoclf.cli.main", "run", str(cfg), "-q"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "out" / "bbb.jsonl"
+    try:
+        wait_for(lambda: proc.poll() is not None or (log.exists() and log.stat().st_size > 0), 120,
+                 "the first label lines")
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        # when systemd stops the service: SIGTERM to the main process only (KillMode=mixed)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    # then the run drained: exit 0 (a clean stop, no restart), the report written, every
+    # classified frame's line flushed
+    assert proc.returncode == 0, err[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["interrupted"] is True and report["error"] is None
+    assert report["streams"]["bbb"]["frames"] == len(log.read_text().splitlines()) > 0
