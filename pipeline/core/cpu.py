@@ -1,11 +1,12 @@
-"""What this process may use of the CPU: the cores in its affinity mask, the CPU's instruction
-sets and a oneDNN cap on them. Probes only, shared by the plan (which sizes threads) and the
+"""What this process may use of the CPU: the cores in its affinity mask, its cgroup's CPU
+quota, the CPU's instruction sets and a oneDNN cap on them. Probes only, shared by the plan (which sizes threads) and the
 engines (which pick kernels and key their caches by CPU)."""
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 
 def usable_cores() -> int:
@@ -14,6 +15,83 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuQuota:
+    """The tightest CPU quota of this process's cgroup and its ancestors: ``cpus`` CPUs' worth of
+    time (quota / period, may be fractional), set by the file ``file``."""
+
+    cpus: float
+    file: str
+
+
+def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> Optional[CpuQuota]:
+    """The smallest CPU quota (``docker run --cpus``, systemd's ``CPUQuota=``) on the way from this
+    process's cgroup up to the root, cgroup v2 (``cpu.max``) and v1 (``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``) alike; None where no quota is set or nothing can be read."""
+    try:
+        with open(proc_cgroup, encoding="ascii", errors="ignore") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    found: list[CpuQuota] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # cgroup v2: the unified hierarchy (under unified/ on a hybrid host)
+            for mount in (root, os.path.join(root, "unified")):
+                found += _walk(mount, path, _v2_quota)
+        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's hierarchy
+            for mount in {os.path.join(root, controllers), os.path.join(root, "cpu"),
+                          os.path.join(root, "cpu,cpuacct")}:
+                found += _walk(mount, path, _v1_quota)
+    return min(found, key=lambda q: q.cpus) if found else None
+
+
+def _walk(mount: str, path: str, read: Callable[[str], Optional[CpuQuota]]) -> list[CpuQuota]:
+    """Quotas from ``mount``/``path`` up to ``mount`` itself. A container's view may mount only
+    its own subtree, so a level whose folder is missing is skipped, not an error."""
+    parts = [p for p in path.strip("/").split("/") if p and p != ".."]
+    out = []
+    for depth in range(len(parts), -1, -1):
+        q = read(os.path.join(mount, *parts[:depth]))
+        if q is not None:
+            out.append(q)
+    return out
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _quota(file: str, quota: str, period: Optional[str]) -> Optional[CpuQuota]:
+    try:
+        q, p = int(quota), int(period or 0)
+    except ValueError:  # "max" (v2) or an unreadable figure: no quota
+        return None
+    return CpuQuota(cpus=q / p, file=file) if q > 0 and p > 0 else None  # v1 says -1 for none
+
+
+def _v2_quota(folder: str) -> Optional[CpuQuota]:
+    text = _read(os.path.join(folder, "cpu.max"))  # "max 100000" or "200000 100000"
+    if not text:
+        return None
+    quota, _, period = text.partition(" ")
+    return _quota(os.path.join(folder, "cpu.max"), quota, period or "100000")
+
+
+def _v1_quota(folder: str) -> Optional[CpuQuota]:
+    quota = _read(os.path.join(folder, "cpu.cfs_quota_us"))
+    if quota is None:
+        return None
+    return _quota(os.path.join(folder, "cpu.cfs_quota_us"), quota, _read(os.path.join(folder, "cpu.cfs_period_us")))
 
 
 def cpu_flags() -> str:

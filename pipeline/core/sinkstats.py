@@ -42,6 +42,7 @@ class StreamStats:
     frames: int = 0
     last_seq: Optional[int] = None  # None before the stream's first line
     span_s: Optional[float] = None  # from the first frame's decode to the last one's write
+    last_frame_at: Optional[float] = None  # wall-clock time (epoch s) the last frame was written
     end: Optional[str] = None  # why the stream ended (videoclf.core.records.EndOfStream.reason)
     top: Top = ()  # the latest frame's labels
     e2e_ms: Histogram = field(default_factory=Histogram)

@@ -12,7 +12,8 @@ from prometheus_client.registry import Collector
 
 from videoclf.core.histogram import Histogram
 from videoclf.core.runstats import RunStats
-from videoclf.core.sinkstats import DiskStats, LabelLogStats, RetentionStats, SinkStats
+from videoclf.core.sinkstats import DiskStats, LabelLogStats, RetentionStats, SinkStats, StreamStats
+from videoclf.core.stats import DecoderStats
 
 # seconds; our internal histograms are finer (2 % log buckets) and are folded into these
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -66,10 +67,36 @@ class StatsCollector(Collector):
             busy.add_metric([title], d.counts.busy_s)
             items.add_metric([title], d.counts.items)
             frac.add_metric([title], d.counts.busy_fraction)
+        yield from _streams(stats, self.streams)
         yield from _outputs(stats.sink)
         up = GaugeMetricFamily("videoclf_scrape_timestamp_seconds", "time of this scrape")
         up.add_metric([], time.time())
         yield from (*fam.values(), lat, busy, items, frac, up)
+
+
+def stream_up(tally: StreamStats, dec: DecoderStats) -> bool:
+    """A stream delivers frames: a live camera while connected (not while reconnecting or
+    given up), a file from its decoder's first report until it ends."""
+    if tally.end is not None:
+        return False
+    if dec.live is not None:
+        return dec.live.connected and not dec.live.gave_up
+    return dec.counts.wall_s > 0
+
+
+def _streams(stats: RunStats, names: list[str]) -> Iterator[Any]:
+    """Each stream's state: up or not, and when its last frame was classified."""
+    up = GaugeMetricFamily("videoclf_stream_up", "1 while a stream delivers frames (camera connected, file "
+                           "decoding), 0 while a camera reconnects or was given up, or once a file ended",
+                           labels=["stream"])
+    last = GaugeMetricFamily("videoclf_stream_last_frame_timestamp_seconds",
+                             "wall-clock time the stream's last classified frame was written", labels=["stream"])
+    for i, name in enumerate(names):
+        t = stats.stream(i)
+        up.add_metric([name], 1.0 if stream_up(t, stats.decoder(i)) else 0.0)
+        if t.last_frame_at is not None:  # no sample before the first frame
+            last.add_metric([name], t.last_frame_at)
+    yield from (up, last)
 
 
 def _outputs(sink: SinkStats) -> Iterator[Any]:

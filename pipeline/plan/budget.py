@@ -4,11 +4,11 @@ decision of a run is made here, once, into a ``ThreadPlan`` that the specs carry
 processes (docs/speed.md, "Who decides the threads")."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
 
 from videoclf.config.schema import Config
-from videoclf.core.cpu import usable_cores
+from videoclf.core.cpu import CpuQuota, cgroup_cpu_quota, usable_cores
 from videoclf.core.threads import CoreSplit, DecodeThreads, EngineThreads, SplitRule
 
 SPARE_CORE_MPX = 1.0  # file pixels per frame from which an engine may leave the decoders a core
@@ -21,13 +21,42 @@ FRAME_THREADING_COST = 1.3
 SPLIT_EFFICIENCY = 0.92
 
 
+@dataclass(frozen=True, kw_only=True)
+class CoreBudget:
+    """The cores a run sizes its threads to, and why: the affinity mask (taskset, cpuset) and
+    the cgroup's CPU quota (``docker run --cpus``, systemd's ``CPUQuota=``), the smaller of the
+    two; a fractional quota rounds down, to at least one core. report.json's ``cores``."""
+
+    usable: int
+    affinity: int
+    cgroup_quota: Optional[float] = None  # CPUs' worth of time; None: no quota
+    source: str = "affinity"  # affinity | cgroup_quota | given (a caller's number, in tests and tools)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def core_budget(affinity: Optional[int] = None, quota: Optional[CpuQuota] = None) -> CoreBudget:
+    """The run's core budget from the probes (``affinity`` and ``quota`` default to this
+    process's own)."""
+    affinity = affinity or usable_cores()
+    quota = quota if quota is not None else cgroup_cpu_quota()
+    if quota is None:
+        return CoreBudget(usable=affinity, affinity=affinity)
+    by_quota = max(1, int(quota.cpus))
+    cpus = round(quota.cpus, 3)
+    if by_quota < affinity:
+        return CoreBudget(usable=by_quota, affinity=affinity, cgroup_quota=cpus, source="cgroup_quota")
+    return CoreBudget(usable=affinity, affinity=affinity, cgroup_quota=cpus)
+
+
 def inference_threads(cores: int | None = None) -> int:
     """All usable cores: the classifier is the heaviest stage, and decode/preprocess run in
     the gaps while it waits for a batch. More threads than cores only adds switching. (Beside
     files of a megapixel or more a frame an OpenVINO engine may take one core fewer: always
     when its measured plan is one stream, whose threads stall together when a decoder preempts
     one of them; by ``split_or_share`` when it is several.)"""
-    return cores or usable_cores()
+    return cores or core_budget().usable
 
 
 def decode_threads(n_streams: int, cores: int | None = None) -> int:
@@ -39,7 +68,7 @@ def decode_threads(n_streams: int, cores: int | None = None) -> int:
     made mobilenet_v2 fp32 (one engine stream using both cores) 1.18x faster, but
     efficientnet_lite0 and resnet18 (two single-threaded engine streams, which leave the
     lone decode thread too little of a core) 0.85x and 0.94x (docs/speed.md)."""
-    cores = cores or usable_cores()
+    cores = cores or core_budget().usable
     return max(1, cores // max(1, n_streams))
 
 
@@ -60,9 +89,11 @@ def split_rule(decode_s: float, cores: int) -> SplitRule:
 
 @dataclass(frozen=True, kw_only=True)
 class ThreadPlan:
-    """Every thread and core number of a run: per stream its decoder's, and the engine's."""
+    """Every thread and core number of a run: per stream its decoder's, and the engine's, and
+    the core budget they were sized to."""
 
     cores: int
+    budget: CoreBudget
     decoders: tuple[DecodeThreads, ...]
     engine: EngineThreads
 
@@ -88,8 +119,10 @@ def _decoder(threads: int, auto: bool, live: bool) -> DecodeThreads:
 
 def thread_plan(cfg: Config, mpx: float = 0.0, decode_s: float = 0.0, cores: Optional[int] = None) -> ThreadPlan:
     """The run's threads. ``mpx``: the files' megapixels a frame; ``decode_s``: a frame's
-    decode cost on one thread when ``wants_decode_cost`` (0: not measured)."""
-    cores = cores or usable_cores()
+    decode cost on one thread when ``wants_decode_cost`` (0: not measured); ``cores``: a number
+    to size to instead of this process's ``core_budget``."""
+    budget = core_budget() if not cores else CoreBudget(usable=cores, affinity=cores, source="given")
+    cores = budget.usable
     n, m = len(cfg.streams), cfg.model
     decoders = tuple(_decoder(s.decode_threads or decode_threads(n, cores), not s.decode_threads, s.is_live)
                      for s in cfg.streams)
@@ -105,4 +138,4 @@ def thread_plan(cfg: Config, mpx: float = 0.0, decode_s: float = 0.0, cores: Opt
     engine = EngineThreads(threads=threads, streams=streams, spare_core=spare,
                            split=split_rule(decode_s, cores) if spare and decode_s > 0 else None,
                            lean_decoders=any(d.lean != d.threads for d in decoders))
-    return ThreadPlan(cores=cores, decoders=decoders, engine=engine)
+    return ThreadPlan(cores=cores, budget=budget, decoders=decoders, engine=engine)

@@ -169,6 +169,8 @@ class Supervisor:
         report = build_report(self.cfg, self.state.stats, time.monotonic() - run_start, self.state.error,
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self.domains.add_restarts(report)
+        if self.domains.plan.threads is not None:  # the core budget the threads were sized to
+            report["cores"] = self.domains.plan.threads.budget.to_json()
         if mqtt is not None:
             report["mqtt"] = mqtt
         err = self.state.error

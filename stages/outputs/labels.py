@@ -62,7 +62,10 @@ class StreamTally:
 
     def snapshot(self, stream: int, name: str) -> StreamStats:
         span = (self.last_written - self.first_decoded) if self.frames > 1 else None
+        # the wall clock from the monotonic one at each snapshot, not at every frame
+        at = None if self.last_written is None else time.time() - (time.monotonic() - self.last_written)
         return StreamStats(stream=stream, name=name, frames=self.frames, last_seq=self.last_seq, span_s=span,
+                           last_frame_at=at,
                            end=self.end_reason, top=self.top, e2e_ms=self.e2e.copy(), decode_ms=self.decode.copy(),
                            infer_ms=self.infer.copy())
 
