@@ -24,6 +24,17 @@ def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
 
 
+def interrupt(proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Ctrl-C for a CLI run, and wait for it to end; one that outlives ``timeout`` is killed
+    (its return code then says so to the caller's assertions)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 def wait_for(cond: Callable[[], T], timeout: float, what: str | Callable[[], str]) -> T:
     """Poll ``cond`` every 50 ms until it returns something truthy, and return that. Past
     ``timeout`` s fail naming ``what``; a callable ``what`` is called then, so the message can

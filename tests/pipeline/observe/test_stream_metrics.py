@@ -3,7 +3,6 @@
 run's /metrics: a file that ends, and a live camera that is killed."""
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, SAMPLE, make_video
-from helpers_proc import wait_for
+from helpers_proc import interrupt, wait_for
 from live_helpers import needs_gst, serving
 from videoclf.core.sinkstats import StreamStats
 from videoclf.core.stats import DecoderStats, LiveStats, StageCounts
@@ -73,12 +72,7 @@ def running(cfg, port: int) -> Iterator[subprocess.Popen[str]]:
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        interrupt(proc)
 
 
 def test_a_file_that_ended_is_down_beside_one_that_still_decodes(write_config, tmp_path):

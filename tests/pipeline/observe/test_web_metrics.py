@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, SAMPLE, run_cli
-from helpers_proc import wait_for
+from helpers_proc import interrupt, wait_for
 from videoclf.devtools.testing import free_port
 
 
@@ -113,12 +112,7 @@ def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
         headless(web + "/", f"--screenshot={shot}")
         assert shot.exists() and shot.stat().st_size > 5000
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        interrupt(proc)
     assert proc.returncode == 0
 
 
