@@ -32,6 +32,9 @@ class Options:
     queue_size: int = 1024  # results waiting for the consumer; beyond, the oldest are dropped and counted
     lossless: bool = False  # a file's results wait for the consumer instead (cameras still drop)
     write_report: bool = True  # report.json and report.html in the output directory, as the CLI writes
+    # a config file to follow: streams added, removed or changed in it (or by the HTTP API, which
+    # writes it) are applied while the run goes on; SIGHUP reloads it (``videoclf run CONFIG`` does this)
+    watch: Optional[str] = None
 
 
 def load(config: ConfigLike, output_dir: Optional[str] = None) -> Any:
@@ -101,7 +104,8 @@ class Run:
         o = self.opts
         opts = RunOptions(max_frames=o.max_frames, duration=o.duration, sink="null" if o.null_sink else "auto",
                           progress=o.progress, overwrite=o.overwrite,
-                          tap=self.reader.inbox.address if self.reader else None, stop=self._stop)
+                          tap=self.reader.inbox.address if self.reader else None, stop=self._stop,
+                          watch=os.fspath(o.watch) if o.watch else None)
         try:
             result = run_pipeline(self.cfg, opts)
         except BaseException as exc:

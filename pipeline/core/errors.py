@@ -49,6 +49,14 @@ class SourceGaveUp(VideoclfError):
     streams end, so whatever watches the exit code learns that a camera is gone."""
 
 
+class StreamExists(ConfigError):
+    """A stream of that name is running already (the HTTP API answers 409)."""
+
+
+class StreamNotFound(VideoclfError, LookupError):
+    """No running stream has that name (the HTTP API answers 404)."""
+
+
 ERROR_KINDS: dict[str, type[VideoclfError]] = {
     cls.__name__: cls for cls in (VideoclfError, ConfigError, InputError, SourceTimeout, StageError, ResourceError,
                                    SharedMemoryError)

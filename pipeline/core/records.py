@@ -81,6 +81,21 @@ class Ack:
     stream: int
 
 
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """The supervisor to the classifier, passed on to the sink: stream ``stream`` is (now)
+    this one: added to a running run, or changed (its decoder restarts alone). Sent before the
+    stream's decoder starts; the classifier answers ``Ack(stream)`` once it holds it and sends
+    it on to the sink ahead of any of the stream's results."""
+
+    stream: int
+    name: str
+    drop_oldest_s: Optional[float]  # how long a frame may wait (a camera), None: lossless (a file)
+    last_seq: int  # the last frame its label log holds (-1: none): the sink logs what comes after
+    sink: Any  # the sink's whole config for the new set of streams (its stage takes stream ``stream``'s part)
+    display: Any = None  # the stream's DisplayGeom, when an output needs pixels
+
+
 @dataclass(frozen=True)
 class DisplayGeom:
     """Size of the display frames of one stream (even, as YUV420 needs) and its frame rate."""

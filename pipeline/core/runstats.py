@@ -57,6 +57,14 @@ class RunStats:
                 self._sink = data
             self._stages[title] = data
 
+    def add_stream(self, index: int, name: str) -> None:
+        """A stream added while the run goes on (``index`` = the number of streams), or a
+        removed one added again under its index."""
+        with self._lock:
+            names = list(self.names)
+            names[index:index + 1] = [name]
+            self.names = tuple(names)
+
     def forget_sink(self) -> None:
         """A new sink counts from zero: its predecessor's tallies are carried elsewhere."""
         with self._lock:

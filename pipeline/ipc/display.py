@@ -57,6 +57,12 @@ class DisplayMatcher:
         self.latest: dict[int, Optional[Held]] = {s: None for s in geoms}
         self.missing = 0  # Results whose frame was dropped before reaching the sink
 
+    def add_stream(self, stream: int, geom: DisplayGeom) -> None:
+        """A stream added (or changed) while the run goes on."""
+        self.geoms[stream] = geom
+        self.held.setdefault(stream, {})
+        self.latest.setdefault(stream, None)
+
     def joined(self, peer: int, hello: Any) -> None:
         try:
             self.pool_of[peer] = SlotPool(hello.pool).attach()

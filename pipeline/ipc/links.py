@@ -141,9 +141,16 @@ class Forward:
                 if isinstance(old, list):
                     self.size -= len(old)
                     for r in old:
-                        self.evicted[r.frame.stream] = max(self.evicted[r.frame.stream], r.frame.seq)
+                        s = r.frame.stream
+                        self.evicted.extend([-1] * (s + 1 - len(self.evicted)))
+                        self.evicted[s] = max(self.evicted[s], r.frame.seq)
         if self.ready and not self.box.send(item):
             self.ready = False
+
+    def add_stream(self, stream: int) -> None:
+        """A stream added while the run goes on (or a removed one's name added again)."""
+        self.evicted.extend([-1] * (stream + 1 - len(self.evicted)))
+        self.acked.discard(stream)
 
     def poll(self) -> list[int]:
         """Streams the sink acknowledged since the last call; connects and replays as needed."""
@@ -163,7 +170,7 @@ class Forward:
 
     def _replay(self, resume: Resume) -> None:
         for s, last in enumerate(resume.last):
-            if self.evicted[s] > last:
+            if s < len(self.evicted) and self.evicted[s] > last:
                 n = self.evicted[s] - last
                 self.lost += n
                 log.warning("the restarted sink lacks up to %d results of stream %d: older than the replay buffer", n, s)
@@ -172,7 +179,7 @@ class Forward:
             if isinstance(item, EndOfStream):
                 if item.stream in resume.ended:
                     continue
-            else:
+            elif isinstance(item, list):
                 item = [r for r in item if r.frame.seq > resume.last[r.frame.stream]]
                 if not item:
                     continue

@@ -100,21 +100,16 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
     infos = {i: probe(s.source) for i, s in enumerate(cfg.streams) if not s.is_live}  # the one probe per file
     m = cfg.model
     names = tuple(s.name for s in cfg.streams)
-    sink_cfg: Any = SinkConfig(cfg.output.dir, names, m.top_k, random_weights=m.weights == "none",
-                               append=not overwrite, sources=_file_identities(cfg),
-                               retention=cfg.output.retention, min_free=cfg.output.min_free)
     geoms = tuple(display_geom(s, cfg.output.video, infos.get(i)) for i, s in enumerate(cfg.streams)) \
         if wants_display(cfg) else None
-    if geoms:
-        sink_kind, sink_cfg = outputs_sink(cfg, sink_kind, sink_cfg, list(geoms))
+    sink_kind, sink_cfg = _sink(cfg, sink_kind, not overwrite, geoms)
     threads = _threads(cfg, infos)
     decoders = tuple(_decoder(cfg, i, threads, geoms[i] if geoms else None) for i in range(len(cfg.streams)))
     classifier = BatchSpec(title=f"classify[{m.device.replace(':', '')}]", kind="classify",
                            config=ClassifyConfig(model=m, threads=threads.engine), inbox=address(run_id, "classify"),
                            to=address(run_id, "sink"), n_streams=len(names), max_batch=m.batch_bound,
                            max_wait_s=m.max_wait_ms / 1000,
-                           drop_oldest={i: s.live.max_queue_s for i, s in enumerate(cfg.streams)
-                                        if s.effective_policy == "drop_oldest"},
+                           drop_oldest=_drop_oldest(cfg),
                            lean_decode=threads.engine.lean_decoders, module=stage_module("classify"))
     rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * m.crop * m.crop * 3
     shm = rings + _display_bytes(cfg, geoms)
@@ -122,6 +117,48 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
     return RunPlan(cfg=cfg, run_id=run_id, sink_kind=sink_kind, sink_cfg=sink_cfg, geoms=geoms, decoders=decoders,
                    classifier=classifier, sink_title=title, max_frames=max_frames or cfg.max_frames, shm_bytes=shm,
                    threads=threads, first_seq=first_seq)
+
+
+def _sink(cfg: Config, label_kind: str, append: bool, geoms: Optional[tuple[DisplayGeom, ...]]) -> tuple[str, Any]:
+    """The sink's kind and config for ``cfg``'s streams (the outputs sink when an output needs pixels)."""
+    m = cfg.model
+    label: Any = SinkConfig(cfg.output.dir, tuple(s.name for s in cfg.streams), m.top_k,
+                            random_weights=m.weights == "none", append=append, sources=_file_identities(cfg),
+                            retention=cfg.output.retention, min_free=cfg.output.min_free)
+    return outputs_sink(cfg, label_kind, label, list(geoms)) if geoms else (label_kind, label)
+
+
+def _drop_oldest(cfg: Config) -> dict[int, float]:
+    return {i: s.live.max_queue_s for i, s in enumerate(cfg.streams) if s.effective_policy == "drop_oldest"}
+
+
+def with_stream(plan: RunPlan, i: int, stream: StreamConfig, first: int) -> RunPlan:
+    """``plan`` with stream ``i`` added (``i`` = the number of streams) or replaced by
+    ``stream`` while the run goes on: its decoder, display geometry, the sink's config and the
+    classifier's spec (what a restarted classifier or sink is built from). The other streams'
+    entries are unchanged; the new decoder's threads are sized as at the start."""
+    streams = list(plan.cfg.streams)
+    streams[i:i + 1] = [stream]
+    cfg = plan.cfg.model_copy(update={"streams": streams})
+    firsts = [plan.first(j) for j in range(len(plan.cfg.streams))]
+    firsts[i:i + 1] = [first]
+    info = None if stream.is_live else probe(stream.source)
+    geoms = None
+    if plan.geoms is not None:
+        geoms = list(plan.geoms)
+        geoms[i:i + 1] = [display_geom(stream, cfg.output.video, info)]
+    label_kind = getattr(plan.sink_cfg, "label_kind", plan.sink_kind)
+    sink_kind, sink_cfg = _sink(cfg, label_kind, True, tuple(geoms) if geoms else None)
+    assert plan.threads is not None
+    fresh = thread_plan(cfg, cores=plan.threads.cores).decoders[i]
+    decoders = list(plan.threads.decoders)
+    decoders[i:i + 1] = [fresh]
+    threads = replace(plan.threads, decoders=tuple(decoders))
+    kinds = list(plan.decoders)
+    kinds[i:i + 1] = [_decoder(cfg, i, threads, geoms[i] if geoms else None)]
+    classifier = replace(plan.classifier, n_streams=len(streams), drop_oldest=_drop_oldest(cfg))
+    return replace(plan, cfg=cfg, sink_kind=sink_kind, sink_cfg=sink_cfg, geoms=tuple(geoms) if geoms else None,
+                   decoders=tuple(kinds), classifier=classifier, threads=threads, first_seq=tuple(firsts))
 
 
 def _threads(cfg: Config, infos: dict[int, dict]) -> ThreadPlan:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 
 from videoclf.core.contract import BatchStage, Policy, Sink, Source
-from videoclf.core.records import Ack, Decoded, EndOfStream, FrameRecord, Hello, Resume
+from videoclf.core.records import Ack, Decoded, EndOfStream, FrameRecord, Hello, Resume, StreamPlan
 from videoclf.ipc.display import DisplayMatcher, send_display
 from videoclf.ipc.links import Forward, Inputs, Producer
 from videoclf.ipc.shm import SlotPool
 from videoclf.ipc.transport import Inbox, Joined, Lost
+from videoclf.runtime.backlog import Backlog
 from videoclf.runtime.specs import BatchSpec, Control, SinkSpec, SourceSpec
 from videoclf.runtime.tap import Tap
 
@@ -150,53 +151,13 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
     rep.counters.dropped = feed.all_dropped
 
 
-class Backlog:
-    """Frames read from the producers, per stream, oldest first, each with the pool its slot
-    is in. A drop-oldest (live) stream keeps the frames decoded within its queue time
-    (``drop_oldest[stream]`` seconds) of its newest one, at least ``keep`` (a batch) and at
-    most half its pool's slots (the rest are in flight or being written): older ones are
-    released unclassified and counted, so a camera's labels stay fresh when the classifier
-    falls behind, while a short stall (a burst of key frames, another process taking the
-    cores) is absorbed instead of costing frames."""
-
-    def __init__(self, n_streams: int, drop_oldest: Mapping[int, float], keep: int,
-                 release: Callable[[SlotPool, int], None]) -> None:
-        self.drop_oldest, self.keep, self.release = drop_oldest, keep, release
-        self.frames: dict[int, deque[tuple[FrameRecord, SlotPool]]] = {s: deque() for s in range(n_streams)}
-        self.dropped: dict[int, int] = {s: 0 for s in range(n_streams)}
-        self.size = 0
-
-    def add(self, rec: FrameRecord, pool: SlotPool) -> None:
-        q = self.frames[rec.stream]
-        q.append((rec, pool))
-        self.size += 1
-        if rec.stream in self.drop_oldest:
-            wait_s, cap = self.drop_oldest[rec.stream], max(self.keep, pool.spec.slots // 2)
-            while len(q) > self.keep and (len(q) > cap or rec.t_decoded - q[0][0].t_decoded > wait_s):
-                old, old_pool = q.popleft()
-                self.release(old_pool, old.slot)
-                self.dropped[old.stream] += 1
-                self.size -= 1
-
-    def take(self, n: int) -> list[tuple[FrameRecord, SlotPool]]:
-        """Up to ``n`` frames, oldest first across streams (by decode time)."""
-        out: list[tuple[FrameRecord, SlotPool]] = []
-        while self.size and len(out) < n:
-            stream = min((s for s, q in self.frames.items() if q), key=lambda s: self.frames[s][0][0].t_decoded)
-            out.append(self.frames[stream].popleft())
-            self.size -= 1
-        return out
-
-    def pending(self, stream: int) -> bool:
-        return bool(self.frames[stream])
-
-
 class _Classify:
     """State of the batch loop: what came in, what is in flight, which ends wait for what."""
 
     def __init__(self, stage: BatchStage, spec: BatchSpec, rep: Reporter) -> None:
         self.stage, self.spec, self.rep = stage, spec, rep
         self.inbox = Inbox(spec.inbox).open()
+        self.n_streams = spec.n_streams  # grows when the supervisor adds a stream (StreamPlan)
         self.fwd = Forward(spec.to, spec.n_streams)
         self.inputs = Inputs()
         self.max_batch = int(getattr(stage, "max_batch", spec.max_batch))
@@ -211,7 +172,7 @@ class _Classify:
 
     @property
     def done(self) -> bool:
-        return len(self.fwd.acked) >= self.spec.n_streams
+        return len(self.fwd.acked) >= self.n_streams
 
     def finish(self, block: bool) -> None:
         for records, results in self.stage.collect(block):
@@ -242,11 +203,23 @@ class _Classify:
                 self.inputs.lost(peer)
             elif isinstance(msg, EndOfStream):
                 self._end(peer, msg)
+            elif isinstance(msg, StreamPlan):
+                self._plan(peer, msg)
             elif isinstance(msg, FrameRecord):
                 pool = self.inputs.hold(peer)
                 if pool is not None:
                     self.backlog.add(msg, pool)
             got = self.inbox.get(0)
+
+    def _plan(self, peer: int, sp: StreamPlan) -> None:
+        """A stream added or changed while the run goes on: taken, sent on to the sink ahead of
+        its results, acknowledged (the supervisor then starts its decoder)."""
+        self.n_streams = max(self.n_streams, sp.stream + 1)
+        self.backlog.add_stream(sp.stream, sp.drop_oldest_s)
+        self.eos_seen.discard(sp.stream)  # a removed stream's name added again
+        self.fwd.add_stream(sp.stream)
+        self.fwd.send(sp)
+        self.inbox.reply(peer, Ack(sp.stream))
 
     def _end(self, peer: int, eos: EndOfStream) -> None:
         if eos.stream in self.fwd.acked:  # sent again by a decoder that missed the ack
@@ -260,10 +233,10 @@ class _Classify:
         self.finish(self.stage.full)
         # with batches in flight, look for input often so that finished ones go out promptly
         self.read(0.002 if (self.stage.pending or self.backlog.size) else POLL_S)
-        if self.backlog.size and self.backlog.size < self.max_batch and len(self.eos_seen) < spec.n_streams:
+        if self.backlog.size and self.backlog.size < self.max_batch and len(self.eos_seen) < self.n_streams:
             deadline = time.monotonic() + spec.max_wait_s
             # wait at most max_wait for a fuller batch: a stalled stream never holds the others back
-            while self.backlog.size < self.max_batch and len(self.eos_seen) < spec.n_streams \
+            while self.backlog.size < self.max_batch and len(self.eos_seen) < self.n_streams \
                     and time.monotonic() < deadline and not ctrl.stop.is_set():
                 self.read(max(0.0, deadline - time.monotonic()))
         batch = self.backlog.take(self.max_batch)
@@ -308,6 +281,7 @@ class _Deliver:
         self.stage, self.spec, self.ctrl, self.rep = stage, spec, ctrl, rep
         self.inbox = Inbox(spec.inbox).open()
         self.last = list(spec.last_seq) if spec.last_seq else [-1] * spec.n_streams
+        self.n_streams = spec.n_streams  # grows when a stream is added (StreamPlan)
         self.ended = set(spec.ended)
         self.frames = DisplayMatcher(spec.display) if spec.display else None
         self.pending: deque[tuple[int, Any]] = deque()  # messages read while waiting for a display frame
@@ -316,7 +290,7 @@ class _Deliver:
 
     @property
     def open(self) -> bool:
-        return len(self.ended) < self.spec.n_streams
+        return len(self.ended) < self.n_streams
 
     def next(self, timeout: float) -> Optional[tuple[int, Any]]:
         return self.pending.popleft() if self.pending else self.inbox.get(timeout)
@@ -343,6 +317,8 @@ class _Deliver:
             return
         if isinstance(msg, Joined) and msg.hello.role == "classify":
             self.inbox.reply(peer, Resume(tuple(self.last), frozenset(self.ended)))
+        elif isinstance(msg, StreamPlan):
+            self._plan(msg)
         elif isinstance(msg, EndOfStream):
             if msg.stream not in self.ended:
                 self.stage.end(msg)
@@ -365,6 +341,18 @@ class _Deliver:
                 self.rep.counters.items += 1
             self.rep.counters.busy_s += time.monotonic() - t0
             self.rep.counters.duplicates = self.duplicates
+
+
+    def _plan(self, sp: StreamPlan) -> None:
+        """A stream added or changed while the run goes on: its log opens (appending), its
+        display frames are matched from now on."""
+        self.last.extend([-1] * (sp.stream + 1 - len(self.last)))
+        self.last[sp.stream] = max(self.last[sp.stream], sp.last_seq)
+        self.n_streams = max(self.n_streams, sp.stream + 1)
+        self.ended.discard(sp.stream)
+        if self.frames is not None and sp.display is not None:
+            self.frames.add_stream(sp.stream, sp.display)
+        self.stage.add_stream(sp.stream, sp.sink)
 
 
 def run_sink(stage: Sink, spec: SinkSpec, ctrl: Control, rep: Reporter) -> None:

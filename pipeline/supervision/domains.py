@@ -48,7 +48,6 @@ class Domain:
 class Domains:
     def __init__(self, plan: RunPlan, owner: PoolOwner, ctx: Any, ctrl: Control, state: Any, null_sink: bool) -> None:
         self.plan, self.owner, self.ctx, self.ctrl, self.state = plan, owner, ctx, ctrl, state
-        self.cfg = plan.cfg
         self.null_sink = null_sink
         self.restarts = RestartPolicy(self.cfg.restart_enabled, self.cfg.supervision.max_restarts_per_min)
         self.items: dict[str, Domain] = {}
@@ -57,6 +56,12 @@ class Domains:
         self.carried_frames: dict[str, int] = {}  # per stream: lines that earlier sinks logged
         self.gave_up: dict[int, VideoclfError] = {}  # streams given up after too many restarts
         self._ends: list[tuple[Outbox, EndOfStream]] = []  # ends of given-up streams, until delivered
+
+    @property
+    def cfg(self) -> Any:
+        """The run's config: its streams are every stream the run has had (a removed one keeps
+        its index), which grow when one is added (``videoclf.supervision.reconfig``)."""
+        return self.plan.cfg
 
     # -- starting ------------------------------------------------------------------
     def start_all(self) -> None:

@@ -29,6 +29,10 @@ from videoclf.core.records import Event
 from videoclf.core.runstats import RunStats
 from videoclf.observe.report import Progress, build_report, mqtt_json
 from videoclf.plan.resume import resume
+from videoclf.config.load import load_config
+from videoclf.config.watch import ConfigWatcher
+from videoclf.supervision.plane import Plane
+from videoclf.supervision.reconfig import Reconfig
 from videoclf.supervision.services import Services
 from videoclf.ipc.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
 from videoclf.runtime.specs import Control
@@ -51,6 +55,7 @@ class RunOptions:
     overwrite: bool = False  # start every label log afresh (the one way to lose what a run wrote)
     tap: Optional[str] = None  # an inbox address: the sink also sends each result there (videoclf.api)
     stop: Optional[threading.Event] = None  # set from any thread: finish as after SIGINT (videoclf.api stop())
+    watch: Optional[str] = None  # the config file to follow: its streams' changes are applied as the run goes on
 
 
 @dataclass
@@ -106,8 +111,11 @@ def preflight(cfg: Config, run_id: str = "check", max_frames: Optional[int] = No
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, opts: RunOptions, first_seq: tuple[int, ...] = ()) -> None:
+    def __init__(self, cfg: Config, opts: RunOptions, first_seq: tuple[int, ...] = (),
+                 started: Optional[Config] = None) -> None:
+        """``started``: the config before complete files were left out (``cfg``: the streams to run)."""
         self.cfg = cfg
+        self.started = started or cfg
         self.opts = opts
         self.first_seq = first_seq
         self.ctx = mp.get_context("spawn")
@@ -140,6 +148,10 @@ class Supervisor:
         self.ctrl = Control(stop=Flag(flags, 0), drain=Flag(flags, 1), events=self.inbox.address, go=Flag(flags, 2),
                             lean_decode=Flag(flags, 3))
         self.domains = Domains(plan, owner, self.ctx, self.ctrl, self.state, self.opts.sink == "null")
+        self.reconfig = Reconfig(self.domains, self.state, self.started, _file_config(self.opts.watch),
+                                 logs=self.opts.sink != "null")
+        self.plane = Plane(self.reconfig, self.opts.watch, self.readiness)
+        self.watcher = ConfigWatcher(self.opts.watch).start() if self.opts.watch else None
         previous = self._install_signals()
         run_start = time.monotonic()
         services = None
@@ -153,6 +165,10 @@ class Supervisor:
                 self.t_first = time.monotonic()
                 self._monitor()
         finally:
+            self.plane.close()
+            if self.watcher is not None:
+                self.watcher.stop()
+            self.reconfig.close()
             self.domains.teardown(self._pump)
             self.segments_gone = True
             owner.unlink_all()
@@ -160,13 +176,16 @@ class Supervisor:
             if services is not None:
                 services.stop()
             self._restore_signals(previous)
+        return self._result(time.monotonic() - run_start, services)
+
+    def _result(self, elapsed: float, services: Optional[Services]) -> RunResult:
         client = services.mqtt if services is not None else None
         mqtt = mqtt_json(client.stats("state"), client.stats("events") if self.cfg.output.alerts else None) \
             if client is not None else None
         if self.state.error is None:
             self.state.error, self.state.error_stage = self.domains.gave_up_error()
         # the report covers the whole run, restarts included
-        report = build_report(self.cfg, self.state.stats, time.monotonic() - run_start, self.state.error,
+        report = build_report(self.domains.cfg, self.state.stats, elapsed, self.state.error,
                               self.state.error_stage, interrupted=bool(self.state.interrupted))
         self.domains.add_restarts(report)
         if self.domains.plan.threads is not None:  # the core budget the threads were sized to
@@ -183,6 +202,7 @@ class Supervisor:
             self._pump(0.2)
             self._poll_stop()
             self.domains.check_exits()
+            self._reconfigure()
             if self.state.error or self.state.interrupted:
                 return
             waiting = sorted(want - self.state.ready)
@@ -208,6 +228,7 @@ class Supervisor:
                 self._pump(0.2)
                 self._poll_stop()
                 self.domains.check_exits()
+                self._reconfigure()
                 progress.update(self.state.stats)
                 if duration and time.monotonic() - t0 >= duration and not self.ctrl.drain.is_set():
                     log.info("duration of %.0f s reached: stopping", duration)
@@ -223,6 +244,29 @@ class Supervisor:
                     break
         finally:
             progress.close()
+
+    def _reconfigure(self) -> None:
+        """Changes to the streams: the config file (edited, or SIGHUP) and the HTTP API."""
+        if self.ctrl.drain.is_set() or self.ctrl.stop.is_set():
+            return
+        if self.watcher is not None and self.watcher.take():
+            self.reconfig.reload(self.watcher.path, self.opts.watch or "")
+        self.plane.serve()
+        self.reconfig.tick()
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready: the model is loaded and every stream is connected or retrying within its
+        limits (``/readyz``); otherwise why not. Called from the servers' threads."""
+        st = self.state
+        if st.error is not None or self.ctrl.drain.is_set():
+            return False, "the run is stopping"
+        loading = {self.domains.plan.classifier.title, self.domains.plan.sink_title} - st.ready
+        if loading:
+            return False, f"{', '.join(sorted(loading))} loading"
+        for i, s in self.reconfig.stream_indices():
+            if i in self.domains.gave_up or st.stats.decoder(i).gave_up:
+                return False, f"stream {s.name} gave up"
+        return True, ""
 
     def _pump(self, timeout: float) -> None:
         got = self.inbox.get(timeout)
@@ -278,10 +322,14 @@ class Supervisor:
             return {}
 
         def handler(signum: int, _frame: Any) -> None:
+            if signum == signal.SIGHUP and self.watcher is not None:
+                self.watcher.trigger()  # reload the config file
+                return
             self.interrupt(signal.Signals(signum).name)
 
         previous = {}
-        # SIGHUP: the terminal closed; finish and write the report as for SIGTERM
+        # SIGHUP: reload the followed config file; without one (the terminal closed), finish and
+        # write the report as for SIGTERM
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, handler)
         return previous
@@ -290,6 +338,16 @@ class Supervisor:
     def _restore_signals(previous: dict[int, Any]) -> None:
         for sig, h in previous.items():
             signal.signal(sig, h)
+
+
+def _file_config(path: Optional[str]) -> Optional[Config]:
+    """The followed config file as it is at start (None: not followed, or not readable now)."""
+    if not path:
+        return None
+    try:
+        return load_config(path)
+    except VideoclfError:
+        return None
 
 
 def run_pipeline(cfg: Config, opts: RunOptions | None = None) -> RunResult:
@@ -303,7 +361,7 @@ def run_pipeline(cfg: Config, opts: RunOptions | None = None) -> RunResult:
         report = build_report(cfg.model_copy(update={"streams": []}), RunStats([]), 0.0, None, "")
         report["skipped"] = dict(plan.skipped)
         return RunResult(report, 0)
-    result = Supervisor(plan.cfg, opts, plan.first_seq).run()
+    result = Supervisor(plan.cfg, opts, plan.first_seq, started=cfg).run()
     if plan.skipped:
         result.report["skipped"] = dict(plan.skipped)
     return result

@@ -87,12 +87,29 @@ class _LabelLogSink(StageBase):
             os.makedirs(self.cfg.dir, exist_ok=True)
             self.keeper = Housekeeper(self.cfg.dir, self.cfg.streams, self.fmt, self.cfg.retention,
                                       self.cfg.min_free)
-            for i, name in enumerate(self.cfg.streams):
-                self.files[i] = AppendLog(os.path.join(self.cfg.dir, f"{name}.{self.fmt}"), self.header(),
-                                          day_of_line=day_reader(self.fmt)).open(truncate=not self.cfg.append)
-                self.repaired += self.files[i].repaired_bytes > 0
+            for i in range(len(self.cfg.streams)):
+                self._open(i, truncate=not self.cfg.append)
         except OSError as exc:
             raise ResourceError(f"output.dir {self.cfg.dir}: cannot write ({exc.strerror or exc})") from exc
+
+    def _open(self, i: int, truncate: bool) -> None:
+        name = self.cfg.streams[i]
+        self.files[i] = AppendLog(os.path.join(self.cfg.dir, f"{name}.{self.fmt}"), self.header(),
+                                  day_of_line=day_reader(self.fmt)).open(truncate=truncate)
+        self.repaired += self.files[i].repaired_bytes > 0
+
+    def add_stream(self, stream: int, config: Any) -> None:
+        """A stream added (or changed) while the run goes on: its log is opened for appending
+        (a stream added to a running run never truncates what its log holds)."""
+        self.cfg = config
+        self.tally.extend(StreamTally() for _ in range(stream + 1 - len(self.tally)))
+        if self.keeper is not None:
+            self.keeper.add_stream(config.streams[stream])
+        if stream not in self.files:
+            try:
+                self._open(stream, truncate=False)
+            except OSError as exc:
+                raise ResourceError(f"output.dir {self.cfg.dir}: cannot write ({exc.strerror or exc})") from exc
 
     def header(self) -> Optional[str]:
         return csv_header(self.cfg.top_k) if self.fmt == "csv" else None

@@ -45,6 +45,13 @@ class Housekeeper:
         self._video = [re.compile(rf"^{re.escape(s)}_{_STAMP}(-\d+)?\.mp4$") for s in self.streams]
         self._snaps = [re.compile(rf"^{re.escape(s)}_{_STAMP}_.*\.jpg$") for s in self.streams]
 
+    def add_stream(self, name: str) -> None:
+        """A stream added while the run goes on: its files are this config's from now on."""
+        if name not in self.streams:
+            self.streams += (name,)
+            self._video.append(re.compile(rf"^{re.escape(name)}_{_STAMP}(-\d+)?\.mp4$"))
+            self._snaps.append(re.compile(rf"^{re.escape(name)}_{_STAMP}_.*\.jpg$"))
+
     # -- the free-space floor ----------------------------------------------------------
     def tick(self, now: Optional[float] = None) -> None:
         """Cheap to call per frame: reads free space once a second, sweeps every ``every_s``."""

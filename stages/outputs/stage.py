@@ -118,12 +118,31 @@ class OutputsSink(StageBase):
                 self.alerts = AlertEngine(self.cfg.alerts, self.events, live)
         except OSError as exc:
             raise ResourceError(f"output.dir {out}: cannot write ({exc.strerror or exc})") from exc
-        if self.cfg.video:
-            for i, g in enumerate(self.cfg.geoms):
-                if g is not None:
-                    seg = self.cfg.segment_s[i] if self.cfg.segment_s else None
-                    live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
-                    self.writers[i] = SegmentWriter(out, self.names[i], (g.width, g.height), g.fps, seg, live)
+        for i in range(len(self.cfg.geoms)):
+            self._writer(i)
+
+    def _writer(self, i: int) -> None:
+        g = self.cfg.geoms[i]
+        if self.cfg.video and g is not None:
+            seg = self.cfg.segment_s[i] if self.cfg.segment_s else None
+            live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
+            self.writers[i] = SegmentWriter(self.cfg.label.dir, self.names[i], (g.width, g.height), g.fps, seg, live)
+
+    def add_stream(self, stream: int, config: Any) -> None:
+        """A stream added (or changed: its video goes on in a new file) while the run goes on;
+        the other streams' outputs are not touched."""
+        self.cfg, self.names = config, config.label.streams
+        self.label.add_stream(stream, config.label)
+        self.rates.extend(RateMeter() for _ in range(stream + 1 - len(self.rates)))
+        self.live.extend(_Live() for _ in range(stream + 1 - len(self.live)))
+        gap = config.live_gap_s[stream] if stream < len(config.live_gap_s) else None
+        if self.alerts is not None and gap is not None:
+            self.alerts.live[self.names[stream]] = gap
+        old = self.writers.pop(stream, None)
+        if old is not None:
+            old.close()
+            self._done_files[stream] = old
+        self._writer(stream)
 
     def write(self, result: Result, frame: Optional[np.ndarray] = None) -> None:
         self.label.write(result)  # first: the label line exists for every frame the video shows

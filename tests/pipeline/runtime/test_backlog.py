@@ -6,7 +6,7 @@ import pytest
 
 from videoclf.core.records import FrameRecord
 from videoclf.ipc.shm import PoolOwner, new_run_id
-from videoclf.runtime.loops import Backlog
+from videoclf.runtime.backlog import Backlog
 
 
 @pytest.fixture
