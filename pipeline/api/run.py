@@ -35,6 +35,7 @@ class Options:
     # a config file to follow: streams added, removed or changed in it (or by the HTTP API, which
     # writes it) are applied while the run goes on; SIGHUP reloads it (``videoclf run CONFIG`` does this)
     watch: Optional[str] = None
+    follow: bool = True  # False: ``watch`` is read again on SIGHUP only, not each time it is saved
 
 
 def load(config: ConfigLike, output_dir: Optional[str] = None) -> Any:
@@ -105,7 +106,7 @@ class Run:
         opts = RunOptions(max_frames=o.max_frames, duration=o.duration, sink="null" if o.null_sink else "auto",
                           progress=o.progress, overwrite=o.overwrite,
                           tap=self.reader.inbox.address if self.reader else None, stop=self._stop,
-                          watch=os.fspath(o.watch) if o.watch else None)
+                          watch=os.fspath(o.watch) if o.watch else None, follow=o.follow)
         try:
             result = run_pipeline(self.cfg, opts)
         except BaseException as exc:

@@ -79,9 +79,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             cfg = parse_config(data, f"--{key}", env=cfg.env)
     if args.ray:
         return _run_fleet(cfg, args)
-    watch = args.config if os.path.isfile(args.config) and not args.no_watch else None
+    watch = args.config if os.path.isfile(args.config) else None
     report = api.run(cfg, max_frames=args.max_frames, duration=args.duration, null_sink=args.null_sink,
-                     progress=not args.quiet, overwrite=args.overwrite, watch=watch)
+                     progress=not args.quiet, overwrite=args.overwrite, watch=watch, follow=not args.no_watch)
     if not args.quiet:
         print_summary(dict(report.data))
         print(f"report: {report.path}")
@@ -191,8 +191,8 @@ def _run_parser(sub: Any) -> argparse.ArgumentParser:
                           "default a run appends and goes on after the last logged frame; complete files are "
                           "not classified again)")
     run.add_argument("--no-watch", action="store_true",
-                     help="do not follow CONFIG: by default streams added, removed or changed in it (or on SIGHUP) "
-                          "are applied while the run goes on")
+                     help="read CONFIG again on SIGHUP only: by default, each time it is saved, the streams added, "
+                          "removed or changed in it are applied while the run goes on")
     run.add_argument("--web", metavar="[HOST]:PORT", help="serve the live web view (loopback unless HOST is given)")
     run.add_argument("--metrics", metavar="[HOST]:PORT", help="serve Prometheus metrics at /metrics")
     run.add_argument("--video", action="store_true", help="write annotated MP4s (output.video: true)")

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from videoclf.config.schema import Config, StreamConfig
+from videoclf.config.changes import diff
 from videoclf.config.load import load_config
+from videoclf.config.watch import ConfigWatcher
 from videoclf.core.errors import VideoclfError
 from videoclf.fleet.central import Central
 from videoclf.fleet.gather import Gathering
@@ -93,7 +95,7 @@ class Fleet(Gathering):
                                                                           "snapshots": RetentionRule()}), 0)
         self.stopping = 0
         self.run_id = f"{os.getpid()}-{int(time.time())}"
-        self._mtime = os.stat(path).st_mtime if os.path.exists(path) else 0.0
+        self.watcher = ConfigWatcher(path)
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -106,7 +108,8 @@ class Fleet(Gathering):
         from videoclf.fleet.agent import Agent
 
         self.Agent = ray.remote(num_cpus=0)(Agent)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        self.watcher.start()
         hide = _Redact()  # a source's password never reaches a log line
         for h in logging.getLogger().handlers:
             h.addFilter(hide)
@@ -117,6 +120,7 @@ class Fleet(Gathering):
             self._place([s for s in self.streams.values()], reason="start")
             self._loop(start)
         finally:
+            self.watcher.stop()
             self._stop_all()
             for f in self.files.values():
                 f.close()
@@ -129,6 +133,9 @@ class Fleet(Gathering):
         return self._result(time.monotonic() - start)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGHUP:  # reload CONFIG
+            self.watcher.trigger()
+            return
         self.stopping += 1
         log.warning("%s: stopping the fleet and writing the report", signal.Signals(signum).name)
 
@@ -264,38 +271,41 @@ class Fleet(Gathering):
 
     # -- runtime changes ------------------------------------------------------------------
     def _watch_config(self) -> None:
-        try:
-            mtime = os.stat(self.path).st_mtime
-        except OSError:
+        """CONFIG edited (or SIGHUP): the same comparison as a local run's
+        (``videoclf.config.changes``); a changed stream is removed and placed again."""
+        if not self.watcher.take():
             return
-        if mtime == self._mtime:
-            return
-        self._mtime = mtime
         try:
             new = load_config(self.path)
             check_fleet(new)
         except VideoclfError as exc:
-            log.warning("%s changed but is not valid; keeping the running fleet: %s", self.path, exc)
+            for line in str(exc).splitlines():
+                log.warning("config not applied, the fleet goes on unchanged: %s", line)
             return
         self.env.update(new.env)
-        names = {s.name for s in new.streams}
-        added = [_Stream(s, last=_last_logged(self.cfg, s)) for s in new.streams if s.name not in self.streams]
-        removed = [n for n in self.streams if n not in names and not self.streams[n].ended]
-        for s in added:
-            self.streams[s.cfg.name] = s
+        ch = diff([s.cfg for s in self.streams.values() if s.ended != "removed"], self.cfg, new)
+        if ch.restart_keys:
+            log.warning("%s: %s changed: this takes a restart (the fleet goes on with the settings it started "
+                        "with)", self.path, ", ".join(ch.restart_keys))
+        if not ch.streams:
+            return
+        log.info("%s changed: %s", self.path, ch.describe())
+        for name in list(ch.removed) + [c.name for c in ch.changed]:
+            if not self.streams[name].ended:
+                self._remove(name)
+        added = [_Stream(c, last=_last_logged(self.cfg, c)) for c in ch.added + ch.changed]
+        for a in added:
+            self.streams[a.cfg.name] = a
         if added:
-            log.info("%s changed: adding %s", self.path, ", ".join(s.cfg.name for s in added))
-            self.central.add_streams([s.cfg.name for s in added])
+            self.central.add_streams([a.cfg.name for a in added])
             self._place(added, reason="added")
-        for name in removed:
-            self._remove(name)
 
     def _remove(self, name: str) -> None:
         import ray
         from ray.exceptions import RayError
 
         s = self.streams[name]
-        log.info("%s changed: removing %s", self.path, name)
+        log.info("stream %s: stopping its shard", name)
         sid, shard = s.shard, self.shards.get(s.shard or "")
         agent = self.agents.get(shard.node) if shard is not None else None
         if sid is not None and agent is not None:

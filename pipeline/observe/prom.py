@@ -50,7 +50,8 @@ class StatsCollector(Collector):
         }
         lat = HistogramMetricFamily("videoclf_latency_seconds", "per-frame latency by kind (e2e, decode, infer)",
                                     labels=["stream", "kind"])
-        for i, name in enumerate(self.streams):
+        names = list(stats.names) or self.streams  # streams added while the run goes on included
+        for i, name in enumerate(names):
             t, dec = stats.stream(i), stats.decoder(i)
             fam["frames"].add_metric([name], t.frames)
             fam["decoded"].add_metric([name], dec.counts.items)
@@ -67,7 +68,7 @@ class StatsCollector(Collector):
             busy.add_metric([title], d.counts.busy_s)
             items.add_metric([title], d.counts.items)
             frac.add_metric([title], d.counts.busy_fraction)
-        yield from _streams(stats, self.streams)
+        yield from _streams(stats, names)
         yield from _outputs(stats.sink)
         up = GaugeMetricFamily("videoclf_scrape_timestamp_seconds", "time of this scrape")
         up.add_metric([], time.time())

@@ -56,6 +56,7 @@ class RunOptions:
     tap: Optional[str] = None  # an inbox address: the sink also sends each result there (videoclf.api)
     stop: Optional[threading.Event] = None  # set from any thread: finish as after SIGINT (videoclf.api stop())
     watch: Optional[str] = None  # the config file to follow: its streams' changes are applied as the run goes on
+    follow: bool = True  # reload ``watch`` when it is saved (else on SIGHUP only)
 
 
 @dataclass
@@ -151,7 +152,9 @@ class Supervisor:
         self.reconfig = Reconfig(self.domains, self.state, self.started, _file_config(self.opts.watch),
                                  logs=self.opts.sink != "null")
         self.plane = Plane(self.reconfig, self.opts.watch, self.readiness)
-        self.watcher = ConfigWatcher(self.opts.watch).start() if self.opts.watch else None
+        self.watcher = ConfigWatcher(self.opts.watch) if self.opts.watch else None
+        if self.watcher is not None and self.opts.follow:
+            self.watcher.start()
         previous = self._install_signals()
         run_start = time.monotonic()
         services = None
