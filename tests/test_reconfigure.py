@@ -177,3 +177,42 @@ def test_a_changed_camera_restarts_alone_and_an_invalid_edit_changes_nothing(tmp
     frames = [r["frame"] for r in read_jsonl(out / "b.jsonl")]
     assert frames == sorted(set(frames))  # numbering went on: no frame logged twice
     assert all(len(r["top"]) == 3 for r in read_jsonl(out / "b.jsonl"))  # the running model's top_k kept
+
+
+def _mp4_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_a_file_added_to_a_running_run_gets_its_log_and_video_and_is_not_run_again_once_complete(tmp_path):
+    # given a run of a looping file with annotated video
+    out = tmp_path / "out"
+    loop = make_video(tmp_path / "loop.mp4", 160, 96, frames=30, fps=30)
+    short = make_video(tmp_path / "short.mp4", 128, 96, frames=45, fps=30)
+    data = {"streams": [{"name": "a", "source": str(loop), "loop": True}], "model": MODEL,
+            "output": {"dir": str(out), "video": True}}
+    cfg = tmp_path / "files.yaml"
+    save(cfg, data)
+    proc = start(cfg)
+    try:
+        wait_for(lambda: logged(out, "a") > 30, 120, "a's labels")
+        # when a short file is added
+        data["streams"].append({"name": "b", "source": str(short)})
+        save(cfg, data)
+        wait_for(lambda: logged(out, "b") == 45, 30, "b's 45 labels")
+        # and removed, then added again: its log is complete, so it is not classified again
+        save(cfg, {**data, "streams": data["streams"][:1]})
+        time.sleep(1.5)
+        save(cfg, data)
+        time.sleep(2)
+        n_a = logged(out, "a")
+    finally:
+        err = stop(proc)
+    assert "stream b: not classified again" in err, err
+    assert [r["frame"] for r in read_jsonl(out / "b.jsonl")] == list(range(45))
+    # b's annotated video holds its 45 frames, and a's video went on in its one file
+    b_videos, a_videos = sorted(out.glob("b*.mp4")), sorted(out.glob("a*.mp4"))
+    assert len(b_videos) == 1 and _mp4_frames(b_videos[0]) == 45
+    assert len(a_videos) == 1 and _mp4_frames(a_videos[0]) >= n_a - 5
