@@ -37,7 +37,10 @@ def test_the_unit_restarts_on_failure_and_stops_by_draining():
     assert (svc["KillSignal"], svc["KillMode"]) == ("SIGTERM", "mixed")
     assert int(svc["TimeoutStopSec"]) >= 60
     # secrets from an optional file; a dedicated unprivileged user
-    assert svc["EnvironmentFile"] == "-/etc/videoclf/videoclf.env"
+    assert svc["EnvironmentFile"] == "-/etc/default/videoclf"
+    # reload is SIGHUP to the supervisor (the config read again), and the API may write the config
+    assert svc["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert svc["ReadWritePaths"] == "/etc/videoclf" and not svc["EnvironmentFile"].lstrip("-").startswith("/etc/videoclf/")
     assert svc["User"] not in ("", "root") and svc.get("DynamicUser", "no") == "no"
 
 
