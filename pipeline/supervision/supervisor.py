@@ -29,6 +29,7 @@ from videoclf.core.records import Event
 from videoclf.core.runstats import RunStats
 from videoclf.observe.report import Progress, build_report, mqtt_json
 from videoclf.plan.resume import resume
+from videoclf.supervision.plane import Plane
 from videoclf.supervision.services import Services
 from videoclf.ipc.shm import PoolOwner, check_free_space, new_run_id, remove_stale_segments
 from videoclf.runtime.specs import Control
@@ -116,6 +117,7 @@ class Supervisor:
         self.t_first: Optional[float] = None  # first frames started: --duration counts from here
         self.segments_gone = False  # the control segment is unlinked: a late signal must not touch it
         self.services: Optional[Services] = None  # their MQTT client publishes the sink's alert events
+        self.plane = Plane(self)  # what the HTTP API asks of the run
 
     # -- lifecycle -----------------------------------------------------------------
     def run(self) -> RunResult:
@@ -145,7 +147,7 @@ class Supervisor:
         services = None
         try:
             # /metrics, the web view and MQTT, if configured
-            services = self.services = Services(self.cfg, lambda: self.state.stats)
+            services = self.services = Services(self.cfg, lambda: self.state.stats, control=self.plane)
             self.domains.start_all()
             self._await_ready()
             if self.state.error is None and not self.state.interrupted:
