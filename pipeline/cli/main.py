@@ -75,7 +75,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from videoclf.config.load import parse_config
 
             data = cfg.model_dump()
-            data["output"][key] = value
+            web = data["output"].get("web") if key == "web" else None
+            data["output"][key] = {**web, "listen": value} if web else value  # --web keeps the config's token
             cfg = parse_config(data, f"--{key}", env=cfg.env)
     if args.ray:
         return _run_fleet(cfg, args)

@@ -3,6 +3,7 @@
 Kept out of config.py so that module stays small; config.py only adds the fields."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Optional
 from urllib.parse import unquote
@@ -45,6 +46,59 @@ def check_address(value: Optional[str]) -> Optional[str]:
         parse_address(value)  # the config error names the key and the value
     return value
 
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: only this machine can connect."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def _secret(v: Any) -> Any:
+    """A token or password as a SecretStr from the start, so no error message can show it back."""
+    if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+        return SecretStr(str(v))
+    return v
+
+
+class WebConfig(BaseModel):
+    """``output.web``: the live web view and the HTTP API (``/api/*``, ``/healthz``, ``/readyz``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = Field(description="PORT, :PORT or HOST:PORT to serve on (loopback unless HOST is given)")
+    token: Optional[SecretStr] = Field(
+        None, description="bearer token every route but /healthz and /readyz then requires (Authorization: Bearer "
+                          "TOKEN, or the cookie of /login); at least 16 characters; put it in ${VAR}; required unless "
+                          "listen is loopback (127.0.0.0/8, ::1, localhost)")
+
+    _token_text = field_validator("token", mode="before")(_secret)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_address(v)
+        return v
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> "WebConfig":
+        # checked on the model, not the field: a field's error would show the token back
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError("output.web.token: use a token of at least 16 characters (e.g. the output of: "
+                             "openssl rand -hex 16)")
+        host = self.address[0]
+        if self.token is None and not is_loopback(host):
+            raise ValueError(f"output.web.token: required when listening on {host} (only loopback may run open): "
+                             "set it, e.g. to ${VIDEOCLF_WEB_TOKEN}")
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_address(self.listen)
 
 
 _MQTT = re.compile(r"^(?P<scheme>mqtts?)://(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?(?P<host>[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\])"

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from videoclf.config.errors import redact  # noqa: F401 (re-exported: the stages, report and supervisor import it from here)
-from videoclf.config.outputs import AlertRule, MqttConfig, Retention, check_address, parse_size
+from videoclf.config.outputs import AlertRule, MqttConfig, Retention, WebConfig, check_address, parse_size
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -160,7 +160,8 @@ class OutputConfig(_Model):
         None, gt=0, description="rotate annotated videos after this many seconds of video; default: one file per "
                                 "file source, 300 s segments for live sources; when set it applies to every stream")
     alerts: list[AlertRule] = Field(default_factory=list, description="alert rules → <dir>/events.jsonl (+ webhook)")
-    web: Optional[str] = Field(None, description="serve the live web view on PORT, :PORT or HOST:PORT (loopback default)")
+    web: Optional[WebConfig] = Field(None, description="serve the live web view and the HTTP API: {listen, token}, or "
+                                                       "only PORT, :PORT or HOST:PORT (loopback default)")
     metrics: Optional[str] = Field(None, description="serve Prometheus /metrics on PORT, :PORT or HOST:PORT (loopback default)")
     retention: Retention = Field(default_factory=Retention, description="how long label logs, events, video and "
                                  "snapshots are kept (age and size per kind); default: kept forever")
@@ -190,7 +191,12 @@ class OutputConfig(_Model):
     def _mqtt_url(cls, v: Any) -> Any:
         return {"url": v} if isinstance(v, str) else v
 
-    @field_validator("web", "metrics")
+    @field_validator("web", mode="before")
+    @classmethod
+    def _web_listen(cls, v: Any) -> Any:
+        return {"listen": str(v)} if isinstance(v, (str, int)) and not isinstance(v, bool) else v
+
+    @field_validator("metrics")
     @classmethod
     def _address(cls, v: Optional[str], info: Any) -> Optional[str]:
         return check_address(v)

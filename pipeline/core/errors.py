@@ -15,6 +15,16 @@ class ConfigError(VideoclfError, ValueError):
     exit_code = 2
 
 
+class StreamExists(ConfigError):
+    """A stream of that name is already running (the HTTP API answers 409)."""
+
+
+class StreamNotFound(VideoclfError, LookupError):
+    """No running stream has that name (the HTTP API answers 404)."""
+
+    exit_code = 2
+
+
 class InputError(VideoclfError, ValueError):
     """A source or a weights file cannot be used."""
 

@@ -1,4 +1,5 @@
-"""Live web view: a stdlib ThreadingHTTPServer in the supervisor, no build step, no JS deps.
+"""Live web view: what it shows, without the server (``webapp.py``: the routes on Starlette,
+``webserve.py``: uvicorn in a thread of the supervisor). No build step, no JS deps.
 
 ``GET /`` renders every stream (latest preview JPEG written by the outputs sink, top-3,
 FPS, drops, status) on the server, so the page is complete without scripts; a few lines
@@ -10,20 +11,15 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import os
-import re
-import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from videoclf.config.outputs import LIVE_DIR
 from videoclf.config.schema import Config
+from videoclf.config.schema import redact
 from videoclf.core.runstats import RunStats
-
-log = logging.getLogger(__name__)
 
 MAX_UPLOAD = 16 << 20
 
@@ -41,7 +37,7 @@ class StreamRow:
     """One stream as the web view, MQTT state and the terminal table show it."""
 
     name: str
-    status: str  # starting | live | connecting | reconnecting | gave up | ended
+    status: str  # starting | live | connecting | reconnecting | gave up | ended | removed
     frames: int
     fps: float
     dropped: int
@@ -53,26 +49,34 @@ class StreamRow:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_api(self, source: str) -> dict[str, Any]:
+        """The row as ``GET /api/streams`` answers it: the source with its credentials redacted,
+        the newest labels as {label, score}."""
+        return {"name": self.name, "source": redact(source), "status": self.status, "fps": round(self.fps, 2),
+                "frames": self.frames, "dropped": self.dropped, "reconnects": self.reconnects,
+                "top": [{"label": str(lbl), "score": round(float(s), 5)} for lbl, s in self.top]}
+
 
 def stream_rows(cfg: Config, stats: RunStats, pictures: bool = True) -> list[StreamRow]:
     """One row per stream. ``pictures``: take the labels of the frame the preview JPEG shows,
     when one is written."""
     rows = []
-    for i, s in enumerate(cfg.streams):
+    # the run's streams by index: those added while it goes on included, removed ones kept
+    for i, name in enumerate(stats.names or [s.name for s in cfg.streams]):
         t, dec = stats.stream(i), stats.decoder(i)
         state = dec.live.state if dec.live is not None else None
         if t.end:
-            status = "ended"
+            status = "removed" if t.end == "removed" else "ended"
         elif state in ("reconnecting", "connecting", "gave_up"):  # live sources report their state
             status = state.replace("_", " ")
         else:
             status = "live" if t.frames else "starting"
-        pictured = _pictured(cfg, s.name) if pictures else None  # the labels of the frame the picture shows
+        pictured = _pictured(cfg, name) if pictures else None  # the labels of the frame the picture shows
         if pictured:
             top, pts = tuple(tuple(x) for x in pictured.get("top") or ()), pictured.get("pts")
         else:
             top, pts = (t.live.top, t.live.pts) if t.live is not None else ((), None)
-        rows.append(StreamRow(name=s.name, status=status, frames=t.frames, fps=t.fps_now, dropped=stats.dropped(i),
+        rows.append(StreamRow(name=name, status=status, frames=t.frames, fps=t.fps_now, dropped=stats.dropped(i),
                               top=top or t.top, pts=pts, input_fps=dec.live.input_fps if dec.live else 0.0,
                               reconnects=dec.live.reconnects if dec.live else 0))
     return rows
@@ -135,117 +139,12 @@ class Uploads:
         return [{"label": self.labels[int(i)], "score": round(float(v), 5)} for v, i in zip(scores[0], idx[0])]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """The web view's requests; ``make_handler`` binds a run's config, stats and uploads."""
-
-    cfg: Config
-    stats: Callable[[], RunStats]
-    uploads: Uploads
-    names: frozenset[str]
-    live_dir: str
-    server_version = "videoclf"
-    timeout = 30  # a client that stops sending mid-request frees its thread
-
-    def log_message(self, fmt: str, *args: Any) -> None:  # requests are not worth a log line each
-        log.debug("web: " + fmt, *args)
-
-    def _send(self, code: int, body: bytes, ctype: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, code: int, obj: Any) -> None:
-        self._send(code, json.dumps(obj).encode(), "application/json")
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        rows = stream_rows(self.cfg, self.stats().snapshot())
-        if path == "/":
-            self._send(200, PAGE.format(streams=render_streams(rows)).encode(), "text/html; charset=utf-8")
-        elif path == "/streams":
-            self._send(200, render_streams(rows).encode(), "text/html; charset=utf-8")
-        elif path == "/api/state":
-            self._json(200, {"streams": [r.to_json() for r in rows]})
-        elif path.startswith("/live/") and path.endswith(".jpg") and path[6:-4] in self.names:
-            try:
-                with open(os.path.join(self.live_dir, path[6:-4] + ".jpg"), "rb") as f:
-                    self._send(200, f.read(), "image/jpeg")
-            except FileNotFoundError:
-                self._send(404, b"no frame yet", "text/plain")
-        else:
-            self._send(404, b"not found", "text/plain")
-
-    def _refuse(self, code: int, message: str) -> None:
-        """A 4xx, and the connection closed: what the client still sends is not read."""
-        self.close_connection = True
-        self._json(code, {"error": message})
-
-    def _upload_size(self) -> int | None:
-        """The body's declared length, or None once the request was refused for it."""
-        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
-        text = values.pop() if len(values) == 1 else ""
-        limit = f"upload an image of 1 byte to {MAX_UPLOAD >> 20} MiB"
-        if values:  # two different lengths: which body is meant is anyone's guess
-            return self._refuse(400, "conflicting Content-Length headers")
-        if not text:
-            return self._refuse(411, f"Content-Length required: {limit}")
-        if not re.fullmatch(r"[0-9]+", text):
-            return self._refuse(400, f"Content-Length {text[:20]!r} is not a number of bytes")
-        digits = text.lstrip("0") or "0"
-        if len(digits) > 9 or int(digits) > MAX_UPLOAD:  # int() of a 5000-digit header would raise
-            return self._refuse(413, limit)
-        if digits == "0":
-            return self._refuse(400, limit)
-        return int(digits)
-
-    def do_POST(self) -> None:  # noqa: N802
-        if self.path.split("?", 1)[0] != "/api/classify":
-            return self._send(404, b"not found", "text/plain")
-        n = self._upload_size()
-        if n is None:
-            return None
-        try:
-            data = self.rfile.read(n)
-        except OSError:  # the client stalled past the timeout or went away: nobody to answer
-            self.close_connection = True
-            return None
-        if len(data) < n:
-            return self._refuse(400, f"the upload ended after {len(data)} of {n} bytes")
-        try:
-            top = self.uploads.classify(data)
-        except ValueError as exc:
-            return self._json(400, {"error": str(exc)})
-        except Exception as exc:  # the engine, not the upload: one line, and the run goes on
-            log.warning("web: an upload was not classified: %s", _one_line(exc))
-            return self._json(500, {"error": "the image could not be classified"})
-        return self._json(200, {"top": top})
+LOGIN = """<!doctype html><html><head><meta charset="utf-8"><title>videoclf · log in</title>
+<style>body{{font-family:sans-serif;margin:2em;background:#111;color:#eee}}input{{font-size:1em}}.err{{color:#f66}}</style>
+</head><body><h1>videoclf · live</h1><p class="err">{message}</p>
+<form method="post" action="/login"><label>Token <input type="password" name="token" autofocus></label>
+<button type="submit">Log in</button></form></body></html>"""
 
 
-def make_handler(cfg: Config, stats: Callable[[], RunStats], uploads: Uploads) -> type:
-    return type("Handler", (_Handler,), {
-        "cfg": cfg, "stats": staticmethod(stats), "uploads": uploads,
-        "names": frozenset(s.name for s in cfg.streams), "live_dir": os.path.join(cfg.output.dir, LIVE_DIR)})
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """socketserver prints a traceback to stderr for any error in a handler: one line
-        instead, none for a client that went away."""
-        exc = sys.exc_info()[1]
-        if exc is not None and not isinstance(exc, (ConnectionError, TimeoutError)):
-            log.warning("web: a request from %s failed: %s", client_address[0], _one_line(exc))
-
-
-def start_web(host: str, port: int, cfg: Config, stats: Callable[[], RunStats], stages: Any) -> ThreadingHTTPServer:
-    server = _Server((host, port), make_handler(cfg, stats, Uploads(cfg, stages)))
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="web", daemon=True).start()
-    return server
+def render_login(message: str = "") -> str:
+    return LOGIN.format(message=html.escape(message))

@@ -17,8 +17,9 @@ log = logging.getLogger("videoclf")
 class Services:
     """Start what the config asks for; ``stop()`` is bounded and safe to call twice."""
 
-    def __init__(self, cfg: Config, get: Callable[[], RunStats]) -> None:
-        """``get`` returns the supervisor's latest stats (read from these servers' threads)."""
+    def __init__(self, cfg: Config, get: Callable[[], RunStats], control: Any = None) -> None:
+        """``get`` returns the supervisor's latest stats (read from these servers' threads);
+        ``control``: the run's ``videoclf.observe.control.StreamControl``, for the HTTP API."""
         self.servers: list[Any] = []
         self.urls: dict[str, str] = {}
         self.mqtt: Any = None
@@ -41,12 +42,14 @@ class Services:
                 self.servers.append(self._bind("output.metrics", host, port, lambda: start_metrics(host, port, names, get)))
                 self.urls["metrics"] = f"http://{host}:{self.servers[-1].server_address[1]}/metrics"
             if cfg.output.web:
-                from videoclf.observe.web import start_web
+                from videoclf.observe.webserve import start_web  # Starlette and uvicorn: only when asked for
                 from videoclf.plan import compose  # the web view classifies uploads with the run's stages
 
-                host, port = parse_address(cfg.output.web)
-                self.servers.append(self._bind("output.web", host, port, lambda: start_web(host, port, cfg, get, compose)))
-                self.urls["web"] = f"http://{host}:{self.servers[-1].server_address[1]}/"
+                host, port = cfg.output.web.address
+                self.servers.append(self._bind("output.web", host, port,
+                                               lambda: start_web(host, port, cfg, get, compose, control)))
+                shown = f"[{host}]" if ":" in host else host
+                self.urls["web"] = f"http://{shown}:{self.servers[-1].server_address[1]}/"
         except BaseException:
             self.stop()
             raise
@@ -72,9 +75,15 @@ class Services:
         from videoclf.observe.web import stream_rows
 
         last: dict[str, dict[str, Any]] = {}
+        announced = {s.name for s in cfg.streams}
         while True:
             stopping = self._stop.wait(1.0)
-            for row in stream_rows(cfg, get().snapshot()):
+            rows = stream_rows(cfg, get().snapshot())
+            added = [r.name for r in rows if r.name not in announced]  # streams added while the run goes on
+            if added:
+                self.mqtt.discovery(added)
+                announced.update(added)
+            for row in rows:
                 payload = state_payload(row)
                 if payload != last.get(row.name):
                     last[row.name] = payload

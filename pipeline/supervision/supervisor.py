@@ -160,7 +160,7 @@ class Supervisor:
         services = None
         try:
             # /metrics, the web view and MQTT, if configured
-            services = self.services = Services(self.cfg, lambda: self.state.stats)
+            services = self.services = Services(self.cfg, lambda: self.state.stats, control=self.plane)
             self.domains.start_all()
             self._await_ready()
             if self.state.error is None and not self.state.interrupted:
