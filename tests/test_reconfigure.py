@@ -128,13 +128,13 @@ def test_cameras_added_by_an_edit_and_the_api_and_removed_by_the_api_leave_the_o
           f"{gone_s:.1f} s after the DELETE")
     # the model was never reloaded: the same classifier process throughout
     assert classifier(after) == classifier(before)
-    assert after[f"decode[c1]"] == before["decode[c1]"] and after["decode[c2]"] == before["decode[c2]"]
+    assert after["decode[c1]"] == before["decode[c1]"] and after["decode[c2]"] == before["decode[c2]"]
     # the running cameras never paused: no gap over 1 s between their labels
     for name in ("c1", "c2"):
         assert max_gap(out, name, t_start, t_end) <= 1.0, name
     assert max_gap(out, "c0", t_start, t_remove) <= 1.0
     # the API lists what runs; the file holds what the API did, so a restart keeps it
-    assert code == 200 and sorted(s["name"] for s in listed) == ["c1", "c2", "c3", "c4"]
+    assert code == 200 and sorted(s["name"] for s in listed["streams"]) == ["c1", "c2", "c3", "c4"]
     assert [s["name"] for s in yaml.safe_load(cfg.read_text())["streams"]] == ["c1", "c2", "c3", "c4"]
     report = json.loads((out / "report.json").read_text())
     assert report["streams"]["c0"]["end"] == "removed"
@@ -216,3 +216,31 @@ def test_a_file_added_to_a_running_run_gets_its_log_and_video_and_is_not_run_aga
     b_videos, a_videos = sorted(out.glob("b*.mp4")), sorted(out.glob("a*.mp4"))
     assert len(b_videos) == 1 and _mp4_frames(b_videos[0]) == 45
     assert len(a_videos) == 1 and _mp4_frames(a_videos[0]) >= n_a - 5
+
+
+def test_the_api_refuses_what_the_config_could_not_hold_and_leaves_the_file_alone(tmp_path):
+    out, port = tmp_path / "out", free_port()
+    loop = make_video(tmp_path / "loop.mp4", 96, 64, frames=30, fps=30)
+    data = {"streams": [{"name": "a", "source": str(loop), "loop": True}], "model": MODEL,
+            "output": {"dir": str(out), "web": f"127.0.0.1:{port}"}}
+    cfg = tmp_path / "files.yaml"
+    save(cfg, data)
+    text = cfg.read_text()
+    proc = start(cfg, "-q")
+    try:
+        wait_for(lambda: logged(out, "a") > 10, 120, "a's labels")
+        api = f"http://127.0.0.1:{port}/api/streams"
+        answers = [http("POST", api, {"name": "b", "source": str(tmp_path / "missing.mp4")}),  # no such file
+                   http("POST", api, {"name": "b", "source": str(loop), "ring_slots": 1}),  # out of range
+                   http("POST", api, {"name": "a", "source": str(loop)}),  # taken
+                   http("DELETE", f"{api}/zz"),  # unknown
+                   http("DELETE", f"{api}/a")]  # the last stream: a run needs one
+        n = logged(out, "a")
+        wait_for(lambda: logged(out, "a") > n + 10, 20, "a going on")
+    finally:
+        err = stop(proc)
+    assert [code for code, _ in answers] == [400, 400, 409, 404, 409], answers
+    assert "missing.mp4" in answers[0][1] and "ring_slots" in answers[1][1]
+    assert cfg.read_text() == text  # nothing was written
+    assert err.strip().splitlines() == [  # -q: no warning but the interrupt's, no traceback
+        "videoclf: warning: SIGINT: finishing in-flight frames and writing the report (again to abort)"], err

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from videoclf.config.outputs import LIVE_DIR
 from videoclf.config.schema import Config, StreamConfig, redact
-from videoclf.core.errors import ConfigError, StreamExists, StreamNotFound
+from videoclf.core.errors import ConfigError, InputError, StreamExists, StreamNotFound, VideoclfError
 from videoclf.core.runstats import RunStats
 from videoclf.observe.control import StreamControl
 from videoclf.observe.openapi import openapi
@@ -132,8 +132,10 @@ class WebView:
             added = await run_in_threadpool(self.control.add_stream, stream)
         except StreamExists as exc:
             return error(409, one_line(exc))
-        except ConfigError as exc:
+        except (ConfigError, InputError) as exc:  # not a valid stream, or a file that cannot be opened
             return error(400, one_line(exc))
+        except VideoclfError as exc:  # the config file cannot be written, the run is stopping
+            return self._failed(exc)
         rows = [r for r in await run_in_threadpool(self._api_rows) if r["name"] == added.name]
         row = rows[0] if rows else StreamRow(added.name, "starting", 0, 0.0, 0, (), None, 0.0, 0).to_api(added.source)
         return JSONResponse(row, 201, headers=NO_STORE)
@@ -146,9 +148,18 @@ class WebView:
             await run_in_threadpool(self.control.remove_stream, name)
         except StreamNotFound as exc:
             return error(404, one_line(exc))
+        except StreamExists as exc:  # the run's last stream
+            return error(409, one_line(exc))
         except ConfigError as exc:
             return error(400, one_line(exc))
+        except VideoclfError as exc:
+            return self._failed(exc)
         return Response(status_code=204)
+
+    @staticmethod
+    def _failed(exc: VideoclfError) -> Response:
+        log.warning("web: a stream change failed: %s", one_line(exc))
+        return error(503 if "stopping" in str(exc) else 500, one_line(exc))
 
     # -- health --------------------------------------------------------------------
     async def healthz(self, request: Request) -> Response:

@@ -5,6 +5,7 @@ file: the file is edited first (atomically, ``videoclf.config.persist``), then r
 applied (``videoclf.supervision.reconfig``), so a restart keeps what the API did."""
 from __future__ import annotations
 
+import os
 import queue
 from concurrent.futures import Future
 from typing import Any, Callable, Optional
@@ -13,6 +14,7 @@ from videoclf.config import persist
 from videoclf.config.load import load_config, parse_config
 from videoclf.config.schema import StreamConfig
 from videoclf.core.errors import ConfigError, StreamExists, StreamNotFound, VideoclfError
+from videoclf.plan.compose import probe
 from videoclf.supervision.reconfig import Reconfig
 
 CALL_TIMEOUT_S = 60.0
@@ -80,7 +82,11 @@ class Plane:
             raise ConfigError("a stream is an object with at least name and source")
         s = parse_config({"streams": [stream]}, "stream").streams[0]  # every mistake, in one message
         if s.name in self.reconfig.known:
-            raise StreamExists(f"stream {s.name} exists already")
+            raise StreamExists(f"stream {s.name} is already running")
+        if not s.is_live:  # a file is opened before it is written to the config: a wrong path says so now
+            source = s.source if os.path.isabs(s.source) or not self.path else \
+                os.path.join(os.path.dirname(os.path.abspath(self.path)), s.source)
+            probe(source)
         if self.path:
             persist.add_stream(self.path, stream, self._check)
             self.reconfig.reload(self.path, f"{self.path} (stream {s.name} added through the API)")

@@ -263,9 +263,10 @@ class Supervisor:
         st = self.state
         if st.error is not None or self.ctrl.drain.is_set():
             return False, "the run is stopping"
-        loading = {self.domains.plan.classifier.title, self.domains.plan.sink_title} - st.ready
-        if loading:
-            return False, f"{', '.join(sorted(loading))} loading"
+        if self.domains.plan.classifier.title not in st.ready:
+            return False, "model loading"
+        if self.domains.plan.sink_title not in st.ready:
+            return False, "sink starting"
         for i, s in self.reconfig.stream_indices():
             if i in self.domains.gave_up or st.stats.decoder(i).gave_up:
                 return False, f"stream {s.name} gave up"
