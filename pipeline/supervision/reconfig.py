@@ -55,7 +55,8 @@ class Reconfig:
         self.known: dict[str, StreamConfig] = {s.name: s for s in started.streams}  # what the run holds, by name
         self.index = {s.name: i for i, s in enumerate(domains.cfg.streams)}
         self.starting: dict[int, _Starting] = {}
-        self.removing: dict[int, tuple[Outbox, EndOfStream, bool]] = {}  # (link, end, sent)
+        # (its link, the end, the link's connection it went out on: 0 not yet)
+        self.removing: dict[int, tuple[Outbox, EndOfStream, int]] = {}
         self.removed: set[int] = set()
         self.stopping: list[tuple[Domain, float]] = []
         self.deferred: Optional[tuple[Config, str]] = None
@@ -150,7 +151,7 @@ class Reconfig:
         if not stopped:
             self._stop(d)
         eos = EndOfStream(i, self.domains._next_seq(i), "removed")
-        self.removing[i] = (Outbox(self.domains.plan.classifier.inbox, Hello("supervisor", i, None)), eos, False)
+        self.removing[i] = (Outbox(self.domains.plan.classifier.inbox, Hello("supervisor", i, None)), eos, 0)
         log.debug("stream %s (%s): stopping", s.name, i)
 
     def _plan(self, i: int, s: StreamConfig, plan: Any, first: int) -> None:
@@ -179,12 +180,14 @@ class Reconfig:
             if st is not None:
                 self._start(msg.stream, st.first)
         for st in self.starting.values():
-            if st.epoch != self.box.epoch or not st.epoch:  # not sent, or to a classifier since replaced
+            # not sent yet, or sent to a classifier that has died since (its successor is told again)
+            if not st.epoch or st.epoch != self.box.epoch or not self.box.connected:
                 if self.box.send(st.plan):
                     st.epoch = self.box.epoch
-        for i, (box, eos, sent) in list(self.removing.items()):
-            if not sent and box.send(eos):
-                self.removing[i] = (box, eos, True)
+        for i, (box, eos, epoch) in list(self.removing.items()):
+            # not sent yet, or sent to a classifier that has died since
+            if (not epoch or epoch != box.epoch or not box.connected) and box.send(eos):
+                self.removing[i] = (box, eos, box.epoch)
             if any(isinstance(m, Ack) and m.stream == i for m in box.replies()):
                 box.close()
                 del self.removing[i]
