@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from videoclf.config.errors import redact  # noqa: F401 (re-exported: the stages, report and supervisor import it from here)
 from videoclf.config.outputs import AlertRule, MqttConfig, Retention, WebConfig, check_address, parse_size
+from videoclf.config.sampling import ClassifyOptions, DecodeOptions, GateOptions, merged
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,6 +71,15 @@ class StreamConfig(_Model):
                                                   "camera numbers its frames from it; a run goes on after the last "
                                                   "frame its log holds when that is higher")
     place: PlaceConfig = Field(default_factory=PlaceConfig, description="fleet placement: node resources it needs")
+    classify: Optional[ClassifyOptions] = Field(None, description="this stream's classification rate or keyframes "
+                                                "only (its keys over the config's classify)")
+    gate: Optional[GateOptions] = Field(None, description="this stream's motion gate (over the config's gate)")
+    decode: Optional[DecodeOptions] = Field(None, description="this stream's fast decode (over the config's decode)")
+
+    @property
+    def every_frame(self) -> bool:
+        """Every frame classified: no rate, not keyframes only, no gate (the default)."""
+        return (self.classify is None or self.classify.every_frame) and (self.gate is None or self.gate.motion is None)
 
     @property
     def is_live(self) -> bool:
@@ -241,6 +251,12 @@ class Config(_Model):
     duration: Optional[float] = Field(None, gt=0, description="stop the run after this many seconds")
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig, description="crash handling")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="fleet on Ray: placement and collection")
+    classify: ClassifyOptions = Field(default_factory=ClassifyOptions, description="every stream's classification "
+                                      "rate (fps) or keyframes only; a stream's own classify keys win")
+    gate: GateOptions = Field(default_factory=GateOptions, description="every stream's motion gate; a stream's own "
+                              "gate wins")
+    decode: DecodeOptions = Field(default_factory=DecodeOptions, description="every stream's decoder shortcuts; a "
+                                  "stream's own decode keys win")
 
     @property
     def env(self) -> dict[str, str]:
@@ -251,6 +267,21 @@ class Config(_Model):
     def restart_enabled(self) -> bool:
         r = self.supervision.restart
         return any(s.is_live for s in self.streams) if r is None else r
+
+    @model_validator(mode="after")
+    def _stream_sampling(self) -> "Config":
+        """Each stream carries its effective classify, gate and decode options: its own keys
+        over the config's."""
+        streams = []
+        for i, s in enumerate(self.streams):
+            upd = {"classify": merged(self.classify, s.classify), "gate": merged(self.gate, s.gate),
+                   "decode": merged(self.decode, s.decode)}
+            if upd["classify"].keyframes and upd["gate"].motion is not None:
+                raise ValueError(f"streams.{i}: classify.keyframes and gate.motion together: keyframes only are "
+                                 f"already sparse; use one of them")
+            streams.append(s if all(getattr(s, k) == v for k, v in upd.items()) else s.model_copy(update=upd))
+        object.__setattr__(self, "streams", streams)
+        return self
 
     @model_validator(mode="after")
     def _calibrate_on_the_streams(self) -> "Config":

@@ -13,6 +13,10 @@ class Decoded(NamedTuple):
     display: Any = None  # whole frame (I420) for the display path, when one is configured
     t_decoded: Optional[float] = None  # time.monotonic() when decoded, if not "now" (threaded sources)
     decode_ms: Optional[float] = None
+    # frames the decoder passed over since the last one it yielded (each still takes a frame number):
+    skipped: int = 0  # not classified by the stream's classify options (rate, keyframes only)
+    gated: int = 0  # not classified by its motion gate (the picture had not changed)
+    undecoded: int = 0  # of ``skipped``, those never decoded (keyframes only)
 
 
 @dataclass(frozen=True, slots=True)

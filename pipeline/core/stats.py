@@ -34,6 +34,12 @@ class StageCounts:
     stale_dropped: Mapping[int, int] = field(default_factory=dict)  # the classifier's, by stream index
     results_lost: int = 0  # the classifier's: results its sink never took
     duplicates: int = 0  # the sink's: results sent again after a restart, logged already
+    # a decoder's: frames that came out of the decoder (classified or not), and those not
+    # classified by the stream's classify options (rate, keyframes only) or its motion gate
+    decoded: int = 0
+    skipped: int = 0
+    gated: int = 0
+    undecoded: int = 0  # of ``skipped``, the frames never decoded (keyframes only)
 
     @property
     def busy_fraction(self) -> float:
@@ -43,7 +49,8 @@ class StageCounts:
         """These counts plus what an earlier generation of the stage counted (its successor
         counts from zero)."""
         return replace(self, dropped=self.dropped + old.dropped, results_lost=self.results_lost + old.results_lost,
-                       duplicates=self.duplicates + old.duplicates,
+                       duplicates=self.duplicates + old.duplicates, skipped=self.skipped + old.skipped,
+                       gated=self.gated + old.gated, undecoded=self.undecoded + old.undecoded,
                        stale_dropped=added(self.stale_dropped, old.stale_dropped))
 
     def to_json(self) -> dict[str, Any]:
@@ -64,12 +71,17 @@ class StageCounters:
     stale_dropped: dict[int, int] = field(default_factory=dict)
     results_lost: int = 0
     duplicates: int = 0
+    decoded: int = 0
+    skipped: int = 0
+    gated: int = 0
+    undecoded: int = 0
 
     def snapshot(self) -> StageCounts:
         wall = max(time.monotonic() - self.started, 1e-9)
         return StageCounts(items=self.items, dropped=self.dropped, busy_s=round(self.busy_s, 3), wall_s=round(wall, 3),
                            peak_rss_mb=peak_rss_mb(), next_seq=self.next_seq, stale_dropped=dict(self.stale_dropped),
-                           results_lost=self.results_lost, duplicates=self.duplicates)
+                           results_lost=self.results_lost, duplicates=self.duplicates, decoded=self.decoded,
+                           skipped=self.skipped, gated=self.gated, undecoded=self.undecoded)
 
 
 def peak_rss_mb() -> Optional[float]:

@@ -51,11 +51,11 @@ def _stream_json(s: Any, tally: StreamStats, dec: DecoderStats, stats: RunStats,
     out: dict[str, Any] = {
         "source": redact(s.source),
         "frames": tally.frames,
-        "decoded": dec.counts.items,
+        "decoded": dec.counts.decoded or dec.counts.items,
         "dropped": stats.dropped(i),
         "dropped_by": stats.dropped_by(i).to_json(),
         "sustained_fps": fps,
-        "meets_target": fps >= target_fps * TARGET_TOLERANCE,
+        "meets_target": meets_target(s, fps, dec, target_fps),
         "latency_ms": tally.e2e_ms.summary(),
         "latency_histogram_ms": tally.e2e_ms.buckets(),
         "decode_ms": tally.decode_ms.summary(),
@@ -64,6 +64,11 @@ def _stream_json(s: Any, tally: StreamStats, dec: DecoderStats, stats: RunStats,
         "end": tally.end,
         "input": dict(dec.source) if dec.source is not None else None,
     }
+    if not s.every_frame:  # what the stream asked for, and the frames it passed over
+        out["classify"] = {"fps": s.classify.fps, "keyframes": s.classify.keyframes, "motion": s.gate.motion is not None}
+        out["decoded_fps"] = decoded_fps(dec)
+        out["skipped"] = {"rate": dec.counts.skipped - dec.counts.undecoded, "keyframes": dec.counts.undecoded,
+                          "motion": dec.counts.gated}
     if s.is_live:  # reconnect bookkeeping of videoclf.stages.decode.live
         live = dec.live or LiveStats()
         if live.transport:
@@ -78,6 +83,28 @@ def _stream_json(s: Any, tally: StreamStats, dec: DecoderStats, stats: RunStats,
     if tally.video is not None:  # annotated video files of this stream and the frames they hold
         out["video"] = tally.video.to_json()
     return out
+
+
+def decoded_fps(dec: DecoderStats) -> float:
+    """Frames out of the decoder a second (classified or passed over), over its working time."""
+    c = dec.counts
+    return round((c.decoded or c.items) / c.wall_s, 2) if c.wall_s > 0 else 0.0
+
+
+def meets_target(s: Any, fps: float, dec: DecoderStats, target_fps: float) -> bool:
+    """Judged against what the stream asked for. Every frame: classified at ``target_fps``. A
+    classification rate on a camera: classified at that rate (or the camera's, if lower), and
+    decoding keeping up with the camera. Otherwise (a rate on a file, keyframes only, a motion
+    gate) the frames to choose from must come at ``target_fps``: decoding keeps up."""
+    if s.every_frame:
+        return fps >= target_fps * TARGET_TOLERANCE
+    keeps_up = decoded_fps(dec) >= target_fps * TARGET_TOLERANCE
+    if s.is_live:
+        camera = dec.live.input_fps if dec.live is not None and dec.live.input_fps else target_fps
+        keeps_up = decoded_fps(dec) >= min(camera, target_fps) * TARGET_TOLERANCE
+        if s.classify.fps and s.gate.motion is None and not s.classify.keyframes:
+            return keeps_up and fps >= min(s.classify.fps, camera) * TARGET_TOLERANCE
+    return keeps_up
 
 
 def mqtt_json(state: Optional[MqttStats], events: Optional[MqttStats]) -> Optional[dict[str, Any]]:

@@ -176,7 +176,7 @@ def _decoder(cfg: Config, i: int, threads: ThreadPlan, geom: Optional[DisplayGeo
     if s.is_live:
         return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads)
     return "decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, t.threads, s.loop, geom,
-                                       lean_threads=t.lean)
+                                       lean_threads=t.lean, classify=s.classify, gate=s.gate)
 
 
 def _file_identities(cfg: Config) -> tuple[Optional[dict], ...]:

@@ -96,6 +96,13 @@ class _Feed:
         self.out.finish(eos, wait=True)
 
 
+def _count_passed(counters: Any, d: Decoded) -> None:
+    counters.decoded += 1 + d.skipped + d.gated - d.undecoded
+    counters.skipped += d.skipped
+    counters.gated += d.gated
+    counters.undecoded += d.undecoded
+
+
 def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) -> None:
     feed = _Feed(spec, ctrl)
     # after a restart, numbering goes on where the label log stopped; a file is decoded again
@@ -125,10 +132,16 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
         if item is None:  # heartbeat: nothing decoded yet
             rep.tick()
             continue
-        if feed.lossless and seq < spec.seq_start:
-            seq += 1
-            continue
         d = item if isinstance(item, Decoded) else Decoded(*item)
+        passed = d.skipped + d.gated  # frames before this one not classified (rate, gate): each keeps its number
+        if feed.lossless and seq + passed < spec.seq_start:
+            seq += passed + 1
+            continue
+        seq += passed
+        _count_passed(rep.counters, d)
+        if limit is not None and seq >= limit:
+            reason = "limit"
+            break
         t1 = time.monotonic()
         # a threaded live source hands over when it decoded the frame and how long that took
         dec_ms = d.decode_ms if d.decode_ms is not None else (t1 - t0) * 1000

@@ -28,6 +28,7 @@ from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.core.stats import DecoderStats
 from videoclf.stages.decode.gop import MAX_THREADS, decode_by_gop, decoded_frames, gop_length
+from videoclf.stages.decode.select import FrameFilter
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class DecodeConfig:
     loop: bool = False  # start again at the end of the file (soak tests, demos)
     display: Optional[DisplayGeom] = None  # also yield display frames (annotated video, alerts, web)
     lean_threads: int = 0  # the plan's count beside one CPU engine stream (Control.lean_decode); 0: ``threads``
+    classify: Any = None  # the stream's ClassifyOptions (rate, keyframes only); None: every frame
+    gate: Any = None  # the stream's GateOptions (motion gate)
 
 
 def open_video(source: str) -> tuple[Any, Any]:
@@ -262,6 +265,7 @@ class FileDecoder(StageBase):
         self.info: dict[str, Any] = {}
         self.passes = 1
         self.tap = DisplayTap(cfg.display)
+        self.filter = FrameFilter(cfg.classify, cfg.gate)  # with the file's frame rate once it is open
         self.gop: Optional[int] = None  # GOP length when each thread decodes whole GOPs; 0: FFmpeg's frame threads
         self._damage_lock = threading.Lock()  # GOP threads report damage too
 
@@ -275,6 +279,7 @@ class FileDecoder(StageBase):
                      "height": stream.codec_context.height,
                      "fps": float(stream.average_rate) if stream.average_rate else None,
                      "threads": stream.codec_context.thread_count}
+        self.filter = FrameFilter(self.cfg.classify, self.cfg.gate, self.info["fps"])
 
     def lean(self) -> None:
         """The plan's lean thread count, before the first decode: beside an engine that
@@ -289,7 +294,8 @@ class FileDecoder(StageBase):
         FFmpeg's frame threads. Decided at the first decode, after ``lean``."""
         threads = self.stream.codec_context.thread_count
         local = "://" not in self.cfg.source  # each GOP thread reads the whole file: not over a network
-        length = gop_length(self.container, self.stream) if threads > 1 and local else None
+        # frames chosen by rate or gate are chosen in order, on the decoder's own thread
+        length = gop_length(self.container, self.stream) if threads > 1 and local and not self.filter.active else None
         self.gop = length or 0
         if self.gop:
             self.info["threads"] = min(threads, MAX_THREADS)
@@ -306,23 +312,30 @@ class FileDecoder(StageBase):
         offset = 0.0  # a looped file keeps its timestamps increasing across passes
         while True:
             last = None
-            for array, t, display in self._one_pass():
-                last = t
-                yield Decoded(array, None if t is None else t + offset, display)
+            for d in self._one_pass():
+                last = d.pts
+                yield d if d.pts is None or not offset else d._replace(pts=d.pts + offset)
             if not self.cfg.loop or last is None:  # nothing decodable in a pass: do not spin
                 return
             offset += last + (1.0 / self.info["fps"] if self.info.get("fps") else 0.0)
             self.container.seek(0)
             self.passes += 1
 
-    def _one_pass(self) -> Iterator[tuple[np.ndarray, Optional[float], Optional[np.ndarray]]]:
+    def _one_pass(self) -> Iterator[Decoded]:
         if self.gop is None:
             self._plan_threads()
         if self.gop:
-            yield from self._gop_pass()
+            for array, t, display in self._gop_pass():
+                yield Decoded(array, t, display)
             return
+        filt = self.filter if self.filter.active else None
         for frame in decoded_frames(self.container, self.stream, self._damage):
-            yield to_model_rgb(frame, self.cfg), frame.time, self.tap.take(frame)
+            if filt is None:
+                yield Decoded(to_model_rgb(frame, self.cfg), frame.time, self.tap.take(frame))
+            elif filt.keep(frame):  # a frame passed over costs its decode only
+                skipped, gated, undecoded = filt.take()
+                yield Decoded(to_model_rgb(frame, self.cfg), frame.time, self.tap.take(frame), skipped=skipped,
+                              gated=gated, undecoded=undecoded)
 
     def _gop_pass(self) -> Iterator[tuple[np.ndarray, Optional[float], Optional[np.ndarray]]]:
         def convert() -> Any:

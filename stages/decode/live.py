@@ -28,6 +28,7 @@ from videoclf.core.records import DisplayGeom
 from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.core.stats import DecoderStats, LiveStats
+from videoclf.stages.decode.select import FrameFilter
 from videoclf.stages.decode.file import DecodeConfig, DisplayTap, to_model_rgb
 from videoclf.stages.decode.live_failures import AUTH, ENDED, OTHER, WATCHDOG, Failure, ReasonLog, classify
 
@@ -48,6 +49,8 @@ class LiveConfig:
     threads: int
     live: LiveOptions
     display: Optional[DisplayGeom] = None
+    classify: Any = None  # the stream's ClassifyOptions (rate, keyframes only); None: every frame
+    gate: Any = None  # the stream's GateOptions (motion gate)
 
     @property
     def geometry(self) -> DecodeConfig:
@@ -57,7 +60,8 @@ class LiveConfig:
 def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None,
                 threads: int = 0) -> LiveConfig:
     """``threads``: the plan's FFmpeg threads for this camera (0: the config's)."""
-    return LiveConfig(s.name, s.source, resize, crop, s.roi, threads or s.decode_threads, s.live, display)
+    return LiveConfig(s.name, s.source, resize, crop, s.roi, threads or s.decode_threads, s.live, display,
+                      classify=s.classify, gate=s.gate)
 
 
 def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None) -> tuple[dict[str, str], Optional[str]]:
@@ -175,14 +179,20 @@ class _Reader(threading.Thread):
                 stream.codec_context.thread_count = self.cfg.threads
             geometry = self.cfg.geometry
             tap = DisplayTap(self.cfg.display)
+            rate = float(stream.average_rate) if stream.average_rate else None
+            filt = FrameFilter(self.cfg.classify, self.cfg.gate, rate)
             for frame in container.decode(stream):
                 if self.abandoned.is_set():
                     return
+                if filt.active and not filt.keep(frame):  # a frame passed over costs its decode only
+                    continue
                 t0 = time.monotonic()
                 array = to_model_rgb(frame, geometry)
                 t1 = time.monotonic()
                 info = (frame.width, frame.height, stream.codec_context.name)
-                self.out.put(self, ("frame", (Decoded(array, frame.time, tap.take(frame), t0, (t1 - t0) * 1000), info)))
+                skipped, gated, undecoded = filt.take()
+                self.out.put(self, ("frame", (Decoded(array, frame.time, tap.take(frame), t0, (t1 - t0) * 1000,
+                                                      skipped, gated, undecoded), info)))
             self.out.put(self, ("ended", Failure(ENDED, "the stream ended")))
         except Exception as exc:  # timeouts, resets, corrupt data: all end this connection
             self.out.put(self, ("ended", _ended(exc)))
