@@ -44,6 +44,9 @@ class StatsCollector(Collector):
             "decoded": CounterMetricFamily("videoclf_decoded_frames", "frames decoded", labels=["stream"]),
             "dropped": CounterMetricFamily("videoclf_dropped_frames", "frames never classified (no free slot, or stale on a live stream)",
                                            labels=["stream"]),
+            "skipped": CounterMetricFamily("videoclf_skipped_frames", "frames not classified by choice: the stream's "
+                                           "classification rate (rate), keyframes only (keyframes, never decoded) or "
+                                           "its motion gate (motion)", labels=["stream", "reason"]),
             "reconnects": CounterMetricFamily("videoclf_reconnects", "source reconnections", labels=["stream"]),
             "fps": GaugeMetricFamily("videoclf_processed_fps", "frames per second written, last ~2 s (else run mean)",
                                      labels=["stream"]),
@@ -54,7 +57,10 @@ class StatsCollector(Collector):
         for i, name in enumerate(names):
             t, dec = stats.stream(i), stats.decoder(i)
             fam["frames"].add_metric([name], t.frames)
-            fam["decoded"].add_metric([name], dec.counts.items)
+            c = dec.counts
+            fam["decoded"].add_metric([name], c.decoded or c.items)
+            for reason, n in (("rate", c.skipped - c.undecoded), ("keyframes", c.undecoded), ("motion", c.gated)):
+                fam["skipped"].add_metric([name, reason], n)
             fam["dropped"].add_metric([name], stats.dropped(i))
             fam["reconnects"].add_metric([name], dec.live.reconnects if dec.live else 0)
             fam["fps"].add_metric([name], t.fps_now)

@@ -45,6 +45,8 @@ class StreamRow:
     pts: Optional[float]
     input_fps: float
     reconnects: int
+    decoded: int = 0  # frames out of the decoder, classified or not
+    skipped: int = 0  # of those, not classified by choice (rate, keyframes only, motion gate); not "dropped"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +55,8 @@ class StreamRow:
         """The row as ``GET /api/streams`` answers it: the source with its credentials redacted,
         the newest labels as {label, score}."""
         return {"name": self.name, "source": redact(source), "status": self.status, "fps": round(self.fps, 2),
-                "frames": self.frames, "dropped": self.dropped, "reconnects": self.reconnects,
+                "frames": self.frames, "decoded": self.decoded, "skipped": self.skipped, "dropped": self.dropped,
+                "reconnects": self.reconnects,
                 "top": [{"label": str(lbl), "score": round(float(s), 5)} for lbl, s in self.top]}
 
 
@@ -78,7 +81,9 @@ def stream_rows(cfg: Config, stats: RunStats, pictures: bool = True) -> list[Str
             top, pts = (t.live.top, t.live.pts) if t.live is not None else ((), None)
         rows.append(StreamRow(name=name, status=status, frames=t.frames, fps=t.fps_now, dropped=stats.dropped(i),
                               top=top or t.top, pts=pts, input_fps=dec.live.input_fps if dec.live else 0.0,
-                              reconnects=dec.live.reconnects if dec.live else 0))
+                              reconnects=dec.live.reconnects if dec.live else 0,
+                              decoded=dec.counts.decoded or dec.counts.items,
+                              skipped=dec.counts.skipped + dec.counts.gated))
     return rows
 
 
@@ -86,12 +91,13 @@ def render_streams(rows: list[StreamRow]) -> str:
     cards = []
     for r in rows:
         name = html.escape(r.name)
+        skipped = f" of {r.decoded} decoded" if r.skipped else ""  # a rate or a gate: the rest passed over
         tops = "".join(f"<li><span class=label>{html.escape(str(lbl))}</span> <b>{s:.2f}</b></li>" for lbl, s in r.top[:3])
         cards.append(
             f'<div class="card" id="s-{name}"><h2>{name} <small class="{r.status}">{r.status}</small></h2>'
             f'<img src="/live/{name}.jpg?f={r.frames}" alt="latest frame of {name}">'
             f'<ol>{tops or "<li>waiting for frames…</li>"}</ol>'
-            f'<p>{r.fps:.1f} fps · {r.frames} frames · {r.dropped} dropped</p></div>')
+            f'<p>{r.fps:.1f} fps · {r.frames} frames{skipped} · {r.dropped} dropped</p></div>')
     return "".join(cards)
 
 

@@ -165,4 +165,5 @@ def state_payload(row: Any) -> dict[str, Any]:
     top = row.top
     label, score = (top[0][0], round(float(top[0][1]), 4)) if top else (None, None)
     return {"status": row.status, "connected": row.status in ("live", "starting"), "fps": round(row.fps, 2),
-            "frames": row.frames, "dropped": row.dropped, "label": label, "score": score}
+            "frames": row.frames, "decoded": row.decoded, "skipped": row.skipped, "dropped": row.dropped,
+            "label": label, "score": score}
