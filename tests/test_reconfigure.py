@@ -138,6 +138,8 @@ def test_cameras_added_by_an_edit_and_the_api_and_removed_by_the_api_leave_the_o
     assert [s["name"] for s in yaml.safe_load(cfg.read_text())["streams"]] == ["c1", "c2", "c3", "c4"]
     report = json.loads((out / "report.json").read_text())
     assert report["streams"]["c0"]["end"] == "removed"
+    changes = [(c["added"], c["removed"]) for c in report["changes"]]
+    assert changes == [(["c3"], []), (["c4"], []), ([], ["c0"])], report["changes"]
     assert all(report["streams"][f"c{i}"]["frames"] > 0 for i in range(1, 5))
     assert "Traceback" not in err
 

@@ -61,6 +61,7 @@ class Reconfig:
         self.stopping: list[tuple[Domain, float]] = []
         self.deferred: Optional[tuple[Config, str]] = None
         self.warned: tuple[str, ...] = ()
+        self.history: list[dict[str, Any]] = []  # report.json "changes": each change applied, when and from where
         self.box = Outbox(domains.plan.classifier.inbox, Hello("supervisor"))
 
     # -- what the run holds -------------------------------------------------------------
@@ -98,6 +99,8 @@ class Reconfig:
             self.deferred = (new, origin)
             return ch
         log.info("%s changed: %s", origin, ch.describe())
+        self.history.append({"at": round(time.time(), 3), "origin": origin, "added": [s.name for s in ch.added],
+                             "removed": list(ch.removed), "restarted": [s.name for s in ch.changed]})
         for name in ch.removed:
             self._remove(name)
         for s in ch.changed:

@@ -195,6 +195,8 @@ class Supervisor:
             report["cores"] = self.domains.plan.threads.budget.to_json()
         if mqtt is not None:
             report["mqtt"] = mqtt
+        if self.reconfig.history:  # streams added, removed or restarted while the run went on
+            report["changes"] = list(self.reconfig.history)
         err = self.state.error
         return RunResult(report, err.exit_code if err else 0, err)
 
