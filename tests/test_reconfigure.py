@@ -130,9 +130,10 @@ def test_cameras_added_by_an_edit_and_the_api_and_removed_by_the_api_leave_the_o
     assert classifier(after) == classifier(before)
     assert after["decode[c1]"] == before["decode[c1]"] and after["decode[c2]"] == before["decode[c2]"]
     # the running cameras never paused: no gap over 1 s between their labels
-    for name in ("c1", "c2"):
-        assert max_gap(out, name, t_start, t_end) <= 1.0, name
-    assert max_gap(out, "c0", t_start, t_remove) <= 1.0
+    gaps = {name: max_gap(out, name, t_start, t_end) for name in ("c1", "c2")}
+    gaps["c0"] = max_gap(out, "c0", t_start, t_remove)
+    print("largest gap between labels (s):", {k: round(v, 3) for k, v in gaps.items()})
+    assert all(g <= 1.0 for g in gaps.values()), gaps
     # the API lists what runs; the file holds what the API did, so a restart keeps it
     assert code == 200 and sorted(s["name"] for s in listed["streams"]) == ["c1", "c2", "c3", "c4"]
     assert [s["name"] for s in yaml.safe_load(cfg.read_text())["streams"]] == ["c1", "c2", "c3", "c4"]
