@@ -10,6 +10,10 @@ accuracy. The overall agreement and the share of confident frames are reported b
 ``auto`` picks int8 only when the verdict for this backbone + weights + input size + CPU
 says both: the agreement on confident held-out frames is at least ``BOUND``, and int8 runs
 faster than the float precision the CPU would otherwise use.
+
+The same fp32 model then measures the fast decode (no loop filter) against the normal decode,
+on the same footage, margin and bound (videoclf.stages.classify.backends.fast_decode): the
+verdict ``decode.fast: auto`` follows.
 """
 from __future__ import annotations
 
@@ -90,6 +94,7 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
     from videoclf.stages.classify.backends.base import BackendContext, cpu_has_vnni, default_threads, isa_precision
     from videoclf.stages.classify.backends.cache import (_publish_ir, _source_tag, cache_dir, export_onnx, model_frames, model_key,
                                        normalise)
+    from videoclf.stages.classify.backends.fast_decode import measure as measure_fast
     from videoclf.stages.classify.backends.int8_nncf import quantize
     from videoclf.stages.classify.backends.source import ModelSource
 
@@ -136,10 +141,17 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
                "int8_images_per_s": round(int8_speed, 1), "float_precision": float_precision,
                "float_images_per_s": round(float_speed, 1), "int8_faster": int8_speed > float_speed,
                "int8_model": int8_model, "threads": threads, "tune_s": round(time.monotonic() - start, 1)}
-    path = verdict_path(cfg, src.weights_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpv = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmpv.write_text(json.dumps(verdict, indent=1))
-    os.replace(tmpv, path)
-    verdict["verdict_file"] = str(path)
+    verdict["verdict_file"] = str(store(verdict_path(cfg, src.weights_id), verdict))
+    # the fast decode's verdict, measured with the same fp32 model, margin and bound
+    fp32_logits = lambda u8: _ov_logits(str(fp32), normalise(cfg, u8), threads)  # noqa: E731
+    verdict["fast_decode"] = measure_fast(cfg, sources, len(held), fp32_logits, bound, margin)
     return verdict
+
+
+def store(path: Path, verdict: dict[str, Any]) -> Path:
+    """Write ``verdict`` to ``path`` whole (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(verdict, indent=1))
+    os.replace(tmp, path)
+    return path
