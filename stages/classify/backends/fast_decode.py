@@ -6,7 +6,7 @@ normally and fast, and classified by the fp32 model. Agreement is counted as for
 (videoclf.stages.classify.backends.tune): top-1 of the fast frame against the normal one, on
 the frames where the normal decode's top-1 beats its top-2 by at least ``MARGIN``. ``auto``
 turns the fast decode on when that agreement is at least the bound the tune holds int8 to
-(``tune.BOUND``, 99 %, or ``videoclf tune --bound``), and leaves it off until it is measured.
+(``BOUND``, 99 %, or ``videoclf tune --bound``), and leaves it off until it is measured.
 
 The verdict is kept per model (backbone, weights, classes, input size), not per CPU: decoding
 gives the same pixels on every CPU.
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from videoclf.stages.classify.backends.tune import BOUND, MARGIN, confident_mask, store
+from videoclf.stages.classify.backends.agreement import BOUND, MARGIN, confident_mask, store
 
 SCAN = 300  # frames of each clip the pairs are picked from (10 s at 30 FPS: several GOPs)
 

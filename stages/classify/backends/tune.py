@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -27,19 +26,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from videoclf.stages.classify.backends.agreement import BOUND, MARGIN, confident_mask, store  # noqa: F401
+
 log = logging.getLogger(__name__)
-
-MARGIN = 0.1  # top-1 minus top-2 softmax probability of a confident frame
-BOUND = 0.99  # int8 top-1 agreement with fp32 on confident held-out frames
-
-
-def confident_mask(logits: np.ndarray, margin: float = MARGIN) -> np.ndarray:
-    """Frames whose softmax top-1 beats top-2 by at least ``margin``."""
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p = z / z.sum(axis=1, keepdims=True)
-    top2 = np.sort(p, axis=1)[:, -2:]
-    return (top2[:, 1] - top2[:, 0]) >= margin
-
 
 def verdict_path(cfg: Any, weights_id: str) -> Path:
     from videoclf.stages.classify.backends.cache import cache_dir
@@ -146,12 +135,3 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
     fp32_logits = lambda u8: _ov_logits(str(fp32), normalise(cfg, u8), threads)  # noqa: E731
     verdict["fast_decode"] = measure_fast(cfg, sources, len(held), fp32_logits, bound, margin)
     return verdict
-
-
-def store(path: Path, verdict: dict[str, Any]) -> Path:
-    """Write ``verdict`` to ``path`` whole (a reader never sees half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(verdict, indent=1))
-    os.replace(tmp, path)
-    return path
