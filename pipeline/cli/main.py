@@ -164,6 +164,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
           f"{v['int8_float_ops']} ops kept in float; {v['tune_s']:.0f} s")
     choice = "int8" if v["agreement_holds"] and v["int8_faster"] else v["float_precision"]
     print(f"precision: auto now picks {choice} for {v['backbone']} with these weights on this CPU")
+    f = v["fast_decode"]
+    print(f"fast decode (no loop filter) on {f['frames']} frames: {100 * f['confident_agreement']:.1f} % top-1 "
+          f"agreement with the normal decode on the {f['confident_frames']} confident ones, "
+          f"{100 * f['overall_agreement']:.1f} % on all; bound {100 * f['bound']:.1f} %: decode.fast auto now "
+          f"{'turns it on' if f['agreement_holds'] else 'leaves it off'} ({f['verdict_file']})")
     print(f"verdict: {v['verdict_file']}")
     return 0
 

@@ -104,6 +104,8 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
         if wants_display(cfg) else None
     sink_kind, sink_cfg = _sink(cfg, sink_kind, not overwrite, geoms)
     threads = _threads(cfg, infos)
+    if any(s.decode.fast == "auto" for s in cfg.streams):
+        log.info("%s", fast_decode(cfg.model)[1])  # once per run: on or off, and why (not measured yet)
     decoders = tuple(_decoder(cfg, i, threads, geoms[i] if geoms else None) for i in range(len(cfg.streams)))
     classifier = BatchSpec(title=f"classify[{m.device.replace(':', '')}]", kind="classify",
                            config=ClassifyConfig(model=m, threads=threads.engine), inbox=address(run_id, "classify"),
@@ -173,10 +175,11 @@ def _threads(cfg: Config, infos: dict[int, dict]) -> ThreadPlan:
 def _decoder(cfg: Config, i: int, threads: ThreadPlan, geom: Optional[DisplayGeom]) -> tuple[str, Any]:
     """Stream ``i``'s decoder: its STAGES name and config, with the plan's threads."""
     s, m, t = cfg.streams[i], cfg.model, threads.decoders[i]
+    fast = fast_decode(m)[0] if s.decode.fast == "auto" else bool(s.decode.fast)  # resolved here, once
     if s.is_live:
-        return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads)
+        return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads, fast=fast)
     return "decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, t.threads, s.loop, geom,
-                                       lean_threads=t.lean, classify=s.classify, gate=s.gate)
+                                       lean_threads=t.lean, classify=s.classify, gate=s.gate, fast=fast)
 
 
 def _file_identities(cfg: Config) -> tuple[Optional[dict], ...]:
@@ -282,6 +285,13 @@ def image_to_model_input(data: bytes, model: ModelConfig) -> Any:
     except (av.FFmpegError, StopIteration, IndexError, ValueError):
         raise ValueError("not a readable image (JPEG, PNG, BMP, WebP…)") from None
     return np.ascontiguousarray(to_model_rgb(frame, DecodeConfig("upload", "", model.resize_to, model.crop))[None])
+
+
+def fast_decode(model: ModelConfig) -> tuple[bool, str]:
+    """``decode.fast: auto``: (on or off, why), as ``videoclf tune`` measured for this model."""
+    from videoclf.stages.classify.backends.fast_decode import fast_choice
+
+    return fast_choice(model)
 
 
 def tune(config: Config, **kw: Any) -> dict[str, Any]:

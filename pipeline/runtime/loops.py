@@ -96,11 +96,19 @@ class _Feed:
         self.out.finish(eos, wait=True)
 
 
-def _count_passed(counters: Any, d: Decoded) -> None:
-    counters.decoded += 1 + d.skipped + d.gated - d.undecoded
+def _count_passed(counters: Any, d: Decoded, own: int = 1) -> None:  # own: 0 when d is no frame of its own
+    counters.decoded += own + d.skipped + d.gated - d.undecoded
     counters.skipped += d.skipped
     counters.gated += d.gated
     counters.undecoded += d.undecoded
+
+
+def _passed_at_end(stage: Source, counters: Any, seq: int, limit: Optional[int]) -> int:  # rate, gate, keyframes
+    skipped, gated, undecoded = getattr(stage, "passed_at_end", lambda: (0, 0, 0))()
+    if limit is None or seq + skipped + gated <= limit:
+        _count_passed(counters, Decoded(None, None, skipped=skipped, gated=gated, undecoded=undecoded), own=0)
+        seq += skipped + gated
+    return seq
 
 
 def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) -> None:
@@ -160,6 +168,7 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
     close = getattr(frames, "close", None)
     if close:
         close()
+    seq = _passed_at_end(stage, rep.counters, seq, limit) if reason == "end" else seq  # the last ones keep numbers
     feed.close(EndOfStream(spec.stream, seq, reason))
     rep.counters.dropped = feed.all_dropped
 

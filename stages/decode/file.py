@@ -27,7 +27,8 @@ from videoclf.core.errors import InputError
 from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.core.stats import DecoderStats
-from videoclf.stages.decode.gop import MAX_THREADS, decode_by_gop, decoded_frames, gop_length
+from videoclf.stages.decode.gop import MAX_THREADS, decode_by_gop, decoded_frames, gop_length, read_packets
+from videoclf.stages.decode.keyframes import keyframes, set_fast
 from videoclf.stages.decode.select import FrameFilter
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class DecodeConfig:
     lean_threads: int = 0  # the plan's count beside one CPU engine stream (Control.lean_decode); 0: ``threads``
     classify: Any = None  # the stream's ClassifyOptions (rate, keyframes only); None: every frame
     gate: Any = None  # the stream's GateOptions (motion gate)
+    fast: bool = False  # skip the loop filter (decode.fast, resolved by the plan)
 
 
 def open_video(source: str) -> tuple[Any, Any]:
@@ -269,8 +271,13 @@ class FileDecoder(StageBase):
         self.gop: Optional[int] = None  # GOP length when each thread decodes whole GOPs; 0: FFmpeg's frame threads
         self._damage_lock = threading.Lock()  # GOP threads report damage too
 
+    def _open(self) -> tuple[Any, Any]:
+        container, stream = open_video(self.cfg.source)
+        set_fast(stream.codec_context, self.cfg.fast)
+        return container, stream
+
     def setup(self) -> None:
-        self.container, stream = open_video(self.cfg.source)
+        self.container, stream = self._open()
         stream.thread_type = "AUTO"
         if self.cfg.threads:
             stream.codec_context.thread_count = self.cfg.threads
@@ -278,7 +285,7 @@ class FileDecoder(StageBase):
         self.info = {"codec": stream.codec_context.name, "width": stream.codec_context.width,
                      "height": stream.codec_context.height,
                      "fps": float(stream.average_rate) if stream.average_rate else None,
-                     "threads": stream.codec_context.thread_count}
+                     "threads": stream.codec_context.thread_count, "fast_decode": self.cfg.fast}
         self.filter = FrameFilter(self.cfg.classify, self.cfg.gate, self.info["fps"])
 
     def lean(self) -> None:
@@ -329,7 +336,11 @@ class FileDecoder(StageBase):
                 yield Decoded(array, t, display)
             return
         filt = self.filter if self.filter.active else None
-        for frame in decoded_frames(self.container, self.stream, self._damage):
+        if filt is not None and filt.keyframes:  # the others are not even decoded
+            frames = keyframes(read_packets(self.container, self.stream, self._damage), self.stream, filt, self._damage)
+        else:
+            frames = decoded_frames(self.container, self.stream, self._damage)
+        for frame in frames:
             if filt is None:
                 yield Decoded(to_model_rgb(frame, self.cfg), frame.time, self.tap.take(frame))
             elif filt.keep(frame):  # a frame passed over costs its decode only
@@ -344,8 +355,12 @@ class FileDecoder(StageBase):
 
         g = self.cfg.display
         frame_bytes = self.cfg.crop * self.cfg.crop * 3 + (g.width * g.height * 3 // 2 if g and g.every_frame else 0)
-        yield from decode_by_gop(lambda: open_video(self.cfg.source), self.info["threads"], convert, self.gop,
+        yield from decode_by_gop(self._open, self.info["threads"], convert, self.gop,
                                  frame_bytes, self._damage)
+
+    def passed_at_end(self) -> tuple[int, int, int]:
+        """Frames passed over after the last one yielded: (skipped, gated, never decoded)."""
+        return self.filter.take()
 
     def stats(self) -> DecoderStats:
         return DecoderStats(name=self.cfg.name, source=dict(self.info), decode_errors=self.errors,

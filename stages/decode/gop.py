@@ -69,7 +69,7 @@ def gop_length(container: Any, stream: Any) -> Optional[int]:
     return max(b - a for a, b in zip(keys, keys[1:]))
 
 
-def _packets(container: Any, stream: Any, damage: Callable[[Exception], None]) -> Iterator[Any]:
+def read_packets(container: Any, stream: Any, damage: Callable[[Exception], None]) -> Iterator[Any]:
     packets = container.demux(stream)
     while True:
         try:
@@ -84,7 +84,7 @@ def _packets(container: Any, stream: Any, damage: Callable[[Exception], None]) -
 def decoded_frames(container: Any, stream: Any, damage: Callable[[Exception], None]) -> Iterator[Any]:
     """The stream's frames in order; packets that do not decode are skipped and passed to
     ``damage``, and a container that can no longer be read ends the frames."""
-    for packet in _packets(container, stream, damage):
+    for packet in read_packets(container, stream, damage):
         try:
             decoded = packet.decode()
         except av.FFmpegError as exc:
@@ -195,7 +195,7 @@ class _Worker(threading.Thread):
             cc = self.stream.codec_context
             cc.thread_type = "NONE"
             cc.thread_count = 1
-            if self._gops(_packets(container, self.stream, self.damage)):
+            if self._gops(read_packets(container, self.stream, self.damage)):
                 self._put(("eof",))
         except Exception as exc:  # handed to the stage's thread, which raises it there
             self._put(("fail", exc))

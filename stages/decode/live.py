@@ -30,6 +30,7 @@ from videoclf.core.contract import STAGES, StageBase
 from videoclf.core.stats import DecoderStats, LiveStats
 from videoclf.stages.decode.select import FrameFilter
 from videoclf.stages.decode.file import DecodeConfig, DisplayTap, to_model_rgb
+from videoclf.stages.decode.keyframes import keyframes, set_fast
 from videoclf.stages.decode.live_failures import AUTH, ENDED, OTHER, WATCHDOG, Failure, ReasonLog, classify
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class LiveConfig:
     display: Optional[DisplayGeom] = None
     classify: Any = None  # the stream's ClassifyOptions (rate, keyframes only); None: every frame
     gate: Any = None  # the stream's GateOptions (motion gate)
+    fast: bool = False  # skip the loop filter (decode.fast, resolved by the plan)
 
     @property
     def geometry(self) -> DecodeConfig:
@@ -58,10 +60,11 @@ class LiveConfig:
 
 
 def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None,
-                threads: int = 0) -> LiveConfig:
-    """``threads``: the plan's FFmpeg threads for this camera (0: the config's)."""
+                threads: int = 0, fast: bool = False) -> LiveConfig:
+    """``threads``: the plan's FFmpeg threads for this camera (0: the config's); ``fast``: the plan's
+    verdict on ``decode.fast``."""
     return LiveConfig(s.name, s.source, resize, crop, s.roi, threads or s.decode_threads, s.live, display,
-                      classify=s.classify, gate=s.gate)
+                      classify=s.classify, gate=s.gate, fast=fast)
 
 
 def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None) -> tuple[dict[str, str], Optional[str]]:
@@ -177,11 +180,14 @@ class _Reader(threading.Thread):
             stream.thread_type = "AUTO"
             if self.cfg.threads:
                 stream.codec_context.thread_count = self.cfg.threads
+            set_fast(stream.codec_context, self.cfg.fast)
             geometry = self.cfg.geometry
             tap = DisplayTap(self.cfg.display)
             rate = float(stream.average_rate) if stream.average_rate else None
             filt = FrameFilter(self.cfg.classify, self.cfg.gate, rate)
-            for frame in container.decode(stream):
+            skip = lambda exc: log.debug("%s: undecodable keyframe skipped (%s)", self.cfg.name, exc)  # noqa: E731
+            frames = keyframes(container.demux(stream), stream, filt, skip) if filt.keyframes else container.decode(stream)
+            for frame in frames:
                 if self.abandoned.is_set():
                     return
                 if filt.active and not filt.keep(frame):  # a frame passed over costs its decode only
@@ -300,7 +306,8 @@ class LiveDecoder(StageBase):
                 " (said once until the reason changes)" if loud else "")
         return now + delay
 
-    def _got_frame(self, now: float, info: tuple[int, int, str]) -> None:
+    def _got_frame(self, now: float, info: tuple[int, int, str], passed: int = 0) -> None:
+        """``passed``: the camera's frames the reader passed over before this one (rate, gate, keyframes)."""
         if self.down_since is not None:
             outage = now - self.down_since
             if self.had_frames:
@@ -311,12 +318,12 @@ class LiveDecoder(StageBase):
                 log.info("%s: streaming from %s (%dx%d %s)", self.cfg.name, self.shown, *info)
                 if self.failures:  # unreachable at start: that outage counts too
                     self.downtime_s += outage
-            self.info = {"codec": info[2], "width": info[0], "height": info[1], "fps": None}
+            self.info = {"codec": info[2], "width": info[0], "height": info[1], "fps": None, "fast_decode": self.cfg.fast}
             self.down_since = None
             self.failures = 0
             self.had_frames = True
             self.reasons.reset()
-        self.frames_in += 1
+        self.frames_in += 1 + passed  # the camera's rate counts every frame it sent
         self.first_frame = self.first_frame or now
         self.last_frame = now
 
@@ -349,7 +356,7 @@ class LiveDecoder(StageBase):
                 kind, data = item
                 if kind == "frame":
                     decoded, info = data
-                    self._got_frame(now, info)
+                    self._got_frame(now, info, decoded.skipped + decoded.gated)
                     yield decoded._replace(pts=self.clock(decoded.pts, decoded.t_decoded or now))
                 else:  # "failed" to open, or "ended": for a live source both mean reconnect
                     retry_at = self._lost(data, now)

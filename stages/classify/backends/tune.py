@@ -10,12 +10,15 @@ accuracy. The overall agreement and the share of confident frames are reported b
 ``auto`` picks int8 only when the verdict for this backbone + weights + input size + CPU
 says both: the agreement on confident held-out frames is at least ``BOUND``, and int8 runs
 faster than the float precision the CPU would otherwise use.
+
+The same fp32 model then measures the fast decode (no loop filter) against the normal decode,
+on the same footage, margin and bound (videoclf.stages.classify.backends.fast_decode): the
+verdict ``decode.fast: auto`` follows.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -23,19 +26,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from videoclf.stages.classify.backends.agreement import BOUND, MARGIN, confident_mask, store  # noqa: F401
+
 log = logging.getLogger(__name__)
-
-MARGIN = 0.1  # top-1 minus top-2 softmax probability of a confident frame
-BOUND = 0.99  # int8 top-1 agreement with fp32 on confident held-out frames
-
-
-def confident_mask(logits: np.ndarray, margin: float = MARGIN) -> np.ndarray:
-    """Frames whose softmax top-1 beats top-2 by at least ``margin``."""
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p = z / z.sum(axis=1, keepdims=True)
-    top2 = np.sort(p, axis=1)[:, -2:]
-    return (top2[:, 1] - top2[:, 0]) >= margin
-
 
 def verdict_path(cfg: Any, weights_id: str) -> Path:
     from videoclf.stages.classify.backends.cache import cache_dir
@@ -90,6 +83,7 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
     from videoclf.stages.classify.backends.base import BackendContext, cpu_has_vnni, default_threads, isa_precision
     from videoclf.stages.classify.backends.cache import (_publish_ir, _source_tag, cache_dir, export_onnx, model_frames, model_key,
                                        normalise)
+    from videoclf.stages.classify.backends.fast_decode import measure as measure_fast
     from videoclf.stages.classify.backends.int8_nncf import quantize
     from videoclf.stages.classify.backends.source import ModelSource
 
@@ -136,10 +130,8 @@ def tune(config: Any, frames: int = 120, bound: float = BOUND, margin: float = M
                "int8_images_per_s": round(int8_speed, 1), "float_precision": float_precision,
                "float_images_per_s": round(float_speed, 1), "int8_faster": int8_speed > float_speed,
                "int8_model": int8_model, "threads": threads, "tune_s": round(time.monotonic() - start, 1)}
-    path = verdict_path(cfg, src.weights_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpv = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmpv.write_text(json.dumps(verdict, indent=1))
-    os.replace(tmpv, path)
-    verdict["verdict_file"] = str(path)
+    verdict["verdict_file"] = str(store(verdict_path(cfg, src.weights_id), verdict))
+    # the fast decode's verdict, measured with the same fp32 model, margin and bound
+    fp32_logits = lambda u8: _ov_logits(str(fp32), normalise(cfg, u8), threads)  # noqa: E731
+    verdict["fast_decode"] = measure_fast(cfg, sources, len(held), fp32_logits, bound, margin)
     return verdict

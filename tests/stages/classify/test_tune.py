@@ -74,6 +74,9 @@ def test_tune_measures_held_out_confident_frames_and_auto_follows_its_verdict(tm
     assert 0 <= v["confident_frames"] <= 12 and v["confident_share"] == round(v["confident_frames"] / 12, 4)
     assert v["agreement_holds"] == (v["confident_frames"] > 0 and v["confident_agreement"] >= 0.9)
     assert v["int8_faster"] == (v["int8_images_per_s"] > v["float_images_per_s"])
+    # and it measured the fast decode on the held-out count of frames, reported beside int8's
+    fast = [line for line in res.stdout.splitlines() if line.startswith("fast decode")]
+    assert len(fast) == 1 and "on 12 frames" in fast[0] and "bound 90.0 %" in fast[0], res.stdout
     # and a run with precision auto follows the verdict, and says why in its report
     res = run_cli("run", str(cfg), "-q")
     assert res.returncode == 0, res.stderr
