@@ -91,3 +91,26 @@ def test_a_rate_keeps_frames_on_a_grid_of_stream_time(tmp_path, fps):
     # then every 5th (25 FPS) or 6th (30 FPS) frame is kept, from the first
     assert kept == list(range(0, n, fps // 5))
     assert filt.take() == (n - 1 - kept[-1], 0, 0)
+
+
+@pytest.mark.parametrize("timestamps", ["restart every 2 s", "none on the first frame", "none at all"])
+def test_a_camera_whose_timestamps_restart_or_are_missing_still_gets_its_heartbeat(tmp_path, timestamps):
+    # given the still scene as a camera sends it: a looping server restarts its timestamps
+    # each loop, and a first frame (or every frame) may come with none. Regression: a restart to
+    # the last classified frame's time stalled the heartbeat for good, and a frame with no time
+    # was timed on the monotonic clock, against stream times
+    clip = still_clip(tmp_path / "still.mp4", seconds=10, fps=25)
+    filt = FrameFilter(None, gate(heartbeat_s=2), 25)
+    kept = []
+    with av.open(str(clip)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            step = frame.pts // i if i else 0
+            if timestamps == "restart every 2 s":
+                frame.pts = (i % 50) * step if i else 0
+            elif timestamps == "none at all" or i == 0:
+                frame.pts = None
+            if filt.keep(frame):
+                filt.take()
+                kept.append(i)
+    # when the gate chooses, then it keeps one frame per 2 s of the camera's frames
+    assert kept == [0, 50, 100, 150, 200]
