@@ -9,7 +9,6 @@ over to the next frame they keep (``Decoded.skipped``/``gated``/``undecoded``): 
 numbers every frame, classified or not, so the label log's frame numbers say which were."""
 from __future__ import annotations
 
-import time
 from typing import Any, Optional
 
 import numpy as np
@@ -46,7 +45,7 @@ class MotionCheck:
 
     def passes(self, frame: Any, t: float) -> bool:
         cells = luma_cells(frame)
-        first = self.last is None or self.last.shape != cells.shape or self.last_at is None or t < self.last_at
+        first = self.last is None or self.last.shape != cells.shape or self.last_at is None
         if not first:
             self.changed = float(np.count_nonzero(np.abs(cells - self.last) > self.gate.delta)) / cells.size
             if self.changed < self.gate.threshold and t - self.last_at < self.gate.heartbeat_s:
@@ -63,8 +62,10 @@ class FrameFilter:
         self.motion = MotionCheck(gate.motion) if gate is not None and gate.motion is not None else None
         # a frame up to a quarter of a frame early is on time (timestamps are rounded to the time base)
         self.early = 0.25 / fps_hint if fps_hint else 0.004
+        self.interval = 1.0 / fps_hint if fps_hint else 1.0 / 30
         self.next_due: Optional[float] = None
-        self.last_t: Optional[float] = None
+        self.last_t: Optional[float] = None  # the last frame's own time
+        self.clock: Optional[float] = None  # stream time that only goes forward (``stream_time``)
         self.skipped = self.gated = self.undecoded = 0
 
     @property
@@ -77,12 +78,25 @@ class FrameFilter:
         self.skipped += n
         self.undecoded += n
 
+    def stream_time(self, frame: Any) -> float:
+        """The frame's time on a clock that only goes forward: from the first frame, each frame
+        adds its step in stream time. A step back or a frame with no time adds one frame
+        interval: a file's next pass, a camera that restarts its timestamps (a looping server
+        does every loop) or sends none would otherwise stall the heartbeat."""
+        t = frame.time
+        if self.clock is None:
+            self.clock = 0.0
+        elif t is not None and self.last_t is not None and t > self.last_t:
+            self.clock += t - self.last_t
+        else:
+            self.clock += self.interval
+        self.last_t = t if t is not None else self.last_t
+        return self.clock
+
     def keep(self, frame: Any) -> bool:
-        t = frame.time if frame.time is not None else time.monotonic()
-        back = self.last_t is not None and t < self.last_t  # a loop's next pass, a camera's reconnect
-        self.last_t = t
+        t = self.stream_time(frame)
         if self.period is not None:
-            if self.next_due is None or back or t - self.next_due > 2 * self.period:
+            if self.next_due is None or t - self.next_due > 2 * self.period:
                 self.next_due = t  # the start, or after a gap: on the grid from here
             if t + self.early < self.next_due:
                 self.skipped += 1
