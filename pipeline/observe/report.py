@@ -91,17 +91,25 @@ def decoded_fps(dec: DecoderStats) -> float:
     return round((c.decoded or c.items) / c.wall_s, 2) if c.wall_s > 0 else 0.0
 
 
+def seen_fps(dec: DecoderStats) -> float:
+    """The source's frames a second that the decoder went through: decoded, or passed over
+    undecoded (keyframes only)."""
+    c = dec.counts
+    return round(((c.decoded or c.items) + c.undecoded) / c.wall_s, 2) if c.wall_s > 0 else 0.0
+
+
 def meets_target(s: Any, fps: float, dec: DecoderStats, target_fps: float) -> bool:
     """Judged against what the stream asked for. Every frame: classified at ``target_fps``. A
     classification rate on a camera: classified at that rate (or the camera's, if lower), and
     decoding keeping up with the camera. Otherwise (a rate on a file, keyframes only, a motion
-    gate) the frames to choose from must come at ``target_fps``: decoding keeps up."""
+    gate) the frames to choose from must come at ``target_fps`` (a camera's own rate, if
+    lower): the decoder keeps up with the source."""
     if s.every_frame:
         return fps >= target_fps * TARGET_TOLERANCE
-    keeps_up = decoded_fps(dec) >= target_fps * TARGET_TOLERANCE
+    keeps_up = seen_fps(dec) >= target_fps * TARGET_TOLERANCE
     if s.is_live:
         camera = dec.live.input_fps if dec.live is not None and dec.live.input_fps else target_fps
-        keeps_up = decoded_fps(dec) >= min(camera, target_fps) * TARGET_TOLERANCE
+        keeps_up = seen_fps(dec) >= min(camera, target_fps) * TARGET_TOLERANCE
         if s.classify.fps and s.gate.motion is None and not s.classify.keyframes:
             return keeps_up and fps >= min(s.classify.fps, camera) * TARGET_TOLERANCE
     return keeps_up

@@ -60,6 +60,14 @@ def resume(cfg: Config, overwrite: bool = False, logs: bool = True) -> Resumptio
     return Resumption(run_cfg, tuple(first), skipped)
 
 
+def _all_logged(mark: dict[str, Any], last: int) -> bool:
+    """The log holds what the completed run logged: up to its last logged frame (the frames
+    after it may have been passed over by a rate, keyframes only or a motion gate)."""
+    if mark.get("last_seq") is not None:
+        return last >= int(mark["last_seq"])
+    return last + 1 >= int(mark.get("next_seq", 0))
+
+
 def _file_state(cfg: Config, s: StreamConfig, last: Any) -> str:
     """Why a file stream need not run ('' when it must); records which file its log is of."""
     try:
@@ -72,8 +80,9 @@ def _file_state(cfg: Config, s: StreamConfig, last: Any) -> str:
         raise InputError(f"streams.{s.name}: {log_path(cfg.output, s.name)} holds the labels of another file or "
                          f"another version of {mark.get('source')}; use another output.dir, or --overwrite to "
                          f"start the log afresh")
-    if same and mark.get("complete") and last is not None and last + 1 >= int(mark.get("next_seq", 0)):
-        return f"{log_path(cfg.output, s.name)} already holds every frame of {s.source} ({last + 1} frames)"
+    if same and mark.get("complete") and last is not None and _all_logged(mark, last):
+        return f"{log_path(cfg.output, s.name)} already holds every frame of {s.source} " \
+               f"({max(last + 1, int(mark.get('next_seq', 0)))} frames)"
     if not same:
         try:
             write_mark(cfg.output.dir, s.name, {**ident, "complete": False})

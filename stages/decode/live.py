@@ -190,6 +190,7 @@ class _Reader(threading.Thread):
             for frame in frames:
                 if self.abandoned.is_set():
                     return
+                self.out.seen(self)  # the watchdog hears of every frame, a still scene's gated ones too
                 if filt.active and not filt.keep(frame):  # a frame passed over costs its decode only
                     continue
                 t0 = time.monotonic()
@@ -219,6 +220,7 @@ class _Handover:
         self.items: collections.deque[tuple[str, Any]] = collections.deque()
         self.current: Optional[_Reader] = None
         self.dropped = 0
+        self.seen_at = 0.0  # time.monotonic() of the current reader's newest frame, handed over or passed over
 
     def put(self, reader: _Reader, item: tuple[str, Any]) -> None:
         with self.cond:
@@ -232,6 +234,11 @@ class _Handover:
                         break
             self.items.append(item)
             self.cond.notify()
+
+    def seen(self, reader: _Reader) -> None:
+        """The reader decoded a frame (kept or passed over by rate or gate): the camera is alive."""
+        if reader is self.current:
+            self.seen_at = time.monotonic()
 
     def get(self, timeout: float) -> Optional[tuple[str, Any]]:
         with self.cond:
@@ -346,7 +353,8 @@ class LiveDecoder(StageBase):
                 now = time.monotonic()
                 if item is None:
                     if retry_at is None and self.handover.current is not None:
-                        since = self.last_frame if self.down_since is None else self.connect_started
+                        since = max(self.last_frame or 0.0, self.handover.seen_at) if self.down_since is None \
+                            else self.connect_started
                         if since is not None and now - since > o.watchdog_s:
                             retry_at = self._lost(Failure(WATCHDOG, f"no frame for {o.watchdog_s:g} s (watchdog)"), now)
                     elif retry_at is not None:

@@ -164,8 +164,11 @@ class _LabelLogSink(StageBase):
         if ident is not None and eos.reason == "end" and f is not None:
             # the file's every frame is logged: a later run of it classifies nothing again
             try:
+                # next_seq: the file's frames; last_seq: the last one logged (with a rate, keyframes
+                # only or a motion gate, the frames after it were passed over)
                 write_mark(self.cfg.dir, self.cfg.streams[eos.stream], {**ident, "complete": True,
-                                                                         "next_seq": eos.frames})
+                                                                         "next_seq": eos.frames,
+                                                                         "last_seq": self.tally[eos.stream].last_seq})
             except OSError as exc:
                 log.warning("output.dir %s: cannot record that stream %s is complete: %s", self.cfg.dir,
                             self.cfg.streams[eos.stream], exc)
