@@ -87,8 +87,6 @@ def test_a_file_with_a_rate_of_5_is_classified_on_the_grid_and_counted(tmp_path,
     assert s["classify"] == {"fps": 5.0, "keyframes": False, "motion": False} and s["meets_target"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="the frames passed over after the last classified one are held by the "
-                   "decoder's filter for a next frame that never comes: report.json decoded misses them")
 def test_decoded_counts_the_frames_after_the_last_classified_one(tmp_path):
     # given a clip of 100 frames at 25 FPS whose last classified frame at 5 a second is 95
     clip = make_video(tmp_path / "clip.mp4", 96, 64, frames=100, fps=25)

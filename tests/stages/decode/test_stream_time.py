@@ -1,11 +1,11 @@
-"""Live stream time: the camera's pts continued across reconnects (videoclf.stages.decode.live.StreamTime)."""
+"""Live stream time: the camera's pts continued across reconnects (videoclf.stages.decode.streamtime.StreamTime)."""
 from __future__ import annotations
 
 from typing import Optional
 
 import pytest
 
-from videoclf.stages.decode.live import MIN_STEP_S, StreamTime
+from videoclf.stages.decode.streamtime import MIN_STEP_S, StreamTime
 
 
 def feed(clock: StreamTime, frames: list[tuple[Optional[float], float]]) -> list[float]:
