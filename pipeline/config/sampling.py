@@ -31,7 +31,7 @@ class MotionGate(_Model):
     """Classify a frame only when the picture changed since the last classified frame."""
 
     threshold: float = Field(0.01, gt=0, le=1, description="share of the picture that must have changed (a grid of "
-                             "16x16-pixel cells of the luma, each changed when its mean moved by more than `delta`)")
+                             "16x16-pixel cells of the luma (two rows of each read), each changed when its mean moved by more than `delta`)")
     delta: float = Field(12.0, gt=0, le=255, description="how far a cell's mean luma (0-255) must move to count as "
                          "changed: above sensor noise and encoder flicker")
     heartbeat_s: float = Field(10.0, gt=0, le=86400, description="a still scene is still classified once this often")
