@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.handwritten import cpu_info, describe_cpu  # noqa: E402
-from benchmarks.naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
+from handwritten import cpu_info, describe_cpu  # noqa: E402 (beside this file: run as a script)
+from naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
 
 MODES = ("normal", "fast", "keyframes")
 TARGET = 1.2  # the fast decode should be at least this much cheaper

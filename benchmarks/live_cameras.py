@@ -186,7 +186,19 @@ def camera_limit(clip: Path, model_file: str, precision: str, crop: int, keyfram
            "cameras": cores() / (30 * (dec + inf)), "cameras_file_decode": cores() / (30 * (file_dec + inf))}
     if keyframes:
         out["keyframe_decode_core_s"] = keyframe_decode_core_s(clip, crop)
+        out["keyframes_per_s"] = keyframes_per_s(clip)
     return out
+
+
+def keyframes_per_s(clip: Path) -> float:
+    """The clip's keyframes a second (an encoder adds keyframes at scene cuts: more than 1 / GOP)."""
+    import av
+
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        packets = [p for p in container.demux(stream) if p.size]
+    fps = float(stream.average_rate or CAMERA_FPS)
+    return sum(p.is_keyframe for p in packets) / (len(packets) / fps)
 
 
 def held_count(mode: Mode, start: int, args: argparse.Namespace, clip: Path, model: dict, t: Path) -> int:
@@ -236,6 +248,9 @@ def find_max(args: argparse.Namespace, model: dict, t: Path) -> int:
         cams[0].kill()
     m = rep["model"]
     lim = camera_limit(clip, m["model_file"], m["precision"], int(model.get("input_size", 224)), mode.keyframes)
+    if mode.keyframes:  # what a camera of this clip sends: its own keyframe rate
+        rate = lim["keyframes_per_s"]
+        mode = Mode(f"keyframes only ({rate:.2f} a second)", mode.classify, rate, rate, keyframes=True)
     kf = (f", keyframe decode {lim['keyframe_decode_core_s'] * 1e3:.2f} ms" if mode.keyframes else "")
     print(f"{args.backbone} {m['precision']} at {width}x{height}: live decode {lim['decode_core_s'] * 1e3:.2f} ms{kf} + "
           f"inference {lim['infer_core_s'] * 1e3:.2f} ms core time per frame (with the file's back-to-back decode, "
