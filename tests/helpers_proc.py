@@ -2,6 +2,7 @@
 their titles (``videoclf: classify[cpu]``), kill one, and prove nothing outlives the run."""
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -83,3 +84,15 @@ def assert_all_gone(procs: list[psutil.Process], timeout: float = 5.0) -> None:
         time.sleep(0.1)
         alive = [p for p in alive if _alive(p)]
     assert not alive, f"orphan stage processes: {[(p.pid, ' '.join(p.cmdline())) for p in alive]}"
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request to 127.0.0.1:``port``: (status, lower-cased headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()

@@ -1,26 +1,14 @@
 """The web view's token, readiness and the open-address rule, against real runs of the CLI."""
 from __future__ import annotations
 
-import http.client
 import secrets
 import signal
 import socket
 import time
 
 from conftest import FAST_MODEL, make_video, run_cli
-from helpers_proc import start_cli, wait_for
+from helpers_proc import request, start_cli, wait_for
 from videoclf.devtools.testing import free_port
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
 
 
 def _readiness(port: int, deadline: float) -> list[tuple[int, bytes]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from helpers_proc import request
 from videoclf.config.load import parse_config
 from videoclf.core.runstats import RunStats
 from videoclf.observe.control import FixedStreams
@@ -42,17 +43,6 @@ def serve(tmp_path):
     yield start
     for s in servers:
         s.shutdown()
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
 
 
 def test_the_openapi_document_lists_every_route_and_method(tmp_path):
