@@ -66,12 +66,12 @@ class Domains:
     # -- starting ------------------------------------------------------------------
     def start_all(self) -> None:
         """Every process at once: sink, classifier, then the decoders."""
-        self._start(self.plan.sink(), 0)
-        self._start(self.plan.classifier, 0)
+        self.start(self.plan.sink(), 0)
+        self.start(self.plan.classifier, 0)
         for i, s in enumerate(self.cfg.streams):
-            self._start(self.plan.source(self.owner, i, 0, self.plan.first(i)), 0)
+            self.start(self.plan.source(self.owner, i, 0, self.plan.first(i)), 0)
 
-    def _start(self, spec: StageSpec, gen: int) -> None:
+    def start(self, spec: StageSpec, gen: int) -> None:
         p = self.ctx.Process(target=child_main, args=(spec, self.ctrl), name=spec.title, daemon=True)
         p.start()
         self.items[spec.title] = Domain(spec, p, gen)
@@ -119,20 +119,20 @@ class Domains:
         self.state.ready.discard(title)
         if d.spec.role == "source":
             i = d.spec.stream
-            self._unlink_pools(d.spec)
-            spec: StageSpec = self.plan.source(self.owner, i, d.gen + 1, self._next_seq(i))
+            self.unlink_pools(d.spec)
+            spec: StageSpec = self.plan.source(self.owner, i, d.gen + 1, self.next_seq(i))
         elif d.spec.role == "batch":
             spec = self.plan.classifier
         else:
             spec = self._next_sink()
-        self._start(spec, d.gen + 1)
+        self.start(spec, d.gen + 1)
 
-    def _unlink_pools(self, spec: Any) -> None:
+    def unlink_pools(self, spec: Any) -> None:
         self.owner.unlink(spec.out.pool)
         if spec.display is not None:
             self.owner.unlink(spec.display.port.pool)
 
-    def _next_seq(self, i: int) -> int:
+    def next_seq(self, i: int) -> int:
         """Where stream ``i``'s numbering goes on: after its last logged frame, and for a camera
         after the last frame its dead decoder numbered (frames in flight keep theirs)."""
         name = self.cfg.streams[i].name
@@ -165,13 +165,13 @@ class Domains:
     def _give_up(self, d: Domain, err: VideoclfError) -> None:
         i = d.spec.stream
         self.gave_up[i] = err
-        self._unlink_pools(d.spec)  # its process stays in items: it is joined and closed at teardown
+        self.unlink_pools(d.spec)  # its process stays in items: it is joined and closed at teardown
         log.warning("stream %s: giving up after %d restart(s) of %s in a minute (limit "
                     "supervision.max_restarts_per_min=%d): %s; the other streams go on", self.cfg.streams[i].name,
                     len(self.restarts.times.get(d.spec.title, ())), d.spec.title, self.restarts.per_min, err)
         # the supervisor ends the stream in its decoder's place, so the classifier and sink finish it
         box = Outbox(self.plan.classifier.inbox, Hello("supervisor", i, None))
-        self._ends.append((box, EndOfStream(i, self._next_seq(i), "error")))
+        self._ends.append((box, EndOfStream(i, self.next_seq(i), "error")))
 
     def _deliver_ends(self) -> None:
         for box, eos in list(self._ends):

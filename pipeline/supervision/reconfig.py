@@ -133,7 +133,7 @@ class Reconfig:
             self._add(s, new)
             return
         self._stop(d)
-        first = self.domains._next_seq(i)
+        first = self.domains.next_seq(i)
         try:
             plan = with_stream(self.domains.plan, i, s, first)
         except VideoclfError as exc:
@@ -153,7 +153,7 @@ class Reconfig:
             return
         if not stopped:
             self._stop(d)
-        eos = EndOfStream(i, self.domains._next_seq(i), "removed")
+        eos = EndOfStream(i, self.domains.next_seq(i), "removed")
         self.removing[i] = (Outbox(self.domains.plan.classifier.inbox, Hello("supervisor", i, None)), eos, 0)
         log.debug("stream %s (%s): stopping", s.name, i)
 
@@ -173,7 +173,7 @@ class Reconfig:
     def _stop(self, d: Domain) -> None:
         d.over = True  # its exit is this change, not a crash to restart from
         d.proc.terminate()
-        self.domains._unlink_pools(d.spec)  # the classifier keeps what it holds of them until classified
+        self.domains.unlink_pools(d.spec)  # the classifier keeps what it holds of them until classified
         self.stopping.append((d, time.monotonic() + STOP_S))
 
     # -- each turn of the supervisor's loop -------------------------------------------------
@@ -214,7 +214,7 @@ class Reconfig:
         if old is not None:
             self.domains.dead.append(old.proc)
             gen = old.gen + 1
-        self.domains._start(self.domains.plan.source(self.domains.owner, i, gen, first), gen)
+        self.domains.start(self.domains.plan.source(self.domains.owner, i, gen, first), gen)
         log.info("stream %s started (frames from %d)", s.name, first)
 
     def close(self) -> None:
