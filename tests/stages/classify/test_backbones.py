@@ -105,3 +105,19 @@ def test_torchvision_imagenet_offline_says_what_to_do(monkeypatch, tmp_path):
         load_model("mobilenet_v2", "imagenet", None, None)
     msg = str(err.value)
     assert "cannot fetch torchvision ImageNet weights for mobilenet_v2" in msg and "'none'" in msg
+
+
+@pytest.mark.parametrize("name", [n for n in BACKBONES.names() if BACKBONES.get(n).family == "torchvision"])
+def test_each_torchvision_backbone_follows_the_eval_recipe_of_the_weights_it_loads(name):
+    """Guards a wrong resize: mobilenet_v2's IMAGENET1K_V2 weights are evaluated at a 232 resize,
+    and we resized them to 256 (the V1 recipe). The weights' own transforms() metadata decides."""
+    import torchvision.models as tvm
+
+    spec = BACKBONES.get(name)
+    weights = tvm.get_model_weights(name)[spec.tv_weights]
+    recipe = weights.transforms()
+    assert (spec.resize_size, spec.input_size) == (recipe.resize_size[0], recipe.crop_size[0])
+    assert spec.mean == pytest.approx(tuple(recipe.mean)) and spec.std == pytest.approx(tuple(recipe.std))
+    # the model's geometry, as the decoder is given it, is the recipe's
+    m = ModelConfig(backbone=name)
+    assert (m.resize_to, m.crop) == (recipe.resize_size[0], recipe.crop_size[0])
