@@ -356,6 +356,7 @@ class _Deliver:
                     self.duplicates += 1
                     continue
                 frame = self.frames.frame_for(s, seq, self.pump, self.ctrl.stop) if self.frames else None
+                result = self.stage.prepare(result)
                 if self.tap is not None:  # before the log line: a restarted sink sends it again, never loses it
                     self.tap.send(result)
                 self.stage.write(result, frame)
