@@ -365,7 +365,6 @@ class _Deliver:
             self.rep.counters.busy_s += time.monotonic() - t0
             self.rep.counters.duplicates = self.duplicates
 
-
     def _plan(self, sp: StreamPlan) -> None:
         """A stream added or changed while the run goes on: its log opens (appending), its
         display frames are matched from now on."""
