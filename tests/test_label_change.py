@@ -90,3 +90,39 @@ def test_without_smoothing_the_log_is_unchanged(tmp_path, write_config, cut):
     log = read_jsonl(tmp_path / "out" / "cam.jsonl")
     assert len(log) == 5 and all(set(r) == {"stream", "frame", "pts", "time", "top"} for r in log)
     assert not (tmp_path / "out" / "events.jsonl").exists()
+
+
+def test_a_restarted_sink_smooths_afresh_and_its_first_label_fires_nothing(tmp_path, write_config, cut):
+    from helpers_proc import kill_stage, line_count, start_cli, wait_for
+
+    # given the cut clip, supervised, with smoothing and label_change
+    clip, cuts = cut
+    cfg = write_config([{"name": "cam", "source": str(clip)}], model=REAL_MODEL, smooth=SMOOTH,
+                       label_change=LABEL_CHANGE, supervision={"restart": True})
+    out = tmp_path / "out"
+    proc = start_cli("run", str(cfg), "-q")
+    try:
+        wait_for(lambda: line_count(out / "cam.jsonl") >= 1, 120, "the first label")
+        # when the sink is SIGKILLed early in the first shot
+        victim = kill_stage(proc.pid, "sink[")
+        victim.wait(10)
+        restart_at = line_count(out / "cam.jsonl")  # only the dead sink wrote these
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    bound = SMOOTH["window"] + LABEL_CHANGE["for_frames"]
+    print(f"\nthe sink was killed after {restart_at} frames")
+    assert restart_at <= cuts[0] - bound, f"the sink died at frame {restart_at}, too late in the first shot"
+    log = read_jsonl(out / "cam.jsonl")
+    # then every frame is logged once, and the new sink's first frame is smoothed over itself alone
+    assert [r["frame"] for r in log] == list(range(sum(n for _, _, n in SHOTS)))
+    first = log[restart_at]
+    assert first["smoothed"] == first["top"][0]
+    # and the restart fired nothing: one event per cut, as without it
+    events = read_jsonl(out / "events.jsonl")
+    assert [e["event"] for e in events] == ["label_change"] * len(cuts)
+    for e, c in zip(events, cuts):
+        assert c <= e["since_frame"] <= e["frame"] <= c + bound, (e, cuts)
