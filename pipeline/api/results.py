@@ -37,7 +37,8 @@ class Result:
     pts: Optional[float]  # presentation time, seconds
     time: float  # wall clock (epoch seconds) when the frame was decoded
     top: tuple[Label, ...]  # best first
-    smoothed: Optional[str] = None  # the smoothed label, where a stream smooths its labels (none does yet)
+    # the smoothed top-1 (its probability: the smoothed score), where the stream smooths its labels (`smooth`)
+    smoothed: Optional[Label] = None
 
     @property
     def label(self) -> str:
@@ -138,15 +139,16 @@ class Reader:
             self.peers.add(peer)
         elif isinstance(msg, Lost):
             self.peers.discard(peer)
-        elif isinstance(msg, tuple) and len(msg) == 5:
-            stream, seq, pts, wall, top = msg
+        elif isinstance(msg, tuple) and len(msg) == 6:
+            stream, seq, pts, wall, top, sm = msg
             if seq <= self.last[stream]:
                 self.duplicates += 1
                 return
             self.last[stream] = seq
             index = self.labels()
             labels = tuple(Label(lbl, index.get(lbl, -1), p) for lbl, p in top)
-            self.queue.put(Result(self.names[stream], seq, pts, wall, labels), self.lossless[stream])
+            smoothed = None if sm is None else Label(sm[0], index.get(sm[0], -1), sm[1])
+            self.queue.put(Result(self.names[stream], seq, pts, wall, labels, smoothed), self.lossless[stream])
 
 
 def label_index(model: Any) -> dict[str, int]:

@@ -40,8 +40,8 @@ def diff(streams: Iterable[StreamConfig], before: Config, after: Config) -> Chan
     added = tuple(s for n, s in new.items() if n not in now)
     removed = tuple(n for n in now if n not in new)
     changed = tuple(s for n, s in new.items() if n in now and s != now[n])
-    # the defaults of classify, gate and decode live on in each stream (a changed default restarts its streams)
-    per_stream = {"streams", "classify", "gate", "decode"}
+    # the defaults of classify, gate, decode, smooth and label_change live on in each stream (a changed default restarts its streams)
+    per_stream = {"streams", "classify", "gate", "decode", "smooth", "label_change"}
     old_rest, new_rest = before.model_dump(exclude=per_stream), after.model_dump(exclude=per_stream)
     keys = tuple(k for k in new_rest if old_rest.get(k) != new_rest[k])
     return Changes(added, removed, changed, keys)

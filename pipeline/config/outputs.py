@@ -31,6 +31,8 @@ class AlertRule(BaseModel):
     webhook: Optional[str] = Field(None, pattern=r"^https?://", description="URL that receives each event as a JSON POST")
     webhook_timeout_s: float = Field(2.0, gt=0, le=60, description="per-attempt HTTP timeout of the webhook")
     webhook_retries: int = Field(2, ge=0, le=10, description="extra attempts after a failed webhook POST")
+    smoothed: bool = Field(False, description="match the smoothed top-k (`smooth`, needed on every stream) instead of "
+                           "each frame's raw top-k")
 
 
 def parse_address(value: str, key: str = "") -> tuple[str, int]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from videoclf.config.errors import redact  # noqa: F401 (re-exported: the stages, report and supervisor import it from here)
 from videoclf.config.outputs import AlertRule, MqttConfig, Retention, WebConfig, check_address, parse_size
 from videoclf.config.sampling import ClassifyOptions, DecodeOptions, GateOptions, merged
+from videoclf.config.smoothing import LabelChange, SmoothOptions, stream_label_change, stream_smooth
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,6 +76,10 @@ class StreamConfig(_Model):
                                                 "only (its keys over the config's classify)")
     gate: Optional[GateOptions] = Field(None, description="this stream's motion gate (over the config's gate)")
     decode: Optional[DecodeOptions] = Field(None, description="this stream's fast decode (over the config's decode)")
+    smooth: Optional[SmoothOptions] = Field(None, description="this stream's label smoothing (replaces the config's "
+                                            "smooth)")
+    label_change: Optional[LabelChange] = Field(None, description="this stream's label-change events (its keys over "
+                                                "the config's label_change)")
 
     @property
     def every_frame(self) -> bool:
@@ -257,6 +262,12 @@ class Config(_Model):
                               "gate wins")
     decode: DecodeOptions = Field(default_factory=DecodeOptions, description="every stream's decoder shortcuts; a "
                                   "stream's own decode keys win")
+    smooth: Optional[SmoothOptions] = Field(None, description="smooth every stream's labels: {window: N} or {ema: "
+                                            "ALPHA}; the label log adds the smoothed top-1 (default: off); a stream's "
+                                            "own smooth wins")
+    label_change: Optional[LabelChange] = Field(None, description="a label_change event (events.jsonl, MQTT, "
+                                                "webhook) when a stream's smoothed top-1 changes and holds; a stream's "
+                                                "own keys win")
 
     @property
     def env(self) -> dict[str, str]:
@@ -275,12 +286,23 @@ class Config(_Model):
         streams = []
         for i, s in enumerate(self.streams):
             upd = {"classify": merged(self.classify, s.classify), "gate": merged(self.gate, s.gate),
-                   "decode": merged(self.decode, s.decode)}
+                   "decode": merged(self.decode, s.decode), "smooth": stream_smooth(self.smooth, s.smooth),
+                   "label_change": stream_label_change(self.label_change, s.label_change)}
             if upd["classify"].keyframes and upd["gate"].motion is not None:
                 raise ValueError(f"streams.{i}: classify.keyframes and gate.motion together: keyframes only are "
                                  f"already sparse; use one of them")
             streams.append(s if all(getattr(s, k) == v for k, v in upd.items()) else s.model_copy(update=upd))
         object.__setattr__(self, "streams", streams)
+        return self
+
+    @model_validator(mode="after")
+    def _smoothed_alerts(self) -> "Config":
+        """An alert on smoothed scores needs every stream smoothed (a rule watches them all)."""
+        for i, rule in enumerate(self.output.alerts):
+            bare = [s.name for s in self.streams if s.smooth is None]
+            if rule.smoothed and bare:
+                raise ValueError(f"output.alerts.{i}.smoothed: needs smooth (top level, or on every stream); "
+                                 f"{', '.join(bare)} has none")
         return self
 
     @model_validator(mode="after")

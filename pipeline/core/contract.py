@@ -45,6 +45,7 @@ class BatchStage(Protocol):
 
 class Sink(Protocol):
     def setup(self) -> None: ...
+    def prepare(self, result: Result) -> Result: ...  # before the tap and write: the smoothed labels added
     def write(self, result: Result, frame: Optional[np.ndarray] = None) -> None: ...  # frame: the display frame
     def end(self, eos: EndOfStream) -> None: ...
     # a stream added (or changed) while the run goes on: ``config`` is the sink's whole config
@@ -65,6 +66,10 @@ class StageBase:
     def stats(self) -> Optional[StageStats]:
         """The stage's own figures; ``None``: only the loop's counts."""
         return None
+
+    def prepare(self, result: Any) -> Any:
+        """A sink's result before anything is sent or written (the smoothed labels); as is by default."""
+        return result
 
     def teardown(self) -> None:
         pass

@@ -40,6 +40,8 @@ class Result:
     top: tuple[tuple[str, float], ...]
     infer_ms: float
     batch: int
+    # the stream's smoothed top-k after this frame (the sink sets it where the stream smooths its labels)
+    smoothed: Optional[tuple[tuple[str, float], ...]] = None
 
 
 @dataclass(frozen=True, slots=True)

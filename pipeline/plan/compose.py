@@ -121,13 +121,21 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
                    threads=threads, first_seq=first_seq)
 
 
-def _sink(cfg: Config, label_kind: str, append: bool, geoms: Optional[tuple[DisplayGeom, ...]]) -> tuple[str, Any]:
-    """The sink's kind and config for ``cfg``'s streams (the outputs sink when an output needs pixels)."""
+def _sink(cfg: Config, label_kind: str, append: bool, geoms: Optional[tuple[DisplayGeom, ...]],
+          events: Optional[bool] = None) -> tuple[str, Any]:
+    """The sink's kind and config for ``cfg``'s streams: the outputs sink when an output needs
+    pixels or (``events``, by default when any stream has label_change) writes events, without
+    display frames for those alone."""
     m = cfg.model
     label: Any = SinkConfig(cfg.output.dir, tuple(s.name for s in cfg.streams), m.top_k,
                             random_weights=m.weights == "none", append=append, sources=_file_identities(cfg),
-                            retention=cfg.output.retention, min_free=cfg.output.min_free)
-    return outputs_sink(cfg, label_kind, label, list(geoms)) if geoms else (label_kind, label)
+                            retention=cfg.output.retention, min_free=cfg.output.min_free,
+                            smooth=tuple(s.smooth for s in cfg.streams))
+    if events is None:
+        events = any(s.label_change is not None for s in cfg.streams)
+    if geoms or events:
+        return outputs_sink(cfg, label_kind, label, list(geoms) if geoms else [None] * len(cfg.streams))
+    return label_kind, label
 
 
 def _drop_oldest(cfg: Config) -> dict[int, float]:
@@ -150,7 +158,10 @@ def with_stream(plan: RunPlan, i: int, stream: StreamConfig, first: int) -> RunP
         geoms = list(plan.geoms)
         geoms[i:i + 1] = [display_geom(stream, cfg.output.video, info)]
     label_kind = getattr(plan.sink_cfg, "label_kind", plan.sink_kind)
-    sink_kind, sink_cfg = _sink(cfg, label_kind, True, tuple(geoms) if geoms else None)
+    outputs = plan.sink_kind == "outputs.sink"  # the running sink's kind stays
+    if stream.label_change is not None and not outputs:
+        log.warning("%s: label_change takes a restart (the run's sink writes label logs only)", stream.name)
+    sink_kind, sink_cfg = _sink(cfg, label_kind, True, tuple(geoms) if geoms else None, outputs)
     assert plan.threads is not None
     fresh = thread_plan(cfg, cores=plan.threads.cores).decoders[i]
     decoders = list(plan.threads.decoders)
@@ -247,14 +258,16 @@ def segment_seconds(cfg: Config) -> tuple[Optional[float], ...]:
     return tuple(seg if seg else (LIVE_SEGMENT_S if s.is_live else None) for s in cfg.streams)
 
 
-def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[DisplayGeom]) -> tuple[str, Any]:
-    from videoclf.stages.outputs.stage import OutputsConfig  # imports the encoders: only when outputs need pixels
+def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[Optional[DisplayGeom]]) -> tuple[str, Any]:
+    from videoclf.stages.outputs.stage import OutputsConfig  # imports the encoders: only when outputs need pixels or events
 
+    changes = tuple(s.label_change for s in cfg.streams)
+    events = bool(cfg.output.alerts) or any(c is not None for c in changes)
     return "outputs.sink", OutputsConfig(label_kind, label, tuple(geoms), cfg.output.video, segment_seconds(cfg),
                                          tuple(cfg.output.alerts), cfg.output.web is not None,
-                                         cfg.output.mqtt is not None and bool(cfg.output.alerts),
+                                         cfg.output.mqtt is not None and events,
                                          tuple(s.live.watchdog_s if s.is_live else None for s in cfg.streams),
-                                         cfg.output.timezone)
+                                         cfg.output.timezone, changes)
 
 
 # -- stage functions the runtime calls in its own process ------------------------------

@@ -356,6 +356,7 @@ class _Deliver:
                     self.duplicates += 1
                     continue
                 frame = self.frames.frame_for(s, seq, self.pump, self.ctrl.stop) if self.frames else None
+                result = self.stage.prepare(result)
                 if self.tap is not None:  # before the log line: a restarted sink sends it again, never loses it
                     self.tap.send(result)
                 self.stage.write(result, frame)
@@ -363,7 +364,6 @@ class _Deliver:
                 self.rep.counters.items += 1
             self.rep.counters.busy_s += time.monotonic() - t0
             self.rep.counters.duplicates = self.duplicates
-
 
     def _plan(self, sp: StreamPlan) -> None:
         """A stream added or changed while the run goes on: its log opens (appending), its

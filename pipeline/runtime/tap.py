@@ -10,8 +10,9 @@ from typing import Optional
 from videoclf.core.records import Result
 from videoclf.ipc.transport import Outbox
 
-# what travels: (stream index, frame number, pts s, wall time s, ((label, probability), ...))
-TapRecord = tuple[int, int, Optional[float], float, tuple[tuple[str, float], ...]]
+# what travels: (stream index, frame number, pts s, wall time s, ((label, probability), ...),
+# the smoothed (label, score) top-1 or None where the stream does not smooth its labels)
+TapRecord = tuple[int, int, Optional[float], float, tuple[tuple[str, float], ...], Optional[tuple[str, float]]]
 
 
 class Tap:
@@ -21,7 +22,7 @@ class Tap:
 
     def send(self, r: Result) -> None:
         f = r.frame
-        record: TapRecord = (f.stream, f.seq, f.pts, f.time, tuple(r.top))
+        record: TapRecord = (f.stream, f.seq, f.pts, f.time, tuple(r.top), r.smoothed[0] if r.smoothed else None)
         if self.box.send(record):
             self.sent += 1
 

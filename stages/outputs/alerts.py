@@ -93,13 +93,14 @@ class AlertEngine:
                 self._close(rule, st, stream)
 
     def update(self, stream: str, t: float, epoch: float, top: Sequence[tuple[str, float]],
-               snapshot: Callable[[str], Optional[str]]) -> None:
-        """One frame: ``t`` its stream time (pts, else its epoch), ``epoch`` its wall-clock time."""
+               snapshot: Callable[[str], Optional[str]], smoothed: Optional[Sequence[tuple[str, float]]] = None) -> None:
+        """One frame: ``t`` its stream time (pts, else its epoch), ``epoch`` its wall-clock time;
+        ``smoothed``: the stream's smoothed top-k, which ``smoothed`` rules match instead of ``top``."""
         now = epoch if stream in self.live else t
         self._tick(stream, now)
         for i, rule in enumerate(self.rules):
             st = self.state.setdefault((stream, i), _RuleState())
-            hit = match(rule, top)
+            hit = match(rule, smoothed if rule.smoothed and smoothed is not None else top)
             if hit is None:
                 st.run = 0
                 self._close(rule, st, stream)

@@ -57,10 +57,13 @@ def _frames_backwards(path: str, fmt: str, chunk: int) -> Iterator[int]:
 
 # -- one line: stream, frame, pts, time, then the top-k labels and scores ------------------
 def label_record(stream: str, frame: int, pts: Optional[float], epoch: float, top: Sequence[tuple[str, float]],
-                 random_weights: bool = False) -> dict[str, Any]:
-    """The fields of one label line (a JSONL line is this object)."""
+                 random_weights: bool = False, smoothed: Optional[tuple[str, float]] = None) -> dict[str, Any]:
+    """The fields of one label line (a JSONL line is this object); ``smoothed``: the smoothed
+    top-1 of a stream that smooths its labels (the raw top-k stays as it is)."""
     rec: dict[str, Any] = {"stream": stream, "frame": frame, "pts": None if pts is None else round(pts, 6),
                            "time": round(epoch, 6), "top": [{"label": lbl, "score": s} for lbl, s in top]}
+    if smoothed is not None:
+        rec["smoothed"] = {"label": smoothed[0], "score": smoothed[1]}
     if random_weights:
         rec["weights"] = "none (random init)"
     return rec
@@ -71,14 +74,29 @@ def format_line(fmt: str, rec: dict[str, Any]) -> str:
     if fmt == "jsonl":
         return json.dumps(rec, separators=(",", ":"))
     buf = io.StringIO()
+    sm = rec.get("smoothed")
     csv.writer(buf, lineterminator="").writerow(
-        [rec["stream"], rec["frame"], rec["pts"], rec["time"], *(v for t in rec["top"] for v in (t["label"], t["score"]))])
+        [rec["stream"], rec["frame"], rec["pts"], rec["time"], *(v for t in rec["top"] for v in (t["label"], t["score"])),
+         *((sm["label"], sm["score"]) if sm else ())])
     return buf.getvalue()
 
 
-def csv_header(top_k: int) -> str:
+def csv_header(top_k: int, smoothed: bool = False) -> str:
+    """A CSV log's first line; a stream that smooths its labels ends each row with its smoothed top-1."""
     ranks = [f"{c}{j + 1}" for j in range(top_k) for c in ("label", "score")]
-    return ",".join(["stream", "frame", "pts", "time", *ranks])
+    return ",".join(["stream", "frame", "pts", "time", *ranks, *(("smoothed_label", "smoothed_score") if smoothed else ())])
+
+
+def smoothed_label(line: str, fmt: str, top_k: int) -> Optional[tuple[str, float]]:
+    """The smoothed top-1 of a label line of ``top_k`` labels; ``None`` where it has none (no smoothing)."""
+    try:
+        if fmt == "jsonl":
+            sm = json.loads(line)["smoothed"]
+            return str(sm["label"]), float(sm["score"])
+        row = next(csv.reader([line]))
+        return (row[-2], float(row[-1])) if len(row) == 4 + 2 * top_k + 2 else None
+    except (ValueError, KeyError, IndexError, TypeError, StopIteration):
+        return None
 
 
 def frame_of(line: bytes, fmt: str) -> Optional[int]:

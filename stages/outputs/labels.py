@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from videoclf.stages.outputs.appendlog import AppendLog, DiskFull
@@ -15,6 +15,7 @@ from videoclf.core.histogram import Histogram
 from videoclf.core.sinkstats import LabelLogStats, SinkStats, StreamStats
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.retention import Housekeeper
+from videoclf.stages.outputs.smoothing import Smoother
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class SinkConfig:
     sources: tuple[Optional[dict], ...] = ()
     retention: Any = None  # output.retention (stages/outputs/retention.py applies it)
     min_free: int = 0  # output.min_free, bytes
+    smooth: tuple[Any, ...] = ()  # per stream: its SmoothOptions, None where it keeps its raw labels only
 
 
 class StreamTally:
@@ -81,6 +83,21 @@ class _LabelLogSink(StageBase):
         self.disk_full_pauses = 0
         self.disk_full_since: Optional[float] = None
         self.keeper: Optional[Housekeeper] = None
+        self.smoothers: dict[int, Smoother] = {}  # per smoothing stream; empty at every start (smoothing.py)
+
+    def smoothing(self, stream: int) -> Any:
+        return self.cfg.smooth[stream] if stream < len(self.cfg.smooth) else None
+
+    def prepare(self, r: Result) -> Result:
+        """``r`` with its stream's smoothed top-k, where the stream smooths its labels."""
+        s = r.frame.stream
+        opts = self.smoothing(s)
+        if opts is None:
+            return r
+        sm = self.smoothers.get(s)
+        if sm is None:
+            sm = self.smoothers[s] = Smoother(opts, self.cfg.top_k)
+        return replace(r, smoothed=sm.update(r.top))
 
     def setup(self) -> None:
         try:
@@ -94,7 +111,7 @@ class _LabelLogSink(StageBase):
 
     def _open(self, i: int, truncate: bool) -> None:
         name = self.cfg.streams[i]
-        self.files[i] = AppendLog(os.path.join(self.cfg.dir, f"{name}.{self.fmt}"), self.header(),
+        self.files[i] = AppendLog(os.path.join(self.cfg.dir, f"{name}.{self.fmt}"), self.header(i),
                                   day_of_line=day_reader(self.fmt)).open(truncate=truncate)
         self.repaired += self.files[i].repaired_bytes > 0
 
@@ -103,6 +120,7 @@ class _LabelLogSink(StageBase):
         (a stream added to a running run never truncates what its log holds)."""
         self.cfg = config
         self.tally.extend(StreamTally() for _ in range(stream + 1 - len(self.tally)))
+        self.smoothers.pop(stream, None)  # a changed stream smooths afresh, with its new options
         if self.keeper is not None:
             self.keeper.add_stream(config.streams[stream])
         if stream not in self.files:
@@ -111,13 +129,13 @@ class _LabelLogSink(StageBase):
             except OSError as exc:
                 raise ResourceError(f"output.dir {self.cfg.dir}: cannot write ({exc.strerror or exc})") from exc
 
-    def header(self) -> Optional[str]:
-        return csv_header(self.cfg.top_k) if self.fmt == "csv" else None
+    def header(self, stream: int) -> Optional[str]:
+        return csv_header(self.cfg.top_k, self.smoothing(stream) is not None) if self.fmt == "csv" else None
 
     def line(self, r: Result) -> str:
         f = r.frame
         return format_line(self.fmt, label_record(self.cfg.streams[f.stream], f.seq, f.pts, f.time, r.top,
-                                                  self.cfg.random_weights))
+                                                  self.cfg.random_weights, r.smoothed[0] if r.smoothed else None))
 
     def write(self, r: Result, frame: Any = None) -> None:
         line = self.line(r)

@@ -29,6 +29,7 @@ from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.alerts import AlertEngine, EventLog, safe_name
 from videoclf.stages.outputs.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
 from videoclf.stages.outputs.labels import SinkConfig  # also registers the label-log sinks this one wraps
+from videoclf.stages.outputs.smoothing import LabelChanges
 from videoclf.stages.outputs.video_out import SegmentWriter, create_new, stamp
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class OutputsConfig:
     # its alert cooldowns and runs, and the overlay's local date and time)
     live_gap_s: tuple[Optional[float], ...] = ()
     timezone: Optional[str] = None  # output.timezone of the overlay; None: the system's zone
+    label_change: tuple[Any, ...] = ()  # per stream: its LabelChange options, None where it fires no label_change
 
 
 @dataclass
@@ -90,6 +92,7 @@ class OutputsSink(StageBase):
         self.live = [_Live() for _ in self.names]
         self.events: Optional[EventLog] = None
         self.alerts: Optional[AlertEngine] = None
+        self.changes: Optional[LabelChanges] = None
         self.without_frame = 0
         self.paused_frames = 0  # video frames not written while the disk was below output.min_free
         self.paused_snapshots = 0
@@ -110,12 +113,17 @@ class OutputsSink(StageBase):
         try:
             if self.cfg.live:
                 os.makedirs(os.path.join(out, LIVE_DIR), exist_ok=True)
+            changes = any(c is not None for c in self.cfg.label_change)
+            if self.cfg.alerts or changes:
+                forward = self._forward if self.cfg.mqtt_events and self.ctrl is not None else None
+                hooks = [*self.cfg.alerts, *(c for c in self.cfg.label_change if c is not None)]
+                self.events = EventLog(out, any(r.webhook for r in hooks), forward)
             if self.cfg.alerts:
                 os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
-                forward = self._forward if self.cfg.mqtt_events and self.ctrl is not None else None
-                self.events = EventLog(out, any(r.webhook for r in self.cfg.alerts), forward)
                 live = {n: g for n, g in zip(self.names, self.cfg.live_gap_s) if g is not None}
                 self.alerts = AlertEngine(self.cfg.alerts, self.events, live)
+            if changes:
+                self.changes = LabelChanges(self.cfg.label_change, self.events)
         except OSError as exc:
             raise ResourceError(f"output.dir {out}: cannot write ({exc.strerror or exc})") from exc
         for i in range(len(self.cfg.geoms)):
@@ -138,11 +146,16 @@ class OutputsSink(StageBase):
         gap = config.live_gap_s[stream] if stream < len(config.live_gap_s) else None
         if self.alerts is not None and gap is not None:
             self.alerts.live[self.names[stream]] = gap
+        if self.changes is not None:
+            self.changes.add_stream(stream, config.label_change[stream] if stream < len(config.label_change) else None)
         old = self.writers.pop(stream, None)
         if old is not None:
             old.close()
             self._done_files[stream] = old
         self._writer(stream)
+
+    def prepare(self, result: Result) -> Result:
+        return self.label.prepare(result)
 
     def write(self, result: Result, frame: Optional[np.ndarray] = None) -> None:
         self.label.write(result)  # first: the label line exists for every frame the video shows
@@ -151,12 +164,14 @@ class OutputsSink(StageBase):
         live = self.live[i]
         live.top, live.seq, live.pts = list(result.top), rec.seq, rec.pts
         live.fps = self.rates[i].tick(now)
-        if frame is None:
+        if frame is None and self.cfg.geoms[i] is not None:  # no geometry: no display frames (label_change alone)
             self.without_frame += 1
         if self.alerts is not None:
             t = rec.pts if rec.pts is not None else rec.time
             self.alerts.update(self.names[i], t, rec.time, result.top,
-                               lambda label: self._snapshot(i, rec.seq, label, frame))
+                               lambda label: self._snapshot(i, rec.seq, label, frame), result.smoothed)
+        if self.changes is not None:
+            self.changes.update(self.names[i], result)
         if self.cfg.live and frame is not None and now >= live.next_jpeg:
             live.next_jpeg = now + LIVE_EVERY_S
             base = os.path.join(self.cfg.label.dir, LIVE_DIR, self.names[i])

