@@ -177,7 +177,8 @@ def _decoder(cfg: Config, i: int, threads: ThreadPlan, geom: Optional[DisplayGeo
     s, m, t = cfg.streams[i], cfg.model, threads.decoders[i]
     fast = fast_decode(m)[0] if s.decode.fast == "auto" else bool(s.decode.fast)  # resolved here, once
     if s.is_live:
-        return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads, fast=fast)
+        clips = any(r.clip is not None for r in cfg.output.alerts)  # event clips: its packets go to the sink
+        return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads, fast=fast, clips=clips)
     return "decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, t.threads, s.loop, geom,
                                        lean_threads=t.lean, classify=s.classify, gate=s.gate, fast=fast)
 

@@ -27,6 +27,7 @@ from videoclf.core.records import DisplayGeom, EndOfStream, Event, Result
 from videoclf.config.outputs import LIVE_DIR, AlertRule
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.alerts import AlertEngine, EventLog, safe_name
+from videoclf.stages.outputs.clips import ClipRecorder
 from videoclf.stages.outputs.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
 from videoclf.stages.outputs.labels import SinkConfig  # also registers the label-log sinks this one wraps
 from videoclf.stages.outputs.video_out import SegmentWriter, create_new, stamp
@@ -97,6 +98,7 @@ class OutputsSink(StageBase):
         self._video_retry: dict[int, float] = {}  # per stream: after a write error, no video before this
         self._done_files: dict[int, SegmentWriter] = {}  # closed writers, still reported
         self.tz = ZoneInfo(cfg.timezone) if cfg.timezone else None  # None: the system's local zone
+        self.clips: Optional[ClipRecorder] = None  # event clips, when a rule asks for them
 
     def setup(self) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -104,8 +106,12 @@ class OutputsSink(StageBase):
         self.label.ctrl = self.ctrl
         self.label.setup()
         self.keeper = getattr(self.label, "keeper", None)
-        if self.keeper is not None:  # the video files being written are not retention's to delete
-            self.keeper.in_use = lambda: {w.files[-1] for w in self.writers.values() if w.container is not None}
+        pre = [r.clip.pre_s for r in self.cfg.alerts if r.clip is not None]
+        if pre:
+            self.clips = ClipRecorder(self.cfg.label.dir, self.names, max(pre), self._disk_low)
+        if self.keeper is not None:  # the video files and clips being written are not retention's to delete
+            self.keeper.in_use = lambda: {w.files[-1] for w in self.writers.values() if w.container is not None} | \
+                (self.clips.in_use() if self.clips is not None else set())
         out = self.cfg.label.dir
         try:
             if self.cfg.live:
@@ -133,6 +139,8 @@ class OutputsSink(StageBase):
         the other streams' outputs are not touched."""
         self.cfg, self.names = config, config.label.streams
         self.label.add_stream(stream, config.label)
+        if self.clips is not None:
+            self.clips.add_stream(stream, self.names[stream])
         self.rates.extend(RateMeter() for _ in range(stream + 1 - len(self.rates)))
         self.live.extend(_Live() for _ in range(stream + 1 - len(self.live)))
         gap = config.live_gap_s[stream] if stream < len(config.live_gap_s) else None
@@ -156,7 +164,7 @@ class OutputsSink(StageBase):
         if self.alerts is not None:
             t = rec.pts if rec.pts is not None else rec.time
             self.alerts.update(self.names[i], t, rec.time, result.top,
-                               lambda label: self._snapshot(i, rec.seq, label, frame))
+                               lambda label: self._snapshot(i, rec.seq, label, frame), self._clip(i))
         if self.cfg.live and frame is not None and now >= live.next_jpeg:
             live.next_jpeg = now + LIVE_EVERY_S
             base = os.path.join(self.cfg.label.dir, LIVE_DIR, self.names[i])
@@ -194,6 +202,18 @@ class OutputsSink(StageBase):
             return
         if len(w.files) > files > 0 and self.keeper is not None:  # a file was finished: apply video retention
             self.keeper.sweep(("video",))
+
+    def packets(self, msg: Any) -> None:
+        """A camera's codec parameters or packets (``videoclf.core.packets``), for event clips."""
+        if self.clips is not None:
+            self.clips.packets(msg)
+
+    def _clip(self, i: int) -> Any:
+        """Stream ``i``'s event clips for the alert engine: (rule, start, label) → the event's clip fields."""
+        clips = self.clips
+        if clips is None:
+            return None
+        return lambda rule, start, label: clips.clip(i, start, rule.clip.pre_s, rule.clip.post_s, label)
 
     def _disk_low(self) -> bool:
         return self.keeper is not None and self.keeper.low
@@ -243,6 +263,8 @@ class OutputsSink(StageBase):
             self._done_files[eos.stream] = w
         if self.alerts is not None:
             self.alerts.end(self.names[eos.stream])
+        if self.clips is not None:
+            self.clips.end(eos.stream)
         self.live[eos.stream].fps = 0.0
 
     def stats(self) -> SinkStats:
@@ -263,6 +285,8 @@ class OutputsSink(StageBase):
             w.close()
         if self.alerts is not None:
             self.alerts.end_all()
+        if self.clips is not None:
+            self.clips.close()  # a clip still recording keeps what it has
         if self.events is not None:
             self.events.close()
         if self.label is not None:

@@ -1,0 +1,72 @@
+"""A source's two links: model frames to the classifier, display frames (and, for event clips,
+the camera's packets) to the sink."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from videoclf.core.contract import Policy
+from videoclf.core.records import Decoded, EndOfStream, FrameRecord, Hello
+from videoclf.ipc.display import send_display
+from videoclf.ipc.links import Producer
+from videoclf.runtime.specs import Control, SourceSpec
+
+LIVE_WAIT_S = 0.05  # a live source waits this long for a free slot before dropping a frame
+
+
+class Feed:
+    """A source's two links (model frames to the classifier, display frames to the sink) and
+    what it counts."""
+
+    def __init__(self, spec: SourceSpec, ctrl: Control) -> None:
+        self.spec, self.stop = spec, ctrl.stop
+        self.lossless = spec.policy is Policy.LOSSLESS
+        self.out = Producer(spec.out, Hello("source", spec.stream, spec.out.pool.spec), self.lossless, ctrl.stop)
+        self.disp = None
+        if spec.display is not None:
+            port = spec.display.port
+            self.disp = Producer(port, Hello("display", spec.stream, port.pool.spec), False, ctrl.stop)
+        self.dropped = 0
+
+    @property
+    def all_dropped(self) -> int:
+        return self.dropped + self.out.lost + (self.disp.lost if self.disp else 0)
+
+    def hand_over(self, d: Decoded, rec: FrameRecord) -> Optional[bool]:
+        """Frame ``rec.seq`` into a slot and to the classifier: True when sent, False when
+        dropped (it keeps its number: a gap in the log), None when the run stopped first."""
+        if self.disp is not None and d.display is not None:
+            # the display frame goes first: the sink gets it before the Result it belongs to
+            self.dropped += send_display(self.disp, self.spec.display, d.display, rec, self.lossless)
+        # a camera waits briefly, else drops the frame (its reader's buffer keeps the freshest meanwhile)
+        slot = self.out.acquire(self.lossless, LIVE_WAIT_S)
+        if slot is None:
+            if self.stop.is_set():
+                return None
+            self.dropped += 1
+            return False
+        np.copyto(self.out.pool.view(slot), d.array)
+        if self.out.send(slot, FrameRecord(rec.stream, rec.seq, slot, rec.pts, rec.time, rec.t_decoded,
+                                           rec.decode_ms)):
+            return True
+        if self.lossless:  # stopped while no classifier was there
+            return None
+        self.dropped += 1
+        return False
+
+    def packets(self, stage: Any) -> None:
+        """Event clips: send the codec parameters and packets the stage demuxed since the last
+        turn to the sink, on the display link (records only: they are compressed bytes, not
+        pixels). Without a sink they are lost, as display frames are: the sink's ring starts again."""
+        take = getattr(stage, "take_packets", None)
+        if take is None or self.disp is None:
+            return
+        for record in take(self.spec.stream):
+            self.disp.poll()  # connect (or notice a new sink) before sending
+            self.disp.box.send(record)
+
+    def close(self, eos: EndOfStream) -> None:
+        if self.disp is not None:
+            self.disp.box.close()
+        self.out.finish(eos, wait=True)

@@ -1,0 +1,95 @@
+"""One camera's recent compressed packets, kept back to a keyframe far enough in the past.
+
+The ring holds one connection's packets in decode order, always starting at a keyframe (a
+clip can only start at one). After each batch it drops whole GOPs from its front while the
+next keyframe is still at least ``keep_s`` older than the newest packet, so a clip asked for
+``pre_s`` <= ``keep_s`` before any packet in the ring can start at or before that moment.
+Times are the camera's pts in seconds (dts where a packet has no pts); the decoder's
+``offset`` maps them to the stream time the rest of the pipeline uses (an event's ``start_pts``).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Optional
+
+from videoclf.core.packets import ClipParams, Packet, Packets
+
+BACKWARDS_S = 1.0  # a camera clock that steps back more than this (within a connection) restarts the ring
+
+
+def packet_time(p: Packet, params: ClipParams) -> Optional[float]:
+    ts = p.pts if p.pts is not None else p.dts
+    return None if ts is None else float(ts * params.time_base)
+
+
+class PacketRing:
+    def __init__(self, keep_s: float) -> None:
+        self.keep_s = keep_s
+        self.params: Optional[ClipParams] = None
+        self.offset = 0.0  # stream time minus camera time (the decoder's, as of the newest batch)
+        self.items: deque[tuple[float, Packet]] = deque()
+        self.restarts = 0  # rings started again (a new connection, packets lost, a clock step back)
+
+    def reset(self, params: ClipParams) -> None:
+        """A new connection: its packets replace the old ones (another codec, size, clock)."""
+        self.params = params
+        self._restart()
+
+    def _restart(self) -> None:
+        if self.items:
+            self.restarts += 1
+        self.items.clear()
+
+    def add(self, batch: Packets) -> list[tuple[float, Packet]]:
+        """File ``batch``; returns the (time, packet) pairs it added (what a recording clip takes)."""
+        if self.params is None or batch.connection != self.params.connection:
+            return []  # packets of a connection whose parameters never came: no clip can use them
+        if batch.lost:
+            self._restart()
+        self.offset = batch.offset
+        added = []
+        for p in batch.packets:
+            t = packet_time(p, self.params)
+            if t is None:
+                continue
+            if self.items and t < self.items[-1][0] - BACKWARDS_S:
+                self._restart()
+            if not self.items and not p.key:
+                continue  # a clip starts at a keyframe: wait for one
+            self.items.append((t, p))
+            added.append((t, p))
+        self._trim()
+        return added
+
+    def _trim(self) -> None:
+        if not self.items:
+            return
+        newest = max(t for t, _ in list(self.items)[-8:])  # B-frames: the newest pts is among the last few
+        while True:
+            nxt = self._next_key(1)
+            if nxt is None or self.items[nxt][0] > newest - self.keep_s:
+                return
+            for _ in range(nxt):
+                self.items.popleft()
+
+    def _next_key(self, start: int) -> Optional[int]:
+        for i in range(start, len(self.items)):
+            if self.items[i][1].key:
+                return i
+        return None
+
+    def since(self, t: float) -> list[tuple[float, Packet]]:
+        """The packets from the last keyframe at or before camera time ``t`` (the first keyframe
+        held when the ring does not reach that far back) to the newest."""
+        start = None
+        for i, (pt, p) in enumerate(self.items):
+            if not p.key:
+                continue
+            if start is not None and pt > t:
+                break
+            start = i
+        return [] if start is None else list(self.items)[start:]
+
+    @property
+    def span_s(self) -> float:
+        return self.items[-1][0] - self.items[0][0] if self.items else 0.0
