@@ -6,15 +6,20 @@ next keyframe is still at least ``keep_s`` older than the newest packet, so a cl
 ``pre_s`` <= ``keep_s`` before any packet in the ring can start at or before that moment.
 Times are the camera's pts in seconds (dts where a packet has no pts); the decoder's
 ``offset`` maps them to the stream time the rest of the pipeline uses (an event's ``start_pts``).
+A camera whose clock steps back within a connection (a looping server, every loop) is
+continued as the decoder's ``StreamTime`` does it: the ring shifts the packets after the step
+to follow the one before, so a clip across the step plays on (``camera_time`` maps back).
 """
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Optional
 
 from videoclf.core.packets import ClipParams, Packet, Packets
 
-BACKWARDS_S = 1.0  # a camera clock that steps back more than this (within a connection) restarts the ring
+BACKWARDS_S = 1.0  # a camera clock that steps back more than this (within a connection) is re-anchored
+STEP_S = 0.04  # a re-anchored packet follows the one before it by a frame (this, when the rate is unknown)
 
 
 def packet_time(p: Packet, params: ClipParams) -> Optional[float]:
@@ -28,11 +33,14 @@ class PacketRing:
         self.params: Optional[ClipParams] = None
         self.offset = 0.0  # stream time minus camera time (the decoder's, as of the newest batch)
         self.items: deque[tuple[float, Packet]] = deque()
-        self.restarts = 0  # rings started again (a new connection, packets lost, a clock step back)
+        self.restarts = 0  # rings started again (a new connection, packets lost)
+        self.shift = 0  # time-base units added to every pts and dts since the camera's clock last stepped back
+        self.shifts = [0]  # every shift of this connection, newest last (an event may be of a frame before a step)
 
     def reset(self, params: ClipParams) -> None:
         """A new connection: its packets replace the old ones (another codec, size, clock)."""
         self.params = params
+        self.shift, self.shifts = 0, [0]
         self._restart()
 
     def _restart(self) -> None:
@@ -48,12 +56,21 @@ class PacketRing:
             self._restart()
         self.offset = batch.offset
         added = []
+        tb = self.params.time_base
         for p in batch.packets:
+            if self.shift:
+                p = replace(p, pts=None if p.pts is None else p.pts + self.shift,
+                            dts=None if p.dts is None else p.dts + self.shift)
             t = packet_time(p, self.params)
             if t is None:
                 continue
-            if self.items and t < self.items[-1][0] - BACKWARDS_S:
-                self._restart()
+            if self.items and t < self.items[-1][0] - BACKWARDS_S:  # the camera's clock stepped back
+                frame = 1 / self.params.rate if self.params.rate else STEP_S
+                step = round((self.items[-1][0] + frame - t) / tb)
+                self.shift += step
+                self.shifts.append(self.shift)
+                p = replace(p, pts=None if p.pts is None else p.pts + step, dts=None if p.dts is None else p.dts + step)
+                t = packet_time(p, self.params)
             if not self.items and not p.key:
                 continue  # a clip starts at a keyframe: wait for one
             self.items.append((t, p))
@@ -89,6 +106,18 @@ class PacketRing:
                 break
             start = i
         return [] if start is None else list(self.items)[start:]
+
+    def camera_time(self, stream_t: float) -> float:
+        """The ring's time of stream time ``stream_t``: with the newest shift, unless that puts it
+        past the newest packet (a frame from before the camera's last clock step, whose event came
+        after the step's packets): then with the shift before."""
+        tb = self.params.time_base if self.params is not None else 0
+        newest = self.items[-1][0] if self.items else float("inf")
+        for shift in reversed(self.shifts):
+            t = stream_t - self.offset + float(shift * tb)
+            if t <= newest + BACKWARDS_S:
+                return t
+        return stream_t - self.offset + float(self.shift * tb)
 
     @property
     def span_s(self) -> float:

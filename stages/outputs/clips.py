@@ -11,7 +11,8 @@ profile and quality. MPEG-TS: a clip cut short by a crash plays up to its last p
   ``post_s`` after the new event, up to ``MAX_CLIP_S`` in all) and names the same file: one
   file per busy spell, no packet written twice. Past ``MAX_CLIP_S`` the next event opens a new clip.
 - A clip still recording is finished with what it has when its stream ends, its camera
-  reconnects (new codec parameters), packets were lost on the way, or the run stops.
+  reconnects (new codec parameters), packets were lost on the way, or the run stops. A camera
+  clock that steps back (a looping server) does not end it: the ring continues its timestamps.
 - Times inside the clip are the camera's pts less the pts of the clip's first packet
   (its dts where earlier), so ``clip_at_s`` (in the event) is where the event starts in the file.
 """
@@ -95,7 +96,7 @@ class ClipRecorder:
         if ring is None or ring.params is None:
             self.skipped += 1
             return None
-        at = t - ring.offset  # the camera's time of the event
+        at = ring.camera_time(t)  # the event's time on the ring's (camera's) clock
         rec = self.recording.get(stream)
         if rec is not None and at + post_s - rec.start_t <= MAX_CLIP_S:
             rec.end_t = max(rec.end_t, at + post_s)

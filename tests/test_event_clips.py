@@ -1,0 +1,95 @@
+"""Event clips from a real RTSP camera, under the real multiprocess pipeline run by the CLI: the
+clip is the camera's own H.264 (stream copy), spans pre_s before to post_s after the event, and plays."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from conftest import SAMPLE
+from helpers_proc import interrupt, start_cli, wait_for
+from live_helpers import needs_gst, serving
+
+pytestmark = [needs_gst, pytest.mark.slow]
+
+FPS = 25  # the sample the camera serves: 640x360 H.264 High, a keyframe a second, 5.28 s
+PRE_S, POST_S = 2.0, 2.0
+FAST_LIVE = {"watchdog_s": 5, "backoff_s": 0.2, "backoff_max_s": 0.5, "open_timeout_s": 5, "read_timeout_s": 5}
+
+
+# real weights: in the sample the albatross scores above 0.3 from about 1.6 s into each 5.3 s loop until
+# near its end, so the rule opens an event in every loop of the camera (the precision and engine are
+# pinned: `precision: auto` is bf16 on some CPUs, where the scores differ)
+MODEL = {"backbone": "efficientnet_lite0", "weights": "imagenet", "backend": "openvino", "precision": "fp32",
+         "threads": 1}
+RULE = {"when": ["albatross"], "min_score": 0.3, "for_frames": 1, "cooldown_s": 0,
+        "clip": {"pre_s": PRE_S, "post_s": POST_S}}
+
+
+def props(path: Path | str) -> dict:
+    """What ffprobe reports of a file's video stream, read through the same libav (ffprobe itself is
+    not needed): codec, size, profile, pixel format."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return {"codec": s.codec_context.name, "width": s.width, "height": s.height,
+                "profile": s.codec_context.profile, "pix_fmt": s.codec_context.pix_fmt}
+
+
+def test_an_alert_on_a_camera_saves_a_stream_copy_clip_around_the_event(tmp_path):
+    out = tmp_path / "out"
+    with serving(SAMPLE) as start:
+        cam = start()
+        cfg = tmp_path / "live.yaml"
+        cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": cam.url(), "live": FAST_LIVE}],
+                                       "model": MODEL, "output": {"dir": str(out), "alerts": [RULE], "video": True}}))
+        proc = start_cli("run", str(cfg), "--duration", "90", "-q")
+        try:
+            # given a camera that has streamed longer than pre_s (plus a GOP) before an event opens
+            first = wait_for(lambda: _lines(out / "cam.jsonl")[:1], 90, "the first label")[0]
+            due = first["time"] + PRE_S + 1.5
+
+            def late_event() -> list:
+                return [e for e in _lines(out / "events.jsonl") if e["event"] == "open" and e["start_time"] > due]
+            event = wait_for(late_event, 30, "an event after pre_s of streaming")[0]
+            # when the camera streams on for post_s (and the clip's last GOP) after it
+            wait_for(lambda: _lines(out / "cam.jsonl")[-1:] and _lines(out / "cam.jsonl")[-1]["time"]
+                     > event["start_time"] + POST_S + 1.5, 30, "post_s of streaming after the event")
+        finally:
+            interrupt(proc)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    path = Path(event["clip"])
+    # then the clip lies in <output.dir>/clips, named by the wall clock, stream and label
+    assert path.parent == out / "clips" and path.name.startswith("cam_") and path.suffix == ".ts"
+    # it is the camera's own stream: codec, size, profile and pixel format of what the camera serves
+    assert props(path) == props(SAMPLE)
+    # Camera time → clip time: the decoder places a camera frame at stream time = its pts + an offset
+    # (0 on the first connection); the clip's timestamps are the camera's pts less the pts of its first
+    # packet, so the event's start_pts (stream time) lies at clip_at_s in the clip.
+    at = event["clip_at_s"]
+    with av.open(str(path)) as c:
+        frames = [(float(f.pts * f.time_base), f.to_ndarray(format="bgr24").astype(np.int16))
+                  for f in c.decode(video=0)]  # it plays, to its end
+    times = [t for t, _ in frames]
+    assert len(frames) > 0
+    assert min(times) <= at - PRE_S + 1e-3, "the clip starts later than pre_s before the event"
+    # (it may start further back: an event while a clip records extends that clip, see stages/outputs/clips.py)
+    assert max(times) >= at + POST_S - 1 / FPS - 1e-3, "the clip ends before post_s after the event"
+    # and the frame at clip_at_s is the event's frame: of all the clip's frames, the snapshot taken
+    # of the event's frame is most like it (with the annotated video on, the snapshot is that very
+    # frame, at the display size (1280x720 for a camera), before the overlay is drawn; without, it is the newest preview frame)
+    snap = cv2.resize(cv2.imread(event["snapshot"]), (640, 360), interpolation=cv2.INTER_AREA).astype(np.int16)
+    best = min(frames, key=lambda f: np.abs(f[1] - snap).mean())
+    assert abs(best[0] - at) < 0.5 / FPS
+
+
+def _lines(path: Path) -> list[dict]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
