@@ -119,9 +119,7 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
         rep.counters.dropped = feed.all_dropped
         rep.counters.next_seq = seq
         rep.tick()
-    close = getattr(frames, "close", None)
-    if close:
-        close()
+    getattr(frames, "close", lambda: None)()
     seq = _passed_at_end(stage, rep.counters, seq, limit) if reason == "end" else seq  # the last ones keep numbers
     feed.close(EndOfStream(spec.stream, seq, reason))
     rep.counters.dropped = feed.all_dropped
