@@ -2,11 +2,13 @@
 the camera's packets) to the sink."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Optional
 
 import numpy as np
 
 from videoclf.core.contract import Policy
+from videoclf.core.packets import ClipParams
 from videoclf.core.records import Decoded, EndOfStream, FrameRecord, Hello
 from videoclf.ipc.display import send_display
 from videoclf.ipc.links import Producer
@@ -28,6 +30,9 @@ class Feed:
             port = spec.display.port
             self.disp = Producer(port, Hello("display", spec.stream, port.pool.spec), False, ctrl.stop)
         self.dropped = 0
+        self.clip_params: Optional[ClipParams] = None  # event clips: the camera connection's, sent to each sink
+        self.clip_epoch: Optional[int] = None  # the sink connection that has them
+        self.clip_gap = False  # packets were lost on the way: the next batch says so
 
     @property
     def all_dropped(self) -> int:
@@ -57,14 +62,30 @@ class Feed:
 
     def packets(self, stage: Any) -> None:
         """Event clips: send the codec parameters and packets the stage demuxed since the last
-        turn to the sink, on the display link (records only: they are compressed bytes, not
-        pixels). Without a sink they are lost, as display frames are: the sink's ring starts again."""
+        turn to the sink, on the display link (records only: compressed bytes, not pixels).
+        Until the sink is connected they wait in the stage's bounded queue; a sink that is new
+        (restarted) is told the connection's parameters again; packets a dead sink took with it
+        are marked as lost, so the next sink's ring starts again at a keyframe."""
         take = getattr(stage, "take_packets", None)
         if take is None or self.disp is None:
             return
-        for record in take(self.spec.stream):
-            self.disp.poll()  # connect (or notice a new sink) before sending
-            self.disp.box.send(record)
+        self.disp.poll()
+        box = self.disp.box
+        if not box.connected:
+            return
+        records = take(self.spec.stream)
+        if box.epoch != self.clip_epoch and self.clip_params is not None and \
+                not any(isinstance(r, ClipParams) for r in records):
+            records.insert(0, self.clip_params)
+        self.clip_epoch = box.epoch
+        for r in records:
+            if isinstance(r, ClipParams):
+                self.clip_params = r
+            elif self.clip_gap:
+                r, self.clip_gap = replace(r, lost=max(r.lost, 1)), False
+            if not box.send(r):
+                self.clip_epoch, self.clip_gap = None, True
+                return
 
     def close(self, eos: EndOfStream) -> None:
         if self.disp is not None:

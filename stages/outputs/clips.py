@@ -13,6 +13,10 @@ profile and quality. MPEG-TS: a clip cut short by a crash plays up to its last p
 - A clip still recording is finished with what it has when its stream ends, its camera
   reconnects (new codec parameters), packets were lost on the way, or the run stops. A camera
   clock that steps back (a looping server) does not end it: the ring continues its timestamps.
+- An event before any packet of its stream reached the sink (the run's first frames, a sink
+  that restarted) names its clip at once; the clip starts at the first keyframe that comes
+  and lasts ``post_s`` from there (``clip_at_s`` is null: the event came before the clip). A
+  reserved clip that never gets a packet is removed when its stream ends.
 - Times inside the clip are the camera's pts less the pts of the clip's first packet
   (its dts where earlier), so ``clip_at_s`` (in the event) is where the event starts in the file.
 """
@@ -64,7 +68,8 @@ class ClipRecorder:
         self.recording: dict[int, _Recording] = {}
         self.files = 0
         self.errors = 0
-        self.skipped = 0  # events without a clip: no packets yet, or the disk was low
+        self.skipped = 0  # events without a clip: the disk was low
+        self.pending: dict[int, tuple[str, float]] = {}  # stream → (reserved path, post_s): waiting for packets
 
     def packets(self, msg: Any) -> None:
         """A decoder's ``ClipParams`` or ``Packets``."""
@@ -75,6 +80,9 @@ class ClipRecorder:
             return
         restarts = ring.restarts
         added = ring.add(msg)
+        if msg.stream in self.pending and ring.items:
+            self._start_pending(msg.stream, ring)
+            return
         rec = self.recording.get(msg.stream)
         if rec is None:
             return
@@ -91,11 +99,10 @@ class ClipRecorder:
     def clip(self, stream: int, t: float, pre_s: float, post_s: float, label: str) -> Optional[dict[str, Any]]:
         """The clip for an event starting at stream time ``t`` on stream ``stream``: the
         ``clip`` (path) and ``clip_at_s`` (the event's start in the clip's time) fields of the
-        event, or None when the stream has no packets (yet) or the disk is low."""
+        event, or None when the disk is low."""
         ring = self.rings.get(stream)
-        if ring is None or ring.params is None:
-            self.skipped += 1
-            return None
+        if ring is None or ring.params is None or not ring.items:
+            return self._reserve(stream, post_s, label)
         at = ring.camera_time(t)  # the event's time on the ring's (camera's) clock
         rec = self.recording.get(stream)
         if rec is not None and at + post_s - rec.start_t <= MAX_CLIP_S:
@@ -106,7 +113,7 @@ class ClipRecorder:
         if not packets or self.low():
             self.skipped += 1
             return None
-        rec = self._open(stream, ring.params, packets[0], at + post_s, label)
+        rec = self._open(stream, ring.params, packets[0], at + post_s, label=label)
         if rec is None:
             return None
         for _, p in packets:
@@ -114,13 +121,52 @@ class ClipRecorder:
                 return None
         return {"clip": rec.path, "clip_at_s": round(at - rec.start_t, 3)}
 
-    def _open(self, stream: int, params: ClipParams, first: tuple[float, Packet], end_t: float,
-              label: str) -> Optional[_Recording]:
-        _, p0 = first
-        base = min(x for x in (p0.pts, p0.dts) if x is not None)
+    def _reserve(self, stream: int, post_s: float, label: str) -> Optional[dict[str, Any]]:
+        """An event before its stream's packets reached the sink (the run's first frames, a sink
+        that restarted): the clip's file is named now and starts at the first keyframe to come."""
+        if stream in self.pending:
+            return {"clip": self.pending[stream][0], "clip_at_s": None}
+        path = None if self.low() else self._new_path(stream, label)
+        if path is None:
+            self.skipped += 1
+            return None
+        self.pending[stream] = (path, post_s)
+        return {"clip": path, "clip_at_s": None}  # where the event lies in it is not known
+
+    def _start_pending(self, stream: int, ring: PacketRing) -> None:
+        path, post_s = self.pending.pop(stream)
+        assert ring.params is not None
+        rec = self._open(stream, ring.params, ring.items[0], ring.items[0][0] + post_s, path)
+        for _, p in list(ring.items) if rec is not None else ():
+            if not self._mux(stream, rec, p):
+                return
+
+    def _new_path(self, stream: int, label: str) -> Optional[str]:
         try:
             os.makedirs(self.dir, exist_ok=True)
-            path = create_new(self.dir, f"{self.names[stream]}_{stamp(time.time())}_{safe_name(label)}", ".ts")
+            return create_new(self.dir, f"{self.names[stream]}_{stamp(time.time())}_{safe_name(label)}", ".ts")
+        except OSError as exc:
+            self.errors += 1
+            log.warning("%s: cannot start a clip: %s", self.names[stream], exc)
+            return None
+
+    def _drop_pending(self, stream: int) -> None:
+        """A reserved clip that never got a packet: its empty file goes (it is ours, made this run)."""
+        path, _ = self.pending.pop(stream, (None, 0.0))
+        if path is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _open(self, stream: int, params: ClipParams, first: tuple[float, Packet], end_t: float,
+              path: Optional[str] = None, label: str = "") -> Optional[_Recording]:
+        _, p0 = first
+        base = min(x for x in (p0.pts, p0.dts) if x is not None)
+        path = path or self._new_path(stream, label)
+        if path is None:
+            return None
+        try:
             container = av.open(path, "w", format="mpegts")
             out = container.add_mux_stream(params.codec, rate=params.rate, width=params.width, height=params.height)
             out.time_base = params.time_base
@@ -168,11 +214,14 @@ class ClipRecorder:
     def end(self, stream: int) -> None:
         """The stream ended: its clip is finished with what it has, its ring dropped."""
         self._finish(stream)
+        self._drop_pending(stream)
         self.rings.pop(stream, None)
 
     def close(self) -> None:
         for stream in list(self.recording):
             self._finish(stream)
+        for stream in list(self.pending):
+            self._drop_pending(stream)
 
     def in_use(self) -> set[str]:
         """Clips being written: retention leaves them alone."""

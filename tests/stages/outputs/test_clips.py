@@ -101,6 +101,21 @@ def test_a_clip_still_recording_when_the_stream_ends_is_finished_with_what_it_ha
     assert 3.5 <= max(pts) - min(pts) <= 5.5
 
 
-def test_no_clip_without_packets_yet(tmp_path):
+def test_an_event_before_any_packet_names_its_clip_which_starts_at_the_first_keyframe(tmp_path, camera_batches):
+    # given a recorder that has no packet of the stream yet (the run's first frame)
     rec = ClipRecorder(str(tmp_path), ["cam"], pre_s=2.0)
-    assert rec.clip(0, 10.0, 2.0, 2.0, "cat") is None and rec.skipped == 1
+    fields = rec.clip(0, 0.0, 2.0, 3.0, "cat")
+    # then the event names its clip at once; where the event lies in it is unknown
+    assert fields["clip_at_s"] is None and Path(fields["clip"]).exists()
+    # when the packets come, the clip starts at the first keyframe and lasts post_s from there
+    run_to(rec, camera_batches, 6.0)
+    _, pts = probe(fields["clip"])
+    assert min(pts) == 0.0 and 3.0 - 1 / FPS <= max(pts) <= 3.0 + 0.2
+
+
+def test_a_reserved_clip_that_never_gets_a_packet_is_removed_at_the_end(tmp_path):
+    rec = ClipRecorder(str(tmp_path), ["cam"], pre_s=2.0)
+    path = Path(rec.clip(0, 10.0, 2.0, 2.0, "cat")["clip"])
+    assert path.exists()
+    rec.end(0)
+    assert not path.exists()
