@@ -211,7 +211,8 @@ class OutputsSink(StageBase):
     def _clip(self, i: int) -> Any:
         """Stream ``i``'s event clips for the alert engine: (rule, start, label) → the event's clip fields."""
         clips = self.clips
-        if clips is None:
+        live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
+        if clips is None or not live:  # only cameras send their packets: a file's event has "clip": null
             return None
         return lambda rule, start, label: clips.clip(i, start, rule.clip.pre_s, rule.clip.post_s, label)
 
