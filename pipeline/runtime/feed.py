@@ -2,6 +2,7 @@
 the camera's packets) to the sink."""
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -15,6 +16,7 @@ from videoclf.ipc.links import Producer
 from videoclf.runtime.specs import Control, SourceSpec
 
 LIVE_WAIT_S = 0.05  # a live source waits this long for a free slot before dropping a frame
+PACKETS_EVERY_S = 0.1  # event clips: a camera's packets go to the sink in batches this far apart (fewer messages)
 
 
 class Feed:
@@ -33,6 +35,7 @@ class Feed:
         self.clip_params: Optional[ClipParams] = None  # event clips: the camera connection's, sent to each sink
         self.clip_epoch: Optional[int] = None  # the sink connection that has them
         self.clip_gap = False  # packets were lost on the way: the next batch says so
+        self.clip_next = 0.0  # time.monotonic() of the next batch
 
     @property
     def all_dropped(self) -> int:
@@ -67,8 +70,10 @@ class Feed:
         (restarted) is told the connection's parameters again; packets a dead sink took with it
         are marked as lost, so the next sink's ring starts again at a keyframe."""
         take = getattr(stage, "take_packets", None)
-        if take is None or self.disp is None:
+        now = time.monotonic()
+        if take is None or self.disp is None or now < self.clip_next:
             return
+        self.clip_next = now + PACKETS_EVERY_S
         self.disp.poll()
         box = self.disp.box
         if not box.connected:

@@ -161,6 +161,15 @@ class ClipRecorder:
 
     def _open(self, stream: int, params: ClipParams, first: tuple[float, Packet], end_t: float,
               path: Optional[str] = None, label: str = "") -> Optional[_Recording]:
+        if params.codec in ("h264", "hevc") and params.extradata and not params.extradata.startswith(_START_CODES):
+            # length-prefixed (MP4-style) packets need their parameter sets in the muxer, which a
+            # stream without a codec context cannot be given; cameras (RTSP, V4L2) send Annex B
+            self.errors += 1
+            log.warning("%s: no clip: the stream's %s packets are not Annex B", self.names[stream], params.codec)
+            if path is not None:
+                self.pending[stream] = (path, 0.0)
+                self._drop_pending(stream)
+            return None
         _, p0 = first
         base = min(x for x in (p0.pts, p0.dts) if x is not None)
         path = path or self._new_path(stream, label)
