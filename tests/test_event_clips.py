@@ -3,6 +3,7 @@ clip is the camera's own H.264 (stream copy), spans pre_s before to post_s after
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import av
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import SAMPLE
-from helpers_proc import interrupt, start_cli, wait_for
+from helpers_proc import interrupt, kill_stage, start_cli, wait_for
 from live_helpers import needs_gst, serving
 
 pytestmark = [needs_gst, pytest.mark.slow]
@@ -85,6 +86,44 @@ def test_an_alert_on_a_camera_saves_a_stream_copy_clip_around_the_event(tmp_path
     snap = cv2.resize(cv2.imread(event["snapshot"]), (640, 360), interpolation=cv2.INTER_AREA).astype(np.int16)
     best = min(frames, key=lambda f: np.abs(f[1] - snap).mean())
     assert abs(best[0] - at) < 0.5 / FPS
+
+
+def clip_times(path: Path) -> list[float]:
+    """The pts (s) of every frame the clip decodes to, to its end (a cut-short last packet is skipped)."""
+    with av.open(str(path)) as c:
+        return [float(f.pts * f.time_base) for f in c.decode(video=0)]
+
+
+def test_a_clip_cut_short_by_a_killed_sink_or_by_the_run_stopping_plays_to_its_end(tmp_path):
+    out = tmp_path / "out"
+    rule = {**RULE, "clip": {"pre_s": PRE_S, "post_s": 120}}  # each clip would record long past the run
+    with serving(SAMPLE) as start:
+        cam = start()
+        cfg = tmp_path / "live.yaml"
+        cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": cam.url(), "live": FAST_LIVE}],
+                                       "model": MODEL, "output": {"dir": str(out), "alerts": [rule]}}))
+        proc = start_cli("run", str(cfg), "--duration", "90", "-q")
+        try:
+            # given a clip that has recorded for 3 s
+            first = wait_for(lambda: [e for e in _lines(out / "events.jsonl") if e.get("clip")], 90, "a clip")[0]
+            killed_clip = Path(first["clip"])
+            wait_for(lambda: time.time() > first["start_time"] + 3 and killed_clip.exists(), 30, "3 s of clip")
+            # when the sink is killed mid-clip (SIGKILL: no muxer closes the file)
+            kill_stage(proc.pid, "sink")
+            # then the restarted sink's next event starts a new clip, which the run's stop finishes
+            second = wait_for(lambda: [e for e in _lines(out / "events.jsonl")
+                                       if e.get("clip") and e["clip"] != str(killed_clip)], 60, "a clip after the kill")[0]
+            stopped_clip = Path(second["clip"])
+            wait_for(lambda: time.time() > second["start_time"] + 2 and stopped_clip.exists(), 30, "2 s of the new clip")
+        finally:
+            interrupt(proc)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    # the killed sink's clip plays up to its last whole packet (MPEG-TS), with more than 2 s of frames
+    killed = clip_times(killed_clip)
+    assert len(killed) > 2 * FPS and max(killed) - min(killed) >= 2.0
+    # and the clip the run's stop cut short was finished: it plays to its end
+    stopped = clip_times(stopped_clip)
+    assert len(stopped) > FPS and max(stopped) - min(stopped) >= 1.0
 
 
 def _lines(path: Path) -> list[dict]:

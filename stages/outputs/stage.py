@@ -208,13 +208,18 @@ class OutputsSink(StageBase):
         if self.clips is not None:
             self.clips.packets(msg)
 
+    def clip_for(self, i: int, start: float, pre_s: float, post_s: float, label: str) -> dict[str, Any]:
+        """The clip for an event of any kind on stream ``i`` starting at stream time ``start``:
+        the event's ``clip`` (path, or None: no clips configured, a file, a low disk) and
+        ``clip_at_s`` fields (``stages/outputs/clips.py``)."""
+        live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
+        if self.clips is None or not live:  # only cameras send their packets
+            return {"clip": None}
+        return self.clips.clip(i, start, pre_s, post_s, label) or {"clip": None}
+
     def _clip(self, i: int) -> Any:
         """Stream ``i``'s event clips for the alert engine: (rule, start, label) → the event's clip fields."""
-        clips = self.clips
-        live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
-        if clips is None or not live:  # only cameras send their packets: a file's event has "clip": null
-            return None
-        return lambda rule, start, label: clips.clip(i, start, rule.clip.pre_s, rule.clip.post_s, label)
+        return lambda rule, start, label: self.clip_for(i, start, rule.clip.pre_s, rule.clip.post_s, label)
 
     def _disk_low(self) -> bool:
         return self.keeper is not None and self.keeper.low
