@@ -19,6 +19,7 @@ from typing import Optional
 from videoclf.core.packets import ClipParams, Packet, Packets
 
 BACKWARDS_S = 1.0  # a camera clock that steps back more than this (within a connection) is re-anchored
+MAX_EXTRA_S = 120.0  # a ring that cannot trim (no keyframe in this long past keep_s: a broken camera) starts again
 STEP_S = 0.04  # a re-anchored packet follows the one before it by a frame (this, when the rate is unknown)
 
 
@@ -82,6 +83,9 @@ class PacketRing:
         if not self.items:
             return
         newest = max(t for t, _ in list(self.items)[-8:])  # B-frames: the newest pts is among the last few
+        if newest - self.items[0][0] > self.keep_s + MAX_EXTRA_S and self._next_key(1) is None:
+            self._restart()  # bounded memory: it starts again at the next keyframe
+            return
         while True:
             nxt = self._next_key(1)
             if nxt is None or self.items[nxt][0] > newest - self.keep_s:

@@ -86,8 +86,8 @@ class ClipRecorder:
         rec = self.recording.get(msg.stream)
         if rec is None:
             return
-        if ring.restarts != restarts or msg.connection != rec.params.connection:
-            self._finish(msg.stream)  # packets were lost: what follows would not decode
+        if ring.restarts != restarts or msg.connection != rec.params.connection or self.low():
+            self._finish(msg.stream)  # packets were lost (what follows would not decode), or the disk is low
             return
         for t, p in added:
             if not self._mux(msg.stream, rec, p):

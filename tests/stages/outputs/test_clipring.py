@@ -81,3 +81,12 @@ def test_packets_lost_on_the_way_start_the_ring_again_at_the_next_keyframe():
     ring.add(Packets(0, 1, 0.0, tuple(later), lost=12))
     assert ring.restarts == 1
     assert ring.items[0][0] == 3.5 and ring.items[0][1].key
+
+
+def test_a_camera_that_sends_no_more_keyframes_cannot_grow_the_ring_without_bound():
+    # given a camera whose only keyframe is its first packet, then 200 s of other frames
+    ring = PacketRing(keep_s=5.0)
+    ring.reset(params())
+    feed(ring, camera(0.0, 200.0, gop=10_000))
+    # then the ring gave up on that keyframe once it held keep_s + 120 s, and waits for the next one
+    assert ring.restarts == 1 and not ring.items

@@ -119,3 +119,20 @@ def test_a_reserved_clip_that_never_gets_a_packet_is_removed_at_the_end(tmp_path
     assert path.exists()
     rec.end(0)
     assert not path.exists()
+
+
+def test_below_the_free_space_floor_no_clip_starts_and_a_recording_one_is_finished(tmp_path, camera_batches):
+    low = [False]
+    rec = ClipRecorder(str(tmp_path), ["cam"], pre_s=2.0, low=lambda: low[0])
+    i = run_to(rec, camera_batches, 5.0)
+    fields = rec.clip(0, 5.0, 2.0, 10.0, "cat")
+    i = run_to(rec, camera_batches, 6.0, i)
+    # when the disk runs low mid-clip
+    low[0] = True
+    i = run_to(rec, camera_batches, 9.0, i)
+    # then the clip was finished where the floor was reached, and it plays
+    assert rec.in_use() == set()
+    _, pts = probe(fields["clip"])
+    assert 3.0 <= max(pts) - min(pts) <= 4.5
+    # and a new event gets no clip while the disk stays low
+    assert rec.clip(0, 9.0, 2.0, 2.0, "cat") is None and rec.skipped == 1
