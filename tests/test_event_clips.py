@@ -126,6 +126,40 @@ def test_a_clip_cut_short_by_a_killed_sink_or_by_the_run_stopping_plays_to_its_e
     assert len(stopped) > FPS and max(stopped) - min(stopped) >= 1.0
 
 
+def test_a_camera_that_reconnects_mid_clip_ends_that_clip_and_the_next_event_gets_a_new_one(tmp_path):
+    out = tmp_path / "out"
+    rule = {**RULE, "clip": {"pre_s": PRE_S, "post_s": 120}}
+    with serving(SAMPLE) as start:
+        cam = start()
+        cfg = tmp_path / "live.yaml"
+        cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": cam.url(), "live": FAST_LIVE}],
+                                       "model": MODEL, "output": {"dir": str(out), "alerts": [rule]}}))
+        proc = start_cli("run", str(cfg), "--duration", "90", "-q")
+        try:
+            # given a clip that has recorded for 2 s
+            first = wait_for(lambda: [e for e in _lines(out / "events.jsonl") if e.get("clip")], 90, "a clip")[0]
+            wait_for(lambda: time.time() > first["start_time"] + 2, 10, "2 s of clip")
+            # when the camera goes away and comes back on the same port (a new connection)
+            killed = time.time()
+            cam.kill()
+            start(cam.port)
+            back = time.time()
+            second = wait_for(lambda: [e for e in _lines(out / "events.jsonl") if e.get("clip")
+                                       and e["start_time"] > back], 60, "an event after the reconnect")[0]
+            wait_for(lambda: time.time() > second["start_time"] + 2, 10, "2 s of the new clip")
+        finally:
+            interrupt(proc)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    # then the first clip ended at the outage with what it had: from at most pre_s and a GOP before
+    # its event to the kill (plus the frames on their way), not on to the run's stop ...
+    before = clip_times(Path(first["clip"]))
+    assert 2.0 <= max(before) - min(before) <= killed - first["start_time"] + PRE_S + 1.0 + 0.5
+    # ... and the event after the reconnect has a clip of its own, of the new connection, that plays
+    assert second["clip"] != first["clip"]
+    after = clip_times(Path(second["clip"]))
+    assert len(after) > FPS
+
+
 def _lines(path: Path) -> list[dict]:
     try:
         text = path.read_text()
