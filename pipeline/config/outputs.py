@@ -17,6 +17,17 @@ LIVE_DIR = "live"
 _ADDR = re.compile(r"^(?:(?P<host>[A-Za-z0-9_.-]+|\[[0-9a-fA-F:]+\])?:)?(?P<port>\d{1,5})$")
 
 
+class ClipOptions(BaseModel):
+    """An event clip: the camera's own packets from ``pre_s`` before the event to ``post_s``
+    after it, copied without re-encoding into ``<output.dir>/clips/`` (live cameras)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pre_s: float = Field(5.0, ge=0, le=60, description="seconds before the event's first frame the clip starts "
+                                                       "(at the keyframe at or before it)")
+    post_s: float = Field(5.0, ge=0, le=300, description="seconds after the event's first frame the clip lasts")
+
+
 class AlertRule(BaseModel):
     """One alert: any label of ``when`` in a frame's top-k with at least ``min_score``,
     on ``for_frames`` consecutive frames, opens an event; no new event of this rule on the
@@ -33,6 +44,8 @@ class AlertRule(BaseModel):
     webhook_retries: int = Field(2, ge=0, le=10, description="extra attempts after a failed webhook POST")
     smoothed: bool = Field(False, description="match the smoothed top-k (`smooth`, needed on every stream) instead of "
                            "each frame's raw top-k")
+    clip: Optional[ClipOptions] = Field(None, description="save a clip of the camera's stream around each event "
+                                                           "(live streams; the event's `clip` names the file)")
 
 
 def parse_address(value: str, key: str = "") -> tuple[str, int]:
@@ -220,9 +233,11 @@ class Retention(BaseModel):
                                   "(events.<day>.jsonl)")
     video: RetentionRule = Field(default_factory=RetentionRule, description="annotated video files")
     snapshots: RetentionRule = Field(default_factory=RetentionRule, description="alert snapshots")
+    clips: RetentionRule = Field(default_factory=RetentionRule, description="event clips (clips/*.ts)")
     every_s: float = Field(60.0, gt=0, le=86400, description="how often the rules are applied (also at start, "
                                                              "when a video file closes and when space runs low)")
 
     @property
     def active(self) -> bool:
-        return any(r.max_age_days or r.max_bytes for r in (self.labels, self.events, self.video, self.snapshots))
+        rules = (self.labels, self.events, self.video, self.snapshots, self.clips)
+        return any(r.max_age_days or r.max_bytes for r in rules)

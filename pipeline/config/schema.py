@@ -178,8 +178,8 @@ class OutputConfig(_Model):
     web: Optional[WebConfig] = Field(None, description="serve the live web view and the HTTP API: {listen, token}, or "
                                                        "only PORT, :PORT or HOST:PORT (loopback default)")
     metrics: Optional[str] = Field(None, description="serve Prometheus /metrics on PORT, :PORT or HOST:PORT (loopback default)")
-    retention: Retention = Field(default_factory=Retention, description="how long label logs, events, video and "
-                                 "snapshots are kept (age and size per kind); default: kept forever")
+    retention: Retention = Field(default_factory=Retention, description="how long label logs, events, video, "
+                                 "snapshots and clips are kept (age and size per kind); default: kept forever")
     min_free: int = Field(200_000_000, ge=0, description="free-space floor of output.dir (200MB, 2GiB or bytes): "
                           "below it annotated video and snapshots pause (label logs go on, and pause only when "
                           "the disk is full, losing no line); they resume when space is back")

@@ -7,6 +7,8 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from videoclf.config.outputs import ClipOptions
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,6 +44,9 @@ class LabelChange(_Model):
                                    "event as a JSON POST (as alert webhooks do)")
     webhook_timeout_s: float = Field(2.0, gt=0, le=60, description="per-attempt HTTP timeout of the webhook")
     webhook_retries: int = Field(2, ge=0, le=10, description="extra attempts after a failed webhook POST")
+    clip: Optional[ClipOptions] = Field(None, description="save a clip of the camera's stream around each change, "
+                                        "from pre_s before the new label's first frame (live streams; the event's "
+                                        "`clip` names the file)")
 
 
 def stream_smooth(top: Optional[SmoothOptions], own: Optional[SmoothOptions]) -> Optional[SmoothOptions]:

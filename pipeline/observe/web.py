@@ -105,7 +105,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>videoclf live<
 <style>body{{font-family:sans-serif;margin:1em;background:#111;color:#eee}}#streams{{display:flex;flex-wrap:wrap;gap:1em}}
 .card{{background:#222;padding:.5em 1em;border-radius:6px;max-width:660px}}img{{max-width:640px;width:100%;background:#000}}
 .live{{color:#6f6}}.ended{{color:#aaa}}.reconnecting,.connecting,.starting{{color:#fc6}}b{{color:#9cf}}</style></head>
-<body><h1>videoclf · live</h1><div id="streams">{streams}</div>
+<body><h1>videoclf · live</h1><p><a href="/events" style="color:#9cf">events and clips</a></p><div id="streams">{streams}</div>
 <h2>Classify an image</h2><input type="file" id="file" accept="image/*"> <span id="result"></span>
 <script>
 setInterval(async()=>{{try{{const r=await fetch('/streams');if(r.ok)document.getElementById('streams').innerHTML=await r.text();}}catch(e){{}}}},1000);

@@ -30,6 +30,7 @@ from videoclf.observe.openapi import openapi
 from videoclf.observe.web import MAX_UPLOAD, PAGE, StreamRow, Uploads, render_streams, stream_rows
 from videoclf.observe.webauth import RequireToken, TokenAuth, login_routes
 from videoclf.observe.webbody import Gone, Refused, headers_for, read_body
+from videoclf.observe.webclips import ClipRoutes
 
 log = logging.getLogger("videoclf.observe.web")
 
@@ -186,7 +187,11 @@ def _by_method(**handlers: Callable[[Request], Any]) -> Callable[[Request], Any]
 
 def routes(view: WebView, auth: TokenAuth) -> list[Route]:
     login = login_routes(auth)
+    clips = ClipRoutes(view.cfg.output.dir)  # events and their clips
     return [
+        Route("/events", clips.page, methods=["GET"]),
+        Route("/api/events", clips.events, methods=["GET"]),
+        Route("/clips/{name}", clips.clip, methods=["GET"]),
         Route("/", view.page, methods=["GET"]),
         Route("/streams", view.panel, methods=["GET"]),
         Route("/live/{name}.jpg", view.picture, methods=["GET"]),

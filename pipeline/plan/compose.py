@@ -188,7 +188,8 @@ def _decoder(cfg: Config, i: int, threads: ThreadPlan, geom: Optional[DisplayGeo
     s, m, t = cfg.streams[i], cfg.model, threads.decoders[i]
     fast = fast_decode(m)[0] if s.decode.fast == "auto" else bool(s.decode.fast)  # resolved here, once
     if s.is_live:
-        return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads, fast=fast)
+        clips = wants_clips(cfg, s)  # event clips: its packets go to the sink
+        return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads, fast=fast, clips=clips)
     return "decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, t.threads, s.loop, geom,
                                        lean_threads=t.lean, classify=s.classify, gate=s.gate, fast=fast)
 
@@ -224,8 +225,19 @@ PREVIEW_SHORT = 360  # previews (web view, snapshots without video) at most this
 
 
 def wants_display(cfg: Config) -> bool:
+    """An output needs the decoders' display link: pixels (video, alerts' snapshots, the web
+    view) or a camera's packets (label-change clips)."""
     o = cfg.output
-    return o.video or bool(o.alerts) or o.web is not None
+    return o.video or bool(o.alerts) or o.web is not None or any(_change_clips(s) for s in cfg.streams)
+
+
+def _change_clips(s: StreamConfig) -> bool:
+    return s.label_change is not None and s.label_change.clip is not None
+
+
+def wants_clips(cfg: Config, s: StreamConfig) -> bool:
+    """Stream ``s``'s events record clips (an alert rule or its label_change asks): its decoder sends its packets."""
+    return any(r.clip is not None for r in cfg.output.alerts) or _change_clips(s)
 
 
 def _even(v: float) -> int:

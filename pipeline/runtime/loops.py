@@ -12,15 +12,15 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-import numpy as np
-
-from videoclf.core.contract import BatchStage, Policy, Sink, Source
-from videoclf.core.records import Ack, Decoded, EndOfStream, FrameRecord, Hello, Resume, StreamPlan
-from videoclf.ipc.display import DisplayMatcher, send_display
-from videoclf.ipc.links import Forward, Inputs, Producer
+from videoclf.core.contract import BatchStage, Sink, Source
+from videoclf.core.packets import ClipParams, Packets
+from videoclf.core.records import Ack, Decoded, EndOfStream, FrameRecord, Resume, StreamPlan
+from videoclf.ipc.display import DisplayMatcher
+from videoclf.ipc.links import Forward, Inputs
 from videoclf.ipc.shm import SlotPool
 from videoclf.ipc.transport import Inbox, Joined, Lost
 from videoclf.runtime.backlog import Backlog
+from videoclf.runtime.feed import Feed
 from videoclf.runtime.specs import BatchSpec, Control, SinkSpec, SourceSpec
 from videoclf.runtime.tap import Tap
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # child imports these loops: a runtime import back would be a
 
 log = logging.getLogger(__name__)
 
-LIVE_WAIT_S = 0.05  # a live source waits this long for a free slot before dropping a frame
 POLL_S = 0.1  # every blocking wait in a loop is bounded by this, then the stop event is checked
 
 _END = object()
@@ -50,52 +49,6 @@ def _await_go(frames: Iterator[Any], ctrl: Control, lossless: bool) -> int:
     return discarded
 
 
-class _Feed:
-    """A source's two links (model frames to the classifier, display frames to the sink) and
-    what it counts."""
-
-    def __init__(self, spec: SourceSpec, ctrl: Control) -> None:
-        self.spec, self.stop = spec, ctrl.stop
-        self.lossless = spec.policy is Policy.LOSSLESS
-        self.out = Producer(spec.out, Hello("source", spec.stream, spec.out.pool.spec), self.lossless, ctrl.stop)
-        self.disp = None
-        if spec.display is not None:
-            port = spec.display.port
-            self.disp = Producer(port, Hello("display", spec.stream, port.pool.spec), False, ctrl.stop)
-        self.dropped = 0
-
-    @property
-    def all_dropped(self) -> int:
-        return self.dropped + self.out.lost + (self.disp.lost if self.disp else 0)
-
-    def hand_over(self, d: Decoded, rec: FrameRecord) -> Optional[bool]:
-        """Frame ``rec.seq`` into a slot and to the classifier: True when sent, False when
-        dropped (it keeps its number: a gap in the log), None when the run stopped first."""
-        if self.disp is not None and d.display is not None:
-            # the display frame goes first: the sink gets it before the Result it belongs to
-            self.dropped += send_display(self.disp, self.spec.display, d.display, rec, self.lossless)
-        # a camera waits briefly, else drops the frame (its reader's buffer keeps the freshest meanwhile)
-        slot = self.out.acquire(self.lossless, LIVE_WAIT_S)
-        if slot is None:
-            if self.stop.is_set():
-                return None
-            self.dropped += 1
-            return False
-        np.copyto(self.out.pool.view(slot), d.array)
-        if self.out.send(slot, FrameRecord(rec.stream, rec.seq, slot, rec.pts, rec.time, rec.t_decoded,
-                                           rec.decode_ms)):
-            return True
-        if self.lossless:  # stopped while no classifier was there
-            return None
-        self.dropped += 1
-        return False
-
-    def close(self, eos: EndOfStream) -> None:
-        if self.disp is not None:
-            self.disp.box.close()
-        self.out.finish(eos, wait=True)
-
-
 def _count_passed(counters: Any, d: Decoded, own: int = 1) -> None:  # own: 0 when d is no frame of its own
     counters.decoded += own + d.skipped + d.gated - d.undecoded
     counters.skipped += d.skipped
@@ -112,7 +65,7 @@ def _passed_at_end(stage: Source, counters: Any, seq: int, limit: Optional[int])
 
 
 def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) -> None:
-    feed = _Feed(spec, ctrl)
+    feed = Feed(spec, ctrl)
     # after a restart, numbering goes on where the label log stopped; a file is decoded again
     # from the start and frames already classified are skipped, so each is logged once
     seq = 0 if feed.lossless else spec.seq_start
@@ -135,6 +88,7 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
             break
         t0 = time.monotonic()
         item = next(frames, _END)
+        feed.packets(stage)  # event clips: the camera's packets to the sink, before the frame's display
         if item is _END:
             break
         if item is None:  # heartbeat: nothing decoded yet
@@ -165,9 +119,7 @@ def run_source(stage: Source, spec: SourceSpec, ctrl: Control, rep: Reporter) ->
         rep.counters.dropped = feed.all_dropped
         rep.counters.next_seq = seq
         rep.tick()
-    close = getattr(frames, "close", None)
-    if close:
-        close()
+    getattr(frames, "close", lambda: None)()
     seq = _passed_at_end(stage, rep.counters, seq, limit) if reason == "end" else seq  # the last ones keep numbers
     feed.close(EndOfStream(spec.stream, seq, reason))
     rep.counters.dropped = feed.all_dropped
@@ -341,6 +293,8 @@ class _Deliver:
             self.inbox.reply(peer, Resume(tuple(self.last), frozenset(self.ended)))
         elif isinstance(msg, StreamPlan):
             self._plan(msg)
+        elif isinstance(msg, (ClipParams, Packets)):  # a camera's packets, for event clips
+            getattr(self.stage, "packets", lambda _m: None)(msg)
         elif isinstance(msg, EndOfStream):
             if msg.stream not in self.ended:
                 self.stage.end(msg)

@@ -32,6 +32,7 @@ from videoclf.stages.decode.select import FrameFilter
 from videoclf.stages.decode.streamtime import StreamTime
 from videoclf.stages.decode.file import DecodeConfig, DisplayTap, to_model_rgb
 from videoclf.stages.decode.keyframes import keyframes, set_fast
+from videoclf.stages.decode.packettap import PacketTap
 from videoclf.stages.decode.live_failures import AUTH, ENDED, OTHER, WATCHDOG, Failure, ReasonLog, classify
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class LiveConfig:
     classify: Any = None  # the stream's ClassifyOptions (rate, keyframes only); None: every frame
     gate: Any = None  # the stream's GateOptions (motion gate)
     fast: bool = False  # skip the loop filter (decode.fast, resolved by the plan)
+    clips: bool = False  # send every demuxed packet to the sink (event clips by stream copy)
 
     @property
     def geometry(self) -> DecodeConfig:
@@ -60,11 +62,11 @@ class LiveConfig:
 
 
 def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None,
-                threads: int = 0, fast: bool = False) -> LiveConfig:
+                threads: int = 0, fast: bool = False, clips: bool = False) -> LiveConfig:
     """``threads``: the plan's FFmpeg threads for this camera (0: the config's); ``fast``: the plan's
-    verdict on ``decode.fast``."""
+    verdict on ``decode.fast``; ``clips``: an alert records clips (packets go to the sink)."""
     return LiveConfig(s.name, s.source, resize, crop, s.roi, threads or s.decode_threads, s.live, display,
-                      classify=s.classify, gate=s.gate, fast=fast)
+                      classify=s.classify, gate=s.gate, fast=fast, clips=clips)
 
 
 def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None) -> tuple[dict[str, str], Optional[str]]:
@@ -108,9 +110,10 @@ class Transport:
 class _Reader(threading.Thread):
     """One connection attempt: open, decode until the stream ends or fails, close."""
 
-    def __init__(self, cfg: LiveConfig, out: "_Handover", attempt: int, transport: Optional[Transport] = None) -> None:
+    def __init__(self, cfg: LiveConfig, out: "_Handover", attempt: int, transport: Optional[Transport] = None,
+                 tap: Optional[PacketTap] = None) -> None:
         super().__init__(name=f"live-{cfg.name}-{attempt}", daemon=True)
-        self.cfg, self.out, self.attempt = cfg, out, attempt
+        self.cfg, self.out, self.attempt, self.tap = cfg, out, attempt, tap
         self.transport = transport or Transport(cfg.live.transport, cfg.name)
         self.abandoned = threading.Event()  # set when the loop gave up on this connection
 
@@ -149,7 +152,11 @@ class _Reader(threading.Thread):
             rate = float(stream.average_rate) if stream.average_rate else None
             filt = FrameFilter(self.cfg.classify, self.cfg.gate, rate)
             skip = lambda exc: log.debug("%s: undecodable keyframe skipped (%s)", self.cfg.name, exc)  # noqa: E731
-            frames = keyframes(container.demux(stream), stream, filt, skip) if filt.keyframes else container.decode(stream)
+            packets = container.demux(stream)
+            if self.tap is not None:  # event clips: every packet is also kept for the sink (stream copy)
+                packets = self.tap.wrap(packets, stream)
+            frames = keyframes(packets, stream, filt, skip) if filt.keyframes else \
+                (f for p in packets for f in p.decode())  # what container.decode(stream) does
             for frame in frames:
                 if self.abandoned.is_set():
                     return
@@ -243,11 +250,16 @@ class LiveDecoder(StageBase):
         self.connect_started = time.monotonic()
         self.transport = Transport(cfg.live.transport, cfg.name)
         self.clock = StreamTime()
+        self.tap = PacketTap() if cfg.clips else None
+
+    def take_packets(self, stream: int) -> list[Any]:
+        """Event clips: the codec parameters and packets demuxed since the last call (none without clips)."""
+        return self.tap.take(stream, self.clock.offset) if self.tap is not None else []
 
     # -- connection management ----------------------------------------------------
     def _connect(self) -> None:
         self.attempts += 1
-        reader = _Reader(self.cfg, self.handover, self.attempts, self.transport)
+        reader = _Reader(self.cfg, self.handover, self.attempts, self.transport, self.tap)
         self.handover.switch(reader)  # from here on only this reader's frames arrive
         self.clock.reconnected()
         self.connect_started = time.monotonic()

@@ -37,6 +37,10 @@ CLOSE_S = 2.0  # at shutdown, time left to an in-flight webhook POST
 PENDING_MAX = 10_000  # event lines kept in memory while the disk is full
 
 
+# an event clip's fields (``clip``, ``clip_at_s``) for a rule, the event's start (stream time) and label
+Clip = Callable[[AlertRule, float, str], Optional[dict[str, Any]]]
+
+
 @dataclass
 class _RuleState:
     run: int = 0  # consecutive frames that matched
@@ -93,9 +97,11 @@ class AlertEngine:
                 self._close(rule, st, stream)
 
     def update(self, stream: str, t: float, epoch: float, top: Sequence[tuple[str, float]],
-               snapshot: Callable[[str], Optional[str]], smoothed: Optional[Sequence[tuple[str, float]]] = None) -> None:
+               snapshot: Callable[[str], Optional[str]], smoothed: Optional[Sequence[tuple[str, float]]] = None,
+               clip: Optional[Clip] = None) -> None:
         """One frame: ``t`` its stream time (pts, else its epoch), ``epoch`` its wall-clock time;
-        ``smoothed``: the stream's smoothed top-k, which ``smoothed`` rules match instead of ``top``."""
+        ``smoothed``: the stream's smoothed top-k, which ``smoothed`` rules match instead of ``top``;
+        ``clip(rule, start, label)``: the event clip's fields for a rule with ``clip`` set."""
         now = epoch if stream in self.live else t
         self._tick(stream, now)
         for i, rule in enumerate(self.rules):
@@ -119,6 +125,8 @@ class AlertEngine:
                             "start_pts": round(st.run_start[0], 6), "start_time": round(st.run_start[1], 6),
                             "end_pts": None, "end_time": None, "peak_score": hit[1], "frames": st.run,
                             "snapshot": snapshot(hit[0])}
+                if rule.clip is not None:
+                    st.event.update((clip and clip(rule, st.run_start[0], hit[0])) or {"clip": None})
                 self.opened += 1
                 self.emit(rule, dict(st.event))
                 st.event["end_pts"], st.event["end_time"] = round(t, 6), round(epoch, 6)

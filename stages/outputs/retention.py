@@ -2,7 +2,8 @@
 floor that pauses video and snapshots before anything else.
 
 Only files this run's streams name are ever considered (``<stream>.<day>.jsonl``,
-``events.<day>.jsonl``, ``<stream>_<time>.mp4``, ``snapshots/<stream>_<time>_….jpg``): other
+``events.<day>.jsonl``, ``<stream>_<time>.mp4``, ``snapshots/<stream>_<time>_….jpg``,
+``clips/<stream>_<time>_….ts``): other
 files in ``output.dir`` are not ours to delete, and neither is a file still being written.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from videoclf.core.sinkstats import DiskStats, RetentionStats
 
 log = logging.getLogger(__name__)
 
-KINDS = ("labels", "events", "video", "snapshots")
+KINDS = ("labels", "events", "video", "snapshots", "clips")
 DISK_CHECK_S = 1.0  # free space is read at most this often
 _STAMP = r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}"
 
@@ -44,6 +45,7 @@ class Housekeeper:
         self._next_sweep = 0.0
         self._video = [re.compile(rf"^{re.escape(s)}_{_STAMP}(-\d+)?\.mp4$") for s in self.streams]
         self._snaps = [re.compile(rf"^{re.escape(s)}_{_STAMP}_.*\.jpg$") for s in self.streams]
+        self._clips = [re.compile(rf"^{re.escape(s)}_{_STAMP}_.*\.ts$") for s in self.streams]
 
     def add_stream(self, name: str) -> None:
         """A stream added while the run goes on: its files are this config's from now on."""
@@ -51,6 +53,7 @@ class Housekeeper:
             self.streams += (name,)
             self._video.append(re.compile(rf"^{re.escape(name)}_{_STAMP}(-\d+)?\.mp4$"))
             self._snaps.append(re.compile(rf"^{re.escape(name)}_{_STAMP}_.*\.jpg$"))
+            self._clips.append(re.compile(rf"^{re.escape(name)}_{_STAMP}_.*\.ts$"))
 
     # -- the free-space floor ----------------------------------------------------------
     def tick(self, now: Optional[float] = None) -> None:
@@ -90,8 +93,8 @@ class Housekeeper:
             return [p for s in self.streams for p in rotated_files(os.path.join(self.dir, f"{s}.{self.fmt}"))]
         if kind == "events":
             return rotated_files(os.path.join(self.dir, "events.jsonl"))
-        folder, patterns = (self.dir, self._video) if kind == "video" else \
-            (os.path.join(self.dir, "snapshots"), self._snaps)
+        folders = {"video": (self.dir, self._video), "clips": (os.path.join(self.dir, "clips"), self._clips)}
+        folder, patterns = folders.get(kind, (os.path.join(self.dir, "snapshots"), self._snaps))
         try:
             names = os.listdir(folder)
         except OSError:

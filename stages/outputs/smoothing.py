@@ -136,9 +136,10 @@ class LabelChanges:
     ``EventLog``: events.jsonl, the options' webhook, MQTT). ``options`` holds, per stream, its
     ``LabelChange`` or None."""
 
-    def __init__(self, options: Sequence[Optional[LabelChange]], emit: Any) -> None:
+    def __init__(self, options: Sequence[Optional[LabelChange]], emit: Any, clip: Any = None) -> None:
         self.options = list(options)
         self.emit = emit
+        self.clip = clip  # (stream index, start, pre_s, post_s, label) -> the event's clip fields (OutputsSink.clip_for)
         self.detectors: dict[int, ChangeDetector] = {}
         self.fired = 0
 
@@ -160,4 +161,9 @@ class LabelChanges:
         change = det.update(result.smoothed if result.smoothed is not None else result.top, f.seq, f.pts)
         if change is not None:
             self.fired += 1
-            self.emit(opts, change_event(name, f.seq, f.pts, f.time, change, result.top))
+            event = change_event(name, f.seq, f.pts, f.time, change, result.top)
+            if opts.clip is not None:  # from pre_s before the new label's first frame (on the stream's clock)
+                start = change.since_pts if change.since_pts is not None else f.time
+                event.update((self.clip and self.clip(f.stream, start, opts.clip.pre_s, opts.clip.post_s,
+                                                      change.current[0])) or {"clip": None})
+            self.emit(opts, event)

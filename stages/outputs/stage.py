@@ -27,6 +27,7 @@ from videoclf.core.records import DisplayGeom, EndOfStream, Event, Result
 from videoclf.config.outputs import LIVE_DIR, AlertRule
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.stages.outputs.alerts import AlertEngine, EventLog, safe_name
+from videoclf.stages.outputs.clips import ClipRecorder
 from videoclf.stages.outputs.overlay import RateMeter, draw_overlay, local_time, overlay_lines, yuv_to_bgr
 from videoclf.stages.outputs.labels import SinkConfig  # also registers the label-log sinks this one wraps
 from videoclf.stages.outputs.smoothing import LabelChanges
@@ -100,6 +101,7 @@ class OutputsSink(StageBase):
         self._video_retry: dict[int, float] = {}  # per stream: after a write error, no video before this
         self._done_files: dict[int, SegmentWriter] = {}  # closed writers, still reported
         self.tz = ZoneInfo(cfg.timezone) if cfg.timezone else None  # None: the system's local zone
+        self.clips: Optional[ClipRecorder] = None  # event clips, when a rule asks for them
 
     def setup(self) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -107,8 +109,13 @@ class OutputsSink(StageBase):
         self.label.ctrl = self.ctrl
         self.label.setup()
         self.keeper = getattr(self.label, "keeper", None)
-        if self.keeper is not None:  # the video files being written are not retention's to delete
-            self.keeper.in_use = lambda: {w.files[-1] for w in self.writers.values() if w.container is not None}
+        pre = [r.clip.pre_s for r in self.cfg.alerts if r.clip is not None] + \
+            [c.clip.pre_s for c in self.cfg.label_change if c is not None and c.clip is not None]
+        if pre:
+            self.clips = ClipRecorder(self.cfg.label.dir, self.names, max(pre), self._disk_low)
+        if self.keeper is not None:  # the video files and clips being written are not retention's to delete
+            self.keeper.in_use = lambda: {w.files[-1] for w in self.writers.values() if w.container is not None} | \
+                (self.clips.in_use() if self.clips is not None else set())
         out = self.cfg.label.dir
         try:
             if self.cfg.live:
@@ -123,7 +130,7 @@ class OutputsSink(StageBase):
                 live = {n: g for n, g in zip(self.names, self.cfg.live_gap_s) if g is not None}
                 self.alerts = AlertEngine(self.cfg.alerts, self.events, live)
             if changes:
-                self.changes = LabelChanges(self.cfg.label_change, self.events)
+                self.changes = LabelChanges(self.cfg.label_change, self.events, self.clip_for)
         except OSError as exc:
             raise ResourceError(f"output.dir {out}: cannot write ({exc.strerror or exc})") from exc
         for i in range(len(self.cfg.geoms)):
@@ -141,6 +148,8 @@ class OutputsSink(StageBase):
         the other streams' outputs are not touched."""
         self.cfg, self.names = config, config.label.streams
         self.label.add_stream(stream, config.label)
+        if self.clips is not None:
+            self.clips.add_stream(stream, self.names[stream])
         self.rates.extend(RateMeter() for _ in range(stream + 1 - len(self.rates)))
         self.live.extend(_Live() for _ in range(stream + 1 - len(self.live)))
         gap = config.live_gap_s[stream] if stream < len(config.live_gap_s) else None
@@ -169,7 +178,7 @@ class OutputsSink(StageBase):
         if self.alerts is not None:
             t = rec.pts if rec.pts is not None else rec.time
             self.alerts.update(self.names[i], t, rec.time, result.top,
-                               lambda label: self._snapshot(i, rec.seq, label, frame), result.smoothed)
+                               lambda label: self._snapshot(i, rec.seq, label, frame), result.smoothed, self._clip(i))
         if self.changes is not None:
             self.changes.update(self.names[i], result)
         if self.cfg.live and frame is not None and now >= live.next_jpeg:
@@ -209,6 +218,24 @@ class OutputsSink(StageBase):
             return
         if len(w.files) > files > 0 and self.keeper is not None:  # a file was finished: apply video retention
             self.keeper.sweep(("video",))
+
+    def packets(self, msg: Any) -> None:
+        """A camera's codec parameters or packets (``videoclf.core.packets``), for event clips."""
+        if self.clips is not None:
+            self.clips.packets(msg)
+
+    def clip_for(self, i: int, start: float, pre_s: float, post_s: float, label: str) -> dict[str, Any]:
+        """The clip for an event of any kind on stream ``i`` starting at stream time ``start``:
+        the event's ``clip`` (path, or None: no clips configured, a file, a low disk) and
+        ``clip_at_s`` fields (``stages/outputs/clips.py``)."""
+        live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
+        if self.clips is None or not live:  # only cameras send their packets
+            return {"clip": None}
+        return self.clips.clip(i, start, pre_s, post_s, label) or {"clip": None}
+
+    def _clip(self, i: int) -> Any:
+        """Stream ``i``'s event clips for the alert engine: (rule, start, label) → the event's clip fields."""
+        return lambda rule, start, label: self.clip_for(i, start, rule.clip.pre_s, rule.clip.post_s, label)
 
     def _disk_low(self) -> bool:
         return self.keeper is not None and self.keeper.low
@@ -258,6 +285,8 @@ class OutputsSink(StageBase):
             self._done_files[eos.stream] = w
         if self.alerts is not None:
             self.alerts.end(self.names[eos.stream])
+        if self.clips is not None:
+            self.clips.end(eos.stream)
         self.live[eos.stream].fps = 0.0
 
     def stats(self) -> SinkStats:
@@ -278,6 +307,8 @@ class OutputsSink(StageBase):
             w.close()
         if self.alerts is not None:
             self.alerts.end_all()
+        if self.clips is not None:
+            self.clips.close()  # a clip still recording keeps what it has
         if self.events is not None:
             self.events.close()
         if self.label is not None:

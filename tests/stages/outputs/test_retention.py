@@ -58,7 +58,28 @@ def test_age_rules_per_kind_and_the_current_logs_are_never_deleted(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.2026-11-30.jsonl", "cam.jsonl", "events.jsonl",
                                                           "snapshots"]
     assert [p.name for p in (tmp_path / "snapshots").iterdir()] == ["cam_2026-12-05_10-00-00_99_dog.jpg"]
-    assert keeper.deleted == {"labels": 1, "events": 1, "video": 0, "snapshots": 1}
+    assert keeper.deleted == {"labels": 1, "events": 1, "video": 0, "snapshots": 1, "clips": 0}
+
+
+def test_clips_follow_their_own_age_and_size_rules_and_the_clip_being_written_stays(tmp_path):
+    # given four 1 MB clips of cam (the oldest 40 days old, the newest still recording), one of
+    # cam_2, a file of the user's in clips/, and a clips rule of 30 days and 1.5 MB (the clip being
+    # written is not counted)
+    clips = tmp_path / "clips"
+    for i, age in enumerate((40 * 86400, 300, 200, 100)):
+        touch(clips / f"cam_2026-12-0{i + 1}_10-00-00_dog.ts", 1_000_000, age)
+    touch(clips / "cam_2_2026-12-01_10-00-00_dog.ts", 1_000_000, 50 * 86400)
+    touch(clips / "mine.ts", 1_000_000, 50 * 86400)
+    rules = Retention.model_validate({"clips": {"max_age_days": 30, "max_bytes": 1_500_000}})
+    busy = {str(clips / "cam_2026-12-04_10-00-00_dog.ts")}
+    keeper = Housekeeper(str(tmp_path), ["cam"], "jsonl", rules, 0, in_use=lambda: busy)
+    # when applied
+    keeper.sweep()
+    # then the 40-day-old clip went for its age, the next oldest for the size; the one being
+    # written, the other stream's and the user's file stayed
+    assert sorted(p.name for p in clips.iterdir()) == ["cam_2026-12-03_10-00-00_dog.ts", "cam_2026-12-04_10-00-00_dog.ts",
+                                                       "cam_2_2026-12-01_10-00-00_dog.ts", "mine.ts"]
+    assert keeper.deleted["clips"] == 2 and keeper.deleted_bytes["clips"] == 2_000_000
 
 
 def test_the_floor_is_read_from_the_real_disk(tmp_path):
