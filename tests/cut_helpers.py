@@ -38,14 +38,15 @@ def _squares(source: Path, first: int, n: int) -> Iterator[av.VideoFrame]:
                 yield sq.reformat(width=SIZE, height=SIZE, format="yuv420p")
 
 
-def cut_clip(path: Path, clip: Callable[[str], Path]) -> tuple[Path, list[int]]:
-    """The clip, and the frame number where each cut lands (the first frame of each new shot)."""
+def cut_clip(path: Path, clip: Callable[[str], Path], gop: int = 0) -> tuple[Path, list[int]]:
+    """The clip, and the frame number where each cut lands (the first frame of each new shot);
+    ``gop``: a keyframe every ``gop`` frames (0: x264's own choice, at the cuts)."""
     cuts, k = [], 0
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=FPS)
         s.width = s.height = SIZE
         s.pix_fmt = "yuv420p"
-        s.options = {"preset": "ultrafast"}
+        s.options = {"preset": "ultrafast", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
         for name, first, n in SHOTS:
             if k:
                 cuts.append(k)

