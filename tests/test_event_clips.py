@@ -117,6 +117,9 @@ def test_a_label_change_on_a_camera_saves_a_clip_around_the_change(tmp_path, skv
     # from pre_s before the new label's first frame (since_pts) to post_s after it, and it plays
     times = clip_times(path)
     assert min(times) <= event["clip_at_s"] - 1.0 + 1e-3 and max(times) >= event["clip_at_s"] + 1.0 - 1 / CUT_FPS - 1e-3
+    # and the report counts the change and the clip files
+    alerts = json.loads((out / "report.json").read_text())["alerts"]
+    assert alerts["label_changes"] >= 1 and alerts["clips"]["files"] >= 1 and alerts["clips"]["errors"] == 0
 
 
 def clip_times(path: Path) -> list[float]:

@@ -4,6 +4,7 @@ shot holds, where the raw top-1 flickers many times."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,9 @@ def test_one_label_change_per_cut_and_none_while_a_shot_holds(tmp_path, write_co
         assert e["pts"] == line["pts"] and e["time"] == line["time"] and e["stream"] == "cam"
     # and the smoothing matters: the raw top-1 changed far more often than the scene did
     assert flickers > len(cuts)
+    # and the report counts the changes apart from the events.jsonl lines (no clips asked: none)
+    alerts = json.loads((out / "report.json").read_text())["alerts"]
+    assert alerts["label_changes"] == len(events) and alerts["events"] >= len(events) and alerts["clips"] is None
 
 
 def test_a_csv_log_ends_each_row_with_the_smoothed_top_1(tmp_path, write_config, cut):

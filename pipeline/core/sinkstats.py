@@ -113,11 +113,25 @@ class MqttStats:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClipStats:
+    """Event clips (stream copies of a camera's packets) the run wrote."""
+
+    files: int = 0  # clip files created
+    errors: int = 0  # clips cut short or not written (a failing write, packets that would not mux)
+    skipped_low_disk: int = 0  # events without a clip: the disk was below output.min_free
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
 class AlertStats:
-    events: int = 0  # lines written to events.jsonl
+    events: int = 0  # lines written to events.jsonl (alerts' open and close, label changes)
+    label_changes: int = 0  # of those, label_change events
     waiting_for_disk: int = 0
     lost_disk_full: int = 0
     webhook: Optional[WebhookStats] = None
+    clips: Optional[ClipStats] = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

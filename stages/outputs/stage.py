@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from videoclf.core.errors import ResourceError
-from videoclf.core.sinkstats import LivePreview, SinkStats, VideoFiles, VideoPauses
+from videoclf.core.sinkstats import ClipStats, LivePreview, SinkStats, VideoFiles, VideoPauses
 from videoclf.core.records import DisplayGeom, EndOfStream, Event, Result
 from videoclf.config.outputs import LIVE_DIR, AlertRule
 from videoclf.core.contract import STAGES, StageBase
@@ -296,10 +296,19 @@ class OutputsSink(StageBase):
                                                                     fps=round(l.fps, 2)),
                                 video=VideoFiles(files=tuple(ws[i].files), frames=ws[i].frames) if i in ws else None)
                         for i, (n, l) in enumerate(zip(self.names, self.live)))
-        return replace(base, streams=streams, alerts=self.events.stats() if self.events is not None else None,
+        return replace(base, streams=streams, alerts=self._event_stats(),
                        frames_without_display=self.without_frame,
                        paused=VideoPauses(video_frames=self.paused_frames, snapshots=self.paused_snapshots,
                                           video_errors=self.video_errors))
+
+    def _event_stats(self) -> Any:
+        """report.json's ``alerts``: events.jsonl's lines, of them the label changes, and the clips."""
+        if self.events is None:
+            return None
+        c = self.clips
+        clips = ClipStats(files=c.files, errors=c.errors, skipped_low_disk=c.skipped) if c is not None else None
+        return replace(self.events.stats(), label_changes=self.changes.fired if self.changes is not None else 0,
+                       clips=clips)
 
     def teardown(self) -> None:
         # finalise every container first: an interrupted run must leave playable files
