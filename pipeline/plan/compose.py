@@ -168,7 +168,7 @@ def _threads(cfg: Config, infos: dict[int, dict]) -> ThreadPlan:
     mpx, decode_s = file_mpx(infos), 0.0
     if wants_decode_cost(cfg, mpx):
         s, m = cfg.streams[0], cfg.model
-        decode_s = decode_cost(s.source, m.resize_to, m.crop, s.roi, name=s.name)
+        decode_s = decode_cost(s.source, m.resize_to, m.crop, s.zones or s.roi, name=s.name)
     return thread_plan(cfg, mpx, decode_s)
 
 
@@ -179,7 +179,7 @@ def _decoder(cfg: Config, i: int, threads: ThreadPlan, geom: Optional[DisplayGeo
     if s.is_live:
         return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads, fast=fast)
     return "decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, t.threads, s.loop, geom,
-                                       lean_threads=t.lean, classify=s.classify, gate=s.gate, fast=fast)
+                                       lean_threads=t.lean, classify=s.classify, gate=s.gate, fast=fast, zones=s.zones)
 
 
 def _file_identities(cfg: Config) -> tuple[Optional[dict], ...]:

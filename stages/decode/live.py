@@ -53,10 +53,11 @@ class LiveConfig:
     classify: Any = None  # the stream's ClassifyOptions (rate, keyframes only); None: every frame
     gate: Any = None  # the stream's GateOptions (motion gate)
     fast: bool = False  # skip the loop filter (decode.fast, resolved by the plan)
+    zones: tuple = ()  # the stream's Zones: one model input each
 
     @property
     def geometry(self) -> DecodeConfig:
-        return DecodeConfig(self.name, self.source, self.resize, self.crop, self.roi, self.threads)
+        return DecodeConfig(self.name, self.source, self.resize, self.crop, self.roi, self.threads, zones=self.zones)
 
 
 def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None,
@@ -64,7 +65,7 @@ def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[Displ
     """``threads``: the plan's FFmpeg threads for this camera (0: the config's); ``fast``: the plan's
     verdict on ``decode.fast``."""
     return LiveConfig(s.name, s.source, resize, crop, s.roi, threads or s.decode_threads, s.live, display,
-                      classify=s.classify, gate=s.gate, fast=fast)
+                      classify=s.classify, gate=s.gate, fast=fast, zones=s.zones)
 
 
 def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None) -> tuple[dict[str, str], Optional[str]]:
