@@ -40,6 +40,7 @@ class Result:
     top: tuple[tuple[str, float], ...]
     infer_ms: float
     batch: int
+    zone: Optional[int] = None  # the stream's zone this result is of (its index); None: the whole stream
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 from videoclf.plan.budget import ThreadPlan, file_mpx, thread_plan, wants_decode_cost
 from videoclf.config.schema import Config, ModelConfig, StreamConfig
+from videoclf.config.zones import has_zones, logged_config, logged_streams, zone_groups
+from videoclf.core.errors import ConfigError
 from videoclf.core.records import DisplayGeom
 from videoclf.ipc.display import DisplayPort, slots_needed
 from videoclf.ipc.shm import PoolOwner
@@ -59,6 +61,9 @@ class RunPlan:
     threads: Optional[ThreadPlan] = None  # every thread and core number of the run (the specs carry them)
     first_seq: tuple[int, ...] = ()  # per stream: its first frame number in this run (pipeline/plan/resume.py)
     tap: Optional[str] = None  # where the sink also sends each result (videoclf.api's inbox), if anywhere
+    # with zones, per logged stream: the last frame its log held at the start (a stream goes on
+    # after the lowest of its zones', and the sink drops what each log holds); () : none
+    zone_last: tuple[int, ...] = ()
 
     def first(self, i: int) -> int:
         return self.first_seq[i] if self.first_seq else self.cfg.streams[i].start_frame
@@ -71,7 +76,8 @@ class RunPlan:
         """Decoder ``i``'s spec; generation ``gen`` > 0 (a restart) gets pools of its own."""
         s, cfg = self.cfg.streams[i], self.cfg
         tag = f"_g{gen}" if gen else ""
-        pool = owner.create(f"{s.name}_rgb{tag}", _frame_slots(cfg, s.ring_slots), (cfg.model.crop,) * 2 + (3,), "uint8")
+        shape = (len(s.zones),) * bool(s.zones) + (cfg.model.crop,) * 2 + (3,)  # a stream with zones: an input each
+        pool = owner.create(f"{s.name}_rgb{tag}", _frame_slots(cfg, s.ring_slots), shape, "uint8")
         display = None
         if self.geoms:
             g = self.geoms[i]
@@ -85,14 +91,15 @@ class RunPlan:
 
     def sink(self, last_seq: tuple[int, ...] = (), ended: frozenset = frozenset()) -> SinkSpec:
         """The sink's spec; after a crash it appends to the logs and drops what they hold."""
-        cfg = self.sink_cfg
+        cfg, last_seq = self.sink_cfg, last_seq or self.zone_last
         if last_seq:
             cfg = replace(cfg, append=True) if not hasattr(cfg, "label") else \
                 replace(cfg, label=replace(cfg.label, append=True))
         display = {i: g for i, g in enumerate(self.geoms)} if self.geoms else None
+        zones = zone_groups(self.cfg.streams) if has_zones(self.cfg.streams) else ()
         return SinkSpec(title=self.sink_title, kind=self.sink_kind, config=cfg, inbox=self.sink_address,
-                        n_streams=len(self.cfg.streams), last_seq=last_seq, ended=ended, display=display,
-                        module=stage_module(self.sink_kind), tap=self.tap)
+                        n_streams=len(logged_streams(self.cfg.streams)), last_seq=last_seq, ended=ended,
+                        display=display, module=stage_module(self.sink_kind), tap=self.tap, zones=zones)
 
 
 def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, first_seq: tuple[int, ...] = (),
@@ -108,26 +115,38 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
         log.info("%s", fast_decode(cfg.model)[1])  # once per run: on or off, and why (not measured yet)
     decoders = tuple(_decoder(cfg, i, threads, geoms[i] if geoms else None) for i in range(len(cfg.streams)))
     classifier = BatchSpec(title=f"classify[{m.device.replace(':', '')}]", kind="classify",
-                           config=ClassifyConfig(model=m, threads=threads.engine), inbox=address(run_id, "classify"),
+                           config=ClassifyConfig(model=m, threads=threads.engine, zones=_zones(cfg)),
+                           inbox=address(run_id, "classify"),
                            to=address(run_id, "sink"), n_streams=len(names), max_batch=m.batch_bound,
                            max_wait_s=m.max_wait_ms / 1000,
                            drop_oldest=_drop_oldest(cfg),
-                           lean_decode=threads.engine.lean_decoders, module=stage_module("classify"))
-    rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * m.crop * m.crop * 3
+                           lean_decode=threads.engine.lean_decoders, module=stage_module("classify"),
+                           zones={i: len(s.zones) for i, s in enumerate(cfg.streams) if s.zones})
+    rings = sum(_frame_slots(cfg, s.ring_slots) * max(1, len(s.zones)) for s in cfg.streams) * m.crop * m.crop * 3
     shm = rings + _display_bytes(cfg, geoms)
     title = f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]"
+    zone_last = () if overwrite or sink_kind == "sink.null" or not has_zones(cfg.streams) else \
+        tuple(_last_logged(cfg, lg.name) for lg in logged_streams(cfg.streams))
     return RunPlan(cfg=cfg, run_id=run_id, sink_kind=sink_kind, sink_cfg=sink_cfg, geoms=geoms, decoders=decoders,
                    classifier=classifier, sink_title=title, max_frames=max_frames or cfg.max_frames, shm_bytes=shm,
-                   threads=threads, first_seq=first_seq)
+                   threads=threads, first_seq=first_seq, zone_last=zone_last)
 
 
 def _sink(cfg: Config, label_kind: str, append: bool, geoms: Optional[tuple[DisplayGeom, ...]]) -> tuple[str, Any]:
-    """The sink's kind and config for ``cfg``'s streams (the outputs sink when an output needs pixels)."""
-    m = cfg.model
+    """The sink's kind and config for ``cfg``'s streams (the outputs sink when an output needs pixels):
+    one log (and alerts, tallies, video) per logged stream, a zone's with its stream's display frames."""
+    if geoms and has_zones(cfg.streams):
+        geoms = tuple(geoms[lg.stream] for lg in logged_streams(cfg.streams))
+    cfg, m = logged_config(cfg), cfg.model
     label: Any = SinkConfig(cfg.output.dir, tuple(s.name for s in cfg.streams), m.top_k,
                             random_weights=m.weights == "none", append=append, sources=_file_identities(cfg),
                             retention=cfg.output.retention, min_free=cfg.output.min_free)
     return outputs_sink(cfg, label_kind, label, list(geoms)) if geoms else (label_kind, label)
+
+
+def _zones(cfg: Config) -> int:
+    """The most model inputs one frame brings (a stream's zones; 1 without)."""
+    return max([len(s.zones) for s in cfg.streams] + [1])
 
 
 def _drop_oldest(cfg: Config) -> dict[int, float]:
@@ -139,6 +158,9 @@ def with_stream(plan: RunPlan, i: int, stream: StreamConfig, first: int) -> RunP
     ``stream`` while the run goes on: its decoder, display geometry, the sink's config and the
     classifier's spec (what a restarted classifier or sink is built from). The other streams'
     entries are unchanged; the new decoder's threads are sized as at the start."""
+    if stream.zones or has_zones(plan.cfg.streams):
+        raise ConfigError(f"streams.{stream.name}: a run with zones takes no stream changes while it goes on "
+                          f"(its logged streams are laid out at the start): restart it")
     streams = list(plan.cfg.streams)
     streams[i:i + 1] = [stream]
     cfg = plan.cfg.model_copy(update={"streams": streams})
@@ -180,6 +202,13 @@ def _decoder(cfg: Config, i: int, threads: ThreadPlan, geom: Optional[DisplayGeo
         return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads, fast=fast)
     return "decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, t.threads, s.loop, geom,
                                        lean_threads=t.lean, classify=s.classify, gate=s.gate, fast=fast, zones=s.zones)
+
+
+def _last_logged(cfg: Config, name: str) -> int:
+    from videoclf.stages.outputs.labellog import last_logged_frame
+
+    last = last_logged_frame(cfg.output, name)
+    return -1 if last is None else last
 
 
 def _file_identities(cfg: Config) -> tuple[Optional[dict], ...]:

@@ -1,0 +1,145 @@
+"""Named zones through the real CLI and its processes: one decode, a label log per zone with
+the same frame numbers, each zone classified from its own crop, exactly once across a
+SIGKILL, and config mistakes in one line each."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import yaml
+
+from conftest import FAST_MODEL, run_cli
+from helpers_proc import assert_all_gone, line_count, stages_of, start_cli, wait_for
+
+# three 64x64 zones over differently coloured thirds of a 192x64 picture
+ZONES = [{"name": "red", "x": 0, "y": 0, "w": 64, "h": 64}, {"name": "green", "x": 64, "y": 0, "w": 64, "h": 64},
+         {"name": "blue", "x": 128, "y": 0, "w": 64, "h": 48, "fit": "stretch"}]
+
+
+def thirds_clip(path: Path, frames: int) -> Path:
+    """Red, green and blue thirds whose brightness moves with the frame number."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(30, 1))
+        s.width, s.height, s.pix_fmt = 192, 64, "yuv420p"
+        for i in range(frames):
+            img = np.zeros((64, 192, 3), np.uint8)
+            v = 80 + (i * 5) % 170
+            img[:, :64, 0], img[:, 64:128, 1], img[:, 128:, 2] = v, v, v
+            img[8:24, 8 + i % 40:24 + i % 40] = 255  # something that moves, in each third
+            img[8:24, 72 + i % 40:88 + i % 40] = 255
+            img[30:46, 136 + i % 40:152 + i % 40] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def logged(out: Path, name: str) -> list[dict]:
+    return [json.loads(x) for x in (out / f"{name}.jsonl").read_text().splitlines()]
+
+
+def write(path: Path, streams: list[dict], out: Path, **model) -> Path:
+    path.write_text(yaml.safe_dump({"streams": streams, "model": {**FAST_MODEL, **model}, "output": {"dir": str(out)}}))
+    return path
+
+
+def scores(line: dict) -> dict[str, float]:
+    return {t["label"]: t["score"] for t in line["top"]}
+
+
+def test_three_zones_log_the_same_frames_each_from_its_own_crop(tmp_path):
+    # given one file with three zones, and in the same run (the same engine) three streams of
+    # the same file, each with one of the zones as its roi
+    clip = thirds_clip(tmp_path / "thirds.mp4", 24)
+    out = tmp_path / "out"
+    solos = [{"name": f"solo_{z['name']}", "source": str(clip), "roi": {k: v for k, v in z.items() if k != "name"}}
+             for z in ZONES]
+    cfg = write(tmp_path / "z.yaml", [{"name": "cam", "source": str(clip), "zones": ZONES}, *solos], out,
+                weights="imagenet", input_size=96)  # trained weights: each colour scores its own labels
+    # when it runs
+    res = run_cli("run", str(cfg), "-q")
+    assert res.returncode == 0, res.stderr
+    # then each zone has its own log, <stream>.<zone>.jsonl, with every frame, named so
+    logs = {z["name"]: logged(out, f"cam.{z['name']}") for z in ZONES}
+    assert not (out / "cam.jsonl").exists()
+    for name, lines in logs.items():
+        assert [x["frame"] for x in lines] == list(range(24))
+        assert {x["stream"] for x in lines} == {f"cam.{name}"}
+    # and each zone's labels are those of its own crop: the roi stream of that zone
+    for name, lines in logs.items():
+        for zl, sl in zip(lines, logged(out, f"solo_{name}")):
+            assert [t["label"] for t in zl["top"]] == [t["label"] for t in sl["top"]], (name, zl, sl)
+            assert scores(zl) == pytest.approx(scores(sl), abs=2e-3)
+    # and the zones differ from each other (they are not one crop logged three times)
+    assert [scores(x) for x in logs["red"]] != [scores(x) for x in logs["green"]]
+    assert [scores(x) for x in logs["green"]] != [scores(x) for x in logs["blue"]]
+
+
+def test_a_run_with_zones_killed_with_sigkill_resumes_each_zone_from_its_own_log(tmp_path):
+    # given a long clip with three zones, run whole into one directory
+    clip = thirds_clip(tmp_path / "long.mp4", 600)
+    stream = [{"name": "cam", "source": str(clip), "zones": ZONES}]
+    whole, out = tmp_path / "whole", tmp_path / "out"
+    res = run_cli("run", str(write(tmp_path / "a.yaml", stream, whole, input_size=160)), "-q")
+    assert res.returncode == 0, res.stderr
+    expected = {z["name"]: [x["frame"] for x in logged(whole, f"cam.{z['name']}")] for z in ZONES}
+    assert all(v == list(range(600)) for v in expected.values())
+    # and into another, its main process SIGKILLed mid-way
+    cfg = write(tmp_path / "b.yaml", stream, out, input_size=160)
+    proc = start_cli("run", str(cfg), "-q")
+    try:
+        wait_for(lambda: line_count(out / "cam.red.jsonl") >= 60, 120, "60 labels")
+        kids = list(stages_of(proc.pid).values())
+        assert kids, "no stage processes: the run ended before the kill"
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert_all_gone(kids)
+    held = {z["name"]: line_count(out / f"cam.{z['name']}.jsonl") for z in ZONES}
+    assert min(held.values()) < 600, "the run had finished before the kill"
+    # when one zone's log is cut back further (the zones' logs end at different frames)
+    red = (out / "cam.red.jsonl").read_text().splitlines(keepends=True)
+    (out / "cam.red.jsonl").write_text("".join(red[:len(red) // 2]))
+    res = run_cli("run", str(cfg), "-q")
+    assert res.returncode == 0, res.stderr
+    # then each zone's log holds every frame exactly once, in order
+    for name, frames in expected.items():
+        assert [x["frame"] for x in logged(out, f"cam.{name}")] == frames, name
+
+
+@pytest.mark.parametrize("stream, key, message", [
+    ({"name": "cam", "zones": [ZONES[0], {**ZONES[1], "name": "red"}]}, "streams.0: zones.1.name",
+     "duplicate zone name 'red' in stream 'cam'"),
+    ({"name": "cam", "roi": {"x": 0, "y": 0, "w": 8, "h": 8}, "zones": ZONES}, "streams.0",
+     "roi and zones together"),
+    ({"name": "cam", "zones": [{**ZONES[0], "name": "door", "x": 150}]}, "streams.cam.zones.door",
+     "(150, 0, 64, 64) lies outside the 192x64 frame"),
+])
+def test_a_zone_mistake_is_one_line_and_exit_2(tmp_path, stream, key, message):
+    clip = thirds_clip(tmp_path / "c.mp4", 4)
+    cfg = write(tmp_path / "c.yaml", [{**stream, "source": str(clip)}], tmp_path / "out")
+    res = run_cli("run", str(cfg), "-q")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and message in lines[0], res.stderr
+
+
+def test_a_zone_named_like_another_stream_is_refused(tmp_path):
+    clip = thirds_clip(tmp_path / "c.mp4", 4)
+    cfg = write(tmp_path / "c.yaml", [{"name": "cam.red", "source": str(clip)},
+                                      {"name": "cam", "source": str(clip), "zones": ZONES}], tmp_path / "out")
+    res = run_cli("run", str(cfg), "-q")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "streams.1.zones" in lines[0] and "'cam.red' is also the name of stream" in lines[0], \
+        res.stderr
