@@ -143,3 +143,18 @@ def test_a_zone_named_like_another_stream_is_refused(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "streams.1.zones" in lines[0] and "'cam.red' is also the name of stream" in lines[0], \
         res.stderr
+
+
+def test_each_zone_has_its_row_in_report_json(tmp_path):
+    # given one file with three zones
+    clip = thirds_clip(tmp_path / "r.mp4", 12)
+    out = tmp_path / "out"
+    res = run_cli("run", str(write(tmp_path / "r.yaml", [{"name": "cam", "source": str(clip), "zones": ZONES}], out)),
+                  "-q")
+    assert res.returncode == 0, res.stderr
+    # then report.json has a row per zone: its own frames, its stream's decode and source
+    streams = json.loads((out / "report.json").read_text())["streams"]
+    assert sorted(streams) == ["cam.blue", "cam.green", "cam.red"]
+    for row in streams.values():
+        assert row["frames"] == 12 and row["decoded"] == 12 and row["dropped"] == 0 and row["end"] == "end"
+        assert row["input"]["width"] == 192
