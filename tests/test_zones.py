@@ -158,3 +158,22 @@ def test_each_zone_has_its_row_in_report_json(tmp_path):
     for row in streams.values():
         assert row["frames"] == 12 and row["decoded"] == 12 and row["dropped"] == 0 and row["end"] == "end"
         assert row["input"]["width"] == 192
+
+
+def test_each_zone_has_its_own_alerts(tmp_path):
+    from videoclf.stages.classify.backbones import imagenet_labels
+
+    # given a rule that any label opens (the outputs sink, with display frames), and three zones
+    clip = thirds_clip(tmp_path / "e.mp4", 8)
+    out = tmp_path / "out"
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": str(clip), "zones": ZONES}],
+                                   "model": FAST_MODEL, "output": {"dir": str(out), "alerts": [
+                                       {"when": imagenet_labels(), "min_score": 0.0, "cooldown_s": 3600}]}}))
+    res = run_cli("run", str(cfg), "-q")
+    assert res.returncode == 0, res.stderr
+    # then each zone opens its own event, under its own name, and logs every frame
+    opened = [e["stream"] for e in (json.loads(x) for x in (out / "events.jsonl").read_text().splitlines())
+              if e["event"] == "open"]
+    assert sorted(opened) == ["cam.blue", "cam.green", "cam.red"]
+    assert all(line_count(out / f"cam.{z['name']}.jsonl") == 8 for z in ZONES)
