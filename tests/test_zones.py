@@ -4,6 +4,7 @@ SIGKILL, and config mistakes in one line each."""
 from __future__ import annotations
 
 import json
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -177,3 +178,28 @@ def test_each_zone_has_its_own_alerts(tmp_path):
               if e["event"] == "open"]
     assert sorted(opened) == ["cam.blue", "cam.green", "cam.red"]
     assert all(line_count(out / f"cam.{z['name']}.jsonl") == 8 for z in ZONES)
+
+
+def test_a_run_with_zones_takes_no_stream_change_while_it_goes_on(tmp_path):
+    import signal
+
+    # given a looping file with zones, running
+    clip = thirds_clip(tmp_path / "l.mp4", 30)
+    out = tmp_path / "out"
+    zoned = {"name": "cam", "source": str(clip), "zones": ZONES, "loop": True}
+    cfg = write(tmp_path / "l.yaml", [zoned], out)
+    proc = start_cli("run", str(cfg), "-q")
+    try:
+        wait_for(lambda: line_count(out / "cam.red.jsonl") >= 10, 120, "10 labels")
+        # when a stream is added to its config file
+        write(tmp_path / "l.yaml", [zoned, {"name": "other", "source": str(clip), "loop": True}], out)
+        time.sleep(3)
+        red = line_count(out / "cam.red.jsonl")
+        wait_for(lambda: line_count(out / "cam.red.jsonl") > red + 10, 60, "the zones going on")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    # then the run says it takes a restart, goes on with its zones and starts nothing new
+    assert "a run with zones takes a restart" in err, err
+    assert not (out / "other.jsonl").exists()
+    assert proc.returncode == 0, err
