@@ -15,6 +15,7 @@ import yaml
 
 from conftest import FAST_MODEL, run_cli
 from helpers_proc import assert_all_gone, line_count, stages_of, start_cli, wait_for
+from live_helpers import needs_gst, serving
 
 # three 64x64 zones over differently coloured thirds of a 192x64 picture
 ZONES = [{"name": "red", "x": 0, "y": 0, "w": 64, "h": 64}, {"name": "green", "x": 64, "y": 0, "w": 64, "h": 64},
@@ -203,3 +204,23 @@ def test_a_run_with_zones_takes_no_stream_change_while_it_goes_on(tmp_path):
     assert "a run with zones takes a restart" in err, err
     assert not (out / "other.jsonl").exists()
     assert proc.returncode == 0, err
+
+
+@needs_gst
+def test_a_live_camera_with_zones_logs_each_zone_with_the_same_frames(tmp_path):
+    # given a real RTSP camera showing the three coloured thirds, with three zones
+    clip = thirds_clip(tmp_path / "cam.mp4", 60)
+    out = tmp_path / "out"
+    live = {"watchdog_s": 3, "backoff_s": 0.2, "backoff_max_s": 0.5, "open_timeout_s": 3, "read_timeout_s": 3}
+    with serving(clip) as start:
+        cam = start()
+        cfg = write(tmp_path / "c.yaml", [{"name": "cam", "source": cam.url(), "live": live, "zones": ZONES}], out)
+        # when it is classified for a few seconds
+        res = run_cli("run", str(cfg), "-q", "--duration", "6")
+    assert res.returncode == 0, res.stderr
+    # then each zone logged the same frames, in order, from the one decode
+    frames = {z["name"]: [x["frame"] for x in logged(out, f"cam.{z['name']}")] for z in ZONES}
+    assert len(frames["red"]) >= 10 and frames["red"] == sorted(set(frames["red"]))
+    assert frames["red"] == frames["green"] == frames["blue"]
+    report = json.loads((out / "report.json").read_text())["streams"]
+    assert {report[f"cam.{z['name']}"]["decoded"] for z in ZONES} == {report["cam.red"]["decoded"]}
