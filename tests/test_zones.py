@@ -224,3 +224,21 @@ def test_a_live_camera_with_zones_logs_each_zone_with_the_same_frames(tmp_path):
     assert frames["red"] == frames["green"] == frames["blue"]
     report = json.loads((out / "report.json").read_text())["streams"]
     assert {report[f"cam.{z['name']}"]["decoded"] for z in ZONES} == {report["cam.red"]["decoded"]}
+
+
+def test_the_python_api_names_each_zones_results(tmp_path):
+    import videoclf
+
+    # given a file with three zones, run through the Python API
+    clip = thirds_clip(tmp_path / "a.mp4", 10)
+    out = tmp_path / "out"
+    cfg = {"streams": [{"name": "cam", "source": str(clip), "zones": ZONES}], "model": FAST_MODEL,
+           "output": {"dir": str(out)}}
+    results = list(videoclf.start(cfg))
+    # then each zone's results carry its name, each as its own label log holds them
+    for z in ZONES:
+        name = f"cam.{z['name']}"
+        mine = [(r.stream, r.frame, [t.label for t in r.top]) for r in results if r.stream == name]
+        assert mine == [(x["stream"], x["frame"], [t["label"] for t in x["top"]]) for x in logged(out, name)]
+        assert len(mine) == 10
+    assert len(results) == 30
