@@ -242,3 +242,13 @@ def test_the_python_api_names_each_zones_results(tmp_path):
         assert mine == [(x["stream"], x["frame"], [t["label"] for t in x["top"]]) for x in logged(out, name)]
         assert len(mine) == 10
     assert len(results) == 30
+
+
+def test_validate_checks_each_zone_against_the_files_frame(tmp_path):
+    clip = thirds_clip(tmp_path / "v.mp4", 4)
+    zones = [ZONES[0], {**ZONES[1], "name": "door", "y": 20}]
+    cfg = write(tmp_path / "v.yaml", [{"name": "cam", "source": str(clip), "zones": zones}], tmp_path / "out")
+    res = run_cli("validate", str(cfg))
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        "videoclf: error: streams.cam.zones.door: (64, 20, 64, 64) lies outside the 192x64 frame"], res.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.jsonl"))

@@ -26,6 +26,7 @@ from videoclf.core.contract import Policy
 from videoclf.runtime.specs import BatchSpec, Port, SinkSpec, SourceSpec
 from videoclf.ipc.transport import address
 from videoclf.stages.decode.file import DecodeConfig, decode_cost, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
+from videoclf.stages.decode.geometry import fit_geometry
 from videoclf.stages.decode.live import live_config
 from videoclf.stages.classify.stage import ClassifyConfig
 from videoclf.stages.outputs.labels import SinkConfig
@@ -105,6 +106,8 @@ class RunPlan:
 def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, first_seq: tuple[int, ...] = (),
               overwrite: bool = False) -> RunPlan:
     infos = {i: probe(s.source) for i, s in enumerate(cfg.streams) if not s.is_live}  # the one probe per file
+    for i, info in infos.items():
+        check_regions(cfg.streams[i], info)
     m = cfg.model
     names = tuple(s.name for s in cfg.streams)
     geoms = tuple(display_geom(s, cfg.output.video, infos.get(i)) for i, s in enumerate(cfg.streams)) \
@@ -130,6 +133,15 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
     return RunPlan(cfg=cfg, run_id=run_id, sink_kind=sink_kind, sink_cfg=sink_cfg, geoms=geoms, decoders=decoders,
                    classifier=classifier, sink_title=title, max_frames=max_frames or cfg.max_frames, shm_bytes=shm,
                    threads=threads, first_seq=first_seq, zone_last=zone_last)
+
+
+def check_regions(s: StreamConfig, info: dict[str, Any]) -> None:
+    """A file's roi or zones inside its frame, before any process starts (InputError naming the key)."""
+    if info.get("width") and info.get("height"):
+        for zone in s.zones:
+            fit_geometry(info["width"], info["height"], zone, 1, f"streams.{s.name}.zones.{zone.name}")
+        if s.roi is not None:
+            fit_geometry(info["width"], info["height"], s.roi, 1, s.name)
 
 
 def _sink(cfg: Config, label_kind: str, append: bool, geoms: Optional[tuple[DisplayGeom, ...]]) -> tuple[str, Any]:
