@@ -252,3 +252,37 @@ def test_validate_checks_each_zone_against_the_files_frame(tmp_path):
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
         "videoclf: error: streams.cam.zones.door: (64, 20, 64, 64) lies outside the 192x64 frame"], res.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("victim", ["sink[", "classify[", "decode[cam]"])
+def test_a_killed_stage_of_a_run_with_zones_loses_and_repeats_no_label(tmp_path, victim):
+    from helpers_proc import kill_stage
+
+    # given a supervised run of a file with three zones and a plain file beside it
+    clip, other = thirds_clip(tmp_path / "z.mp4", 600), thirds_clip(tmp_path / "o.mp4", 300)
+    out = tmp_path / "out"
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": str(clip), "zones": ZONES},
+                                               {"name": "plain", "source": str(other)}],
+                                   "model": FAST_MODEL, "output": {"dir": str(out)}, "supervision": {"restart": True}}))
+    proc = start_cli("run", str(cfg), "-q")
+    try:
+        wait_for(lambda: line_count(out / "cam.red.jsonl") >= 40, 120, "the first labels")
+        stages = list(stages_of(proc.pid).values())
+        # when one stage is SIGKILLed mid-run
+        kill_stage(proc.pid, victim)
+        at_kill = line_count(out / "cam.blue.jsonl")
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert at_kill < 600, "the run had finished before the kill"
+    # then the run ends normally, and each zone's log holds every frame exactly once, in order
+    assert proc.returncode == 0, err
+    for z in ZONES:
+        assert [x["frame"] for x in logged(out, f"cam.{z['name']}")] == list(range(600)), z["name"]
+    assert [x["frame"] for x in logged(out, "plain")] == list(range(300))
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["restarts"].values()) == [1]
+    assert all(report["streams"][f"cam.{z['name']}"]["frames"] == 600 for z in ZONES)
+    assert_all_gone(stages)
