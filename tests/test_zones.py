@@ -89,12 +89,12 @@ def test_a_run_with_zones_killed_with_sigkill_resumes_each_zone_from_its_own_log
     clip = thirds_clip(tmp_path / "long.mp4", 600)
     stream = [{"name": "cam", "source": str(clip), "zones": ZONES}]
     whole, out = tmp_path / "whole", tmp_path / "out"
-    res = run_cli("run", str(write(tmp_path / "a.yaml", stream, whole, input_size=160)), "-q")
+    res = run_cli("run", str(write(tmp_path / "a.yaml", stream, whole, input_size=96)), "-q")
     assert res.returncode == 0, res.stderr
     expected = {z["name"]: [x["frame"] for x in logged(whole, f"cam.{z['name']}")] for z in ZONES}
     assert all(v == list(range(600)) for v in expected.values())
     # and into another, its main process SIGKILLed mid-way
-    cfg = write(tmp_path / "b.yaml", stream, out, input_size=160)
+    cfg = write(tmp_path / "b.yaml", stream, out, input_size=96)
     proc = start_cli("run", str(cfg), "-q")
     try:
         wait_for(lambda: line_count(out / "cam.red.jsonl") >= 60, 120, "60 labels")
