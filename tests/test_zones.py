@@ -286,3 +286,16 @@ def test_a_killed_stage_of_a_run_with_zones_loses_and_repeats_no_label(tmp_path,
     assert list(report["restarts"].values()) == [1]
     assert all(report["streams"][f"cam.{z['name']}"]["frames"] == 600 for z in ZONES)
     assert_all_gone(stages)
+
+
+def test_zones_are_refused_in_a_fleet_in_one_line(tmp_path):
+    # given a stream with zones (the fleet's driver gathers one label log per stream)
+    clip = thirds_clip(tmp_path / "f.mp4", 4)
+    cfg = write(tmp_path / "f.yaml", [{"name": "cam", "source": str(clip), "zones": ZONES}], tmp_path / "out")
+    # when it is validated for a fleet, or run on one (nothing listens at that address)
+    for res in (run_cli("validate", str(cfg), "--ray", "auto", "--no-sources"),
+                run_cli("run", str(cfg), "--ray", "127.0.0.1:9")):
+        # then each exits 2 with one line naming the stream's zones
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.count("\n") == 1 and res.stderr.startswith(
+            "videoclf: error: streams.cam.zones: not available with --ray"), res.stderr
