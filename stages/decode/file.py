@@ -27,7 +27,7 @@ from videoclf.core.errors import InputError
 from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.core.stats import DecoderStats
-from videoclf.stages.decode.geometry import MEAN_RGB, Placement, fit_geometry, placement  # noqa: F401 (fit_geometry: re-exported)
+from videoclf.stages.decode.geometry import fit_geometry, pad_to, placement  # noqa: F401 (fit_geometry: re-exported)
 from videoclf.stages.decode.gop import MAX_THREADS, decode_by_gop, decoded_frames, gop_length, read_packets
 from videoclf.stages.decode.keyframes import keyframes, set_fast
 from videoclf.stages.decode.select import FrameFilter
@@ -204,11 +204,7 @@ def _model_input(frame: av.VideoFrame, cfg: DecodeConfig, roi: Optional[Roi], ke
         img = _MODEL_INPUT.whole.reformat(frame, format="rgb24", threads=1).to_ndarray()[y:y + h, x:x + w]
         img = cv2.resize(img, p.size, interpolation=cv2.INTER_LINEAR)
     if p.size != (cfg.crop, cfg.crop):  # fit: pad
-        out = np.empty((cfg.crop, cfg.crop, 3), np.uint8)
-        out[:] = MEAN_RGB
-        (ax, ay), (ow, oh) = p.at, p.size
-        out[ay:ay + oh, ax:ax + ow] = img
-        img = out
+        img = pad_to(img, cfg.crop, p.at)
     # phone videos store pixels sideways plus a display matrix: classify the upright picture.
     # The input is a centred square, so rotating it equals cropping the rotated frame.
     turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4

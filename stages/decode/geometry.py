@@ -15,7 +15,10 @@ drew, and ``fit`` says how it becomes the square input:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Optional
+
+import numpy as np
 
 from videoclf.core.errors import InputError
 
@@ -62,3 +65,19 @@ def placement(width: int, height: int, roi: Optional[Any], resize: int, crop: in
         return Placement((x, y, w, h), (ow, oh), ((crop - ow) // 2, (crop - oh) // 2))
     side = min(max(round(crop / s), 1), w, h)
     return Placement((x + (w - side) // 2, y + (h - side) // 2, side, side), (crop, crop), (0, 0))
+
+
+@lru_cache(maxsize=8)
+def _canvas(crop: int) -> np.ndarray:
+    out = np.empty((crop, crop, 3), np.uint8)
+    out[:] = MEAN_RGB  # a tuple broadcast costs ~0.4 ms at 224: made once, copied after
+    out.flags.writeable = False
+    return out
+
+
+def pad_to(img: np.ndarray, crop: int, at: tuple[int, int]) -> np.ndarray:
+    """``img`` (the scaled zone) at ``at`` on a ``crop`` x ``crop`` input of the pad colour."""
+    out = _canvas(crop).copy()
+    (x, y), (h, w) = at, img.shape[:2]
+    out[y:y + h, x:x + w] = img
+    return out
