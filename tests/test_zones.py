@@ -299,3 +299,18 @@ def test_zones_are_refused_in_a_fleet_in_one_line(tmp_path):
         assert res.returncode == 2, res.stderr
         assert res.stderr.count("\n") == 1 and res.stderr.startswith(
             "videoclf: error: streams.cam.zones: not available with --ray"), res.stderr
+
+
+def test_a_file_with_zones_run_again_classifies_nothing_again(tmp_path):
+    # given a file with zones classified to its end
+    clip = thirds_clip(tmp_path / "d.mp4", 12)
+    out = tmp_path / "out"
+    cfg = write(tmp_path / "d.yaml", [{"name": "cam", "source": str(clip), "zones": ZONES}], out)
+    assert run_cli("run", str(cfg), "-q").returncode == 0
+    before = {z["name"]: (out / f"cam.{z['name']}.jsonl").read_text() for z in ZONES}
+    # when it runs again
+    res = run_cli("run", str(cfg))
+    # then every zone's log is complete: nothing is classified again, each log unchanged
+    assert res.returncode == 0, res.stderr
+    assert "label log is complete: nothing to classify" in res.stderr, res.stderr
+    assert {z["name"]: (out / f"cam.{z['name']}.jsonl").read_text() for z in ZONES} == before
