@@ -18,7 +18,6 @@ from typing import Any, Iterator, Optional
 import av
 import av.filter
 from av.video.reformatter import VideoReformatter
-import cv2
 import numpy as np
 
 from videoclf.config.schema import Roi, redact
@@ -117,19 +116,20 @@ class _ModelInput(threading.local):
     def __init__(self) -> None:
         self.graphs: dict[tuple, Any] = {}
         self.squares: dict[tuple, tuple[av.VideoFrame, list[np.ndarray], VideoReformatter]] = {}
-        self.whole = VideoReformatter()  # frames too small to scale down: converted whole
 
     def convert(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
-        fmt = frame.format.name
+        """``box`` of ``frame`` scaled to ``size`` in RGB: AREA down (the anti-aliased resize),
+        BILINEAR up (a small zone or frame: area filtering has nothing to average)."""
+        fmt, up = frame.format.name, size[0] > box[2] or size[1] > box[3]
         if fmt in _PLANAR_YUV:
-            return self._copy_then_scale(frame, box, size, fmt)
+            return self._copy_then_scale(frame, box, size, fmt, "BILINEAR" if up else "AREA")
         graph = _held(self.graphs, (frame.width, frame.height, fmt, box, size),
-                      lambda: _crop_scale_graph(frame, box, size))
+                      lambda: _crop_scale_graph(frame, box, size, "bilinear" if up else "area"))
         graph.push(frame)
         return graph.pull().to_ndarray()
 
     def _copy_then_scale(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: tuple[int, int],
-                         fmt: str) -> np.ndarray:
+                         fmt: str, interpolation: str) -> np.ndarray:
         x, y, w, h = box
         square, planes, scaler = _held(self.squares, (w, h, fmt), lambda: _square(w, h, fmt))
         xs, ys = _PLANAR_YUV[fmt]
@@ -138,7 +138,7 @@ class _ModelInput(threading.local):
             rows, cols = out.shape
             np.copyto(out, np.frombuffer(src, np.uint8).reshape(-1, src.line_size)[py:py + rows, px:px + cols])
         square.colorspace, square.color_range = frame.colorspace, frame.color_range
-        return scaler.reformat(square, size[0], size[1], "rgb24", interpolation="AREA", threads=1).to_ndarray()
+        return scaler.reformat(square, size[0], size[1], "rgb24", interpolation=interpolation, threads=1).to_ndarray()
 
 
 def _held(cache: dict[tuple, Any], key: tuple, make: Any) -> Any:
@@ -158,7 +158,7 @@ def _square(w: int, h: int, fmt: str) -> tuple[av.VideoFrame, list[np.ndarray], 
     return square, planes, VideoReformatter()
 
 
-def _crop_scale_graph(frame: av.VideoFrame, box: tuple[int, int, int, int], size: Any) -> Any:
+def _crop_scale_graph(frame: av.VideoFrame, box: tuple[int, int, int, int], size: Any, flags: str = "area") -> Any:
     x, y, w, h = box
     ow, oh = (size, size) if isinstance(size, int) else size
     graph = av.filter.Graph()
@@ -167,7 +167,7 @@ def _crop_scale_graph(frame: av.VideoFrame, box: tuple[int, int, int, int], size
                               time_base=frame.time_base or Fraction(1, 90_000)),
              graph.add("crop", f"w={w}:h={h}:x={x}:y={y}:exact=1"),
              # AREA: the anti-aliased downscale (what torchvision's eval resize approximates)
-             graph.add("scale", f"w={ow}:h={oh}:flags=area"),
+             graph.add("scale", f"w={ow}:h={oh}:flags={flags}"),
              graph.add("format", "rgb24"),
              graph.add("buffersink")]
     for a, b in zip(chain, chain[1:]):
@@ -197,12 +197,7 @@ def to_model_rgb(frame: av.VideoFrame, cfg: DecodeConfig) -> np.ndarray:
 
 def _model_input(frame: av.VideoFrame, cfg: DecodeConfig, roi: Optional[Roi], key: str) -> np.ndarray:
     p = placement(frame.width, frame.height, roi, cfg.resize, cfg.crop, key)
-    if not p.upscale:
-        img = _MODEL_INPUT.convert(frame, p.box, p.size)
-    else:  # a zone (or a tiny frame) upscaled: area filtering has nothing to average
-        x, y, w, h = p.box
-        img = _MODEL_INPUT.whole.reformat(frame, format="rgb24", threads=1).to_ndarray()[y:y + h, x:x + w]
-        img = cv2.resize(img, p.size, interpolation=cv2.INTER_LINEAR)
+    img = _MODEL_INPUT.convert(frame, p.box, p.size)  # a small zone too: never the whole frame in RGB
     if p.size != (cfg.crop, cfg.crop):  # fit: pad
         img = pad_to(img, cfg.crop, p.at)
     # phone videos store pixels sideways plus a display matrix: classify the upright picture.

@@ -33,11 +33,6 @@ class Placement:
     size: tuple[int, int]  # (w, h) the box is scaled to
     at: tuple[int, int]  # (x, y) of its top left corner in the input; the rest is MEAN_RGB
 
-    @property
-    def upscale(self) -> bool:
-        """Scaled up on either side (a small zone): area filtering has nothing to average."""
-        return self.size[0] > self.box[2] or self.size[1] > self.box[3]
-
 
 def fit_geometry(width: int, height: int, roi: Optional[Any], resize: int, key: str) -> tuple[int, int, int, int, float]:
     """Region (x, y, w, h) of the frame to classify and the scale that brings its shorter side
