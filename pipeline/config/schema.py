@@ -27,6 +27,18 @@ class Roi(_Model):
     y: int = Field(ge=0, description="top edge in pixels")
     w: int = Field(gt=0, description="width in pixels")
     h: int = Field(gt=0, description="height in pixels")
+    fit: Literal["pad", "crop", "stretch"] = Field(
+        "pad", description="how the zone becomes the model's square input: pad (the whole zone, its longer side "
+                           "scaled to the input size, the rest filled with the ImageNet mean colour), crop (the "
+                           "backbone's resize and centre crop applied to the zone: its centre square only) or "
+                           "stretch (the whole zone, each side scaled: its aspect changes)")
+
+
+class Zone(Roi):
+    """A named region of a stream, classified as a stream of its own, ``<stream>.<zone>``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="the zone's name, unique in its stream; its "
+                      "label log is <stream>.<zone>.jsonl and its results, alerts and stats read <stream>.<zone>")
 
 
 class LiveOptions(_Model):
@@ -60,7 +72,10 @@ class StreamConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                       description="unique stream name; used for file names and metrics labels")
     source: str = Field(min_length=1, description="video file path, rtsp://, http(s):// URL or /dev/videoN")
-    roi: Optional[Roi] = Field(None, description="classify only this region {x, y, w, h} of each frame")
+    roi: Optional[Roi] = Field(None, description="classify only this region {x, y, w, h, fit} of each frame")
+    zones: tuple[Zone, ...] = Field((), max_length=16, description="named regions [{name, x, y, w, h, fit}], each "
+                                    "classified as a stream of its own (<stream>.<zone>) from the one decode; "
+                                    "not with roi")
     policy: Optional[Literal["lossless", "drop_oldest"]] = Field(
         None, description="back-pressure: lossless (files, default) or drop_oldest (live, default)")
     ring_slots: int = Field(8, ge=2, le=256, description="shared-memory frame slots between decode and classify (at least two full batches)")
@@ -80,6 +95,22 @@ class StreamConfig(_Model):
                                             "smooth)")
     label_change: Optional[LabelChange] = Field(None, description="this stream's label-change events (its keys over "
                                                 "the config's label_change)")
+
+    @model_validator(mode="after")
+    def _zones(self) -> "StreamConfig":
+        if self.zones and self.roi is not None:
+            raise ValueError("roi and zones together: draw the roi as one of the zones")
+        seen: set[str] = set()
+        for i, z in enumerate(self.zones):
+            if z.name in seen:
+                raise ValueError(f"zones.{i}.name: duplicate zone name {z.name!r} in stream {self.name!r}")
+            seen.add(z.name)
+        return self
+
+    @property
+    def logical_names(self) -> tuple[str, ...]:
+        """What the stream's results are logged as: its name, or ``<stream>.<zone>`` per zone."""
+        return tuple(f"{self.name}.{z.name}" for z in self.zones) or (self.name,)
 
     @property
     def every_frame(self) -> bool:
@@ -323,4 +354,11 @@ class Config(_Model):
             if s.name in seen:
                 raise ValueError(f"streams.{i}.name: duplicate stream name {s.name!r}")
             seen.add(s.name)
+        logged: dict[str, str] = {}  # every name a label log takes: streams and their zones
+        for i, s in enumerate(self.streams):
+            for name in s.logical_names:
+                if name in logged and logged[name] != s.name:
+                    raise ValueError(f"streams.{i}.{'zones' if s.zones else 'name'}: {name!r} is also the name of stream {logged[name]!r}; "
+                                     f"rename the zone or the stream")
+                logged[name] = s.name
         return self

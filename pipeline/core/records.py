@@ -42,6 +42,7 @@ class Result:
     batch: int
     # the stream's smoothed top-k after this frame (the sink sets it where the stream smooths its labels)
     smoothed: Optional[tuple[tuple[str, float], ...]] = None
+    zone: Optional[int] = None  # the stream's zone this result is of (its index); None: the whole stream
 
 
 @dataclass(frozen=True, slots=True)

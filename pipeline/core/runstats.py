@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
 from videoclf.core.sinkstats import SinkStats, StreamStats
 from videoclf.core.stats import ClassifierStats, DecoderStats, StageStats
@@ -36,8 +36,11 @@ class RunStats:
     role and stream index, never by a stage's title. The supervisor writes; servers read a
     ``snapshot()`` from their own threads."""
 
-    def __init__(self, names: Sequence[str] = ()) -> None:
+    def __init__(self, names: Sequence[str] = (), physical: Optional[Mapping[int, int]] = None) -> None:
+        # names: the logged streams (a stream with zones: one per zone, videoclf.config.zones);
+        # physical: a zone's index -> its stream's, whose decoder it shares (else the same index)
         self.names = tuple(names)
+        self._physical = dict(physical or {})
         self._decoders: dict[int, DecoderStats] = {}
         self._classifier = ClassifierStats()
         self._sink = SinkStats()
@@ -71,6 +74,8 @@ class RunStats:
             self._sink = SinkStats()
 
     def decoder(self, index: int) -> DecoderStats:
+        """The decoder of stream ``index`` (a zone's: its stream's; a stream's index is its first zone's)."""
+        index = self._physical.get(index, index)
         return self._decoders.get(index) or DecoderStats(stream=index, name=self._name(index))
 
     @property
@@ -92,7 +97,7 @@ class RunStats:
     def dropped_by(self, index: int) -> DroppedBy:
         dec = self.decoder(index)
         return DroppedBy(reader=dec.live.buffer_dropped if dec.live else 0, no_slot=dec.counts.dropped,
-                         stale=self._classifier.counts.stale_dropped.get(index, 0))
+                         stale=self._classifier.counts.stale_dropped.get(self._physical.get(index, index), 0))
 
     def stages(self) -> dict[str, StageStats]:
         with self._lock:
@@ -100,7 +105,7 @@ class RunStats:
 
     def snapshot(self) -> RunStats:
         with self._lock:
-            copy = RunStats(self.names)
+            copy = RunStats(self.names, self._physical)
             copy._decoders, copy._classifier, copy._sink = dict(self._decoders), self._classifier, self._sink
             copy._stages = dict(self._stages)
         return copy

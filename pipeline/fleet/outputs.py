@@ -50,10 +50,14 @@ def fleet_refusal(output: OutputConfig, known: frozenset[str] = CARRIED | CENTRA
 
 
 def check_fleet(cfg: Config) -> None:
-    """Raise a ConfigError (exit 2) naming the first output key a fleet cannot honour."""
+    """Raise a ConfigError (exit 2) naming the first output key (or a stream's zones) a fleet cannot honour."""
     line = fleet_refusal(cfg.output)
     if line:
         raise ConfigError(line)
+    for s in cfg.streams:  # the driver gathers one log per stream: a zone's would stay on its node
+        if s.zones:
+            raise ConfigError(f"streams.{s.name}.zones: not available with --ray: the driver gathers one label log "
+                              f"per stream; run this stream without --ray, or give each zone a stream with a roi")
 
 
 def template(value: Any, env: dict[str, str]) -> Any:

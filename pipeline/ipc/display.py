@@ -83,7 +83,9 @@ class DisplayMatcher:
         geom = self.geoms.get(stream)
         if geom is None:
             return None
-        held = self.held[stream]
+        held, cur = self.held[stream], self.latest[stream]
+        if cur is not None and cur[0].seq == seq:  # asked again: the stream's next zone of the same frame
+            return cur[1].view(cur[0].slot)
         if geom.every_frame and seq not in held and not any(s > seq for s in held):
             # it was sent before its Result, on another connection: bounded wait for it
             deadline = time.monotonic() + (0.05 if stop.is_set() else WAIT_S)

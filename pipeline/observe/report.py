@@ -8,6 +8,7 @@ import time
 from typing import Any, Optional
 
 from videoclf.config.schema import Config, redact
+from videoclf.config.zones import logged_streams
 from videoclf.core.errors import VideoclfError
 from videoclf.core.runstats import RunStats
 from videoclf.core.sinkstats import MqttStats, StreamStats
@@ -22,8 +23,9 @@ def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[V
     sink, classify = stats.sink, stats.classifier
     model = dict(classify.model or {"backbone": cfg.model.backbone, "weights": cfg.model.weights,
                                     "device": cfg.model.device})
-    streams = {s.name: _stream_json(s, stats.stream(i), stats.decoder(i), stats, cfg.target_fps)
-               for i, s in enumerate(cfg.streams)}
+    # a row per logged stream: a stream's zones each (decoded, dropped: their stream's)
+    streams = {lg.name: _stream_json(cfg.streams[lg.stream], stats.stream(i), stats.decoder(i), stats, cfg.target_fps)
+               for i, lg in enumerate(logged_streams(cfg.streams))}
     stages = {t: {**d.counts.to_json(), **({"batches": d.batches} if isinstance(d, ClassifierStats) else {})}
               for t, d in stats.stages().items()}
     bottleneck = max(stages, key=lambda t: stages[t]["busy_fraction"] or 0.0) if stages else None
@@ -46,7 +48,7 @@ def build_report(cfg: Config, stats: RunStats, elapsed: float, error: Optional[V
 
 def _stream_json(s: Any, tally: StreamStats, dec: DecoderStats, stats: RunStats, target_fps: float) -> dict[str, Any]:
     """One stream's section of report.json."""
-    i = tally.stream
+    i = tally.stream  # the logged stream's index (a zone's decoder and drops: its stream's, RunStats)
     fps = tally.fps
     out: dict[str, Any] = {
         "source": redact(s.source),
@@ -195,9 +197,9 @@ class Progress:
 
     def __init__(self, cfg: Config, enabled: bool = True, max_frames: Optional[int] = None) -> None:
         self.cfg = cfg
-        self.names = [s.name for s in cfg.streams]
+        self.names = [lg.name for lg in logged_streams(cfg.streams)]  # a stream's zones: one each
         self.max_frames = max_frames or cfg.max_frames
-        self.loops = {s.name: s.loop for s in cfg.streams}
+        self.loops = {lg.name: cfg.streams[lg.stream].loop for lg in logged_streams(cfg.streams)}
         self.live_run = any(s.is_live for s in cfg.streams)
         self.enabled = enabled and sys.stderr.isatty()
         self.t0 = time.monotonic()

@@ -19,6 +19,7 @@ from typing import Any, Optional
 from videoclf.config.outputs import LIVE_DIR
 from videoclf.config.schema import Config
 from videoclf.config.schema import redact
+from videoclf.config.zones import logged_streams
 from videoclf.core.runstats import RunStats
 
 MAX_UPLOAD = 16 << 20
@@ -47,6 +48,9 @@ class StreamRow:
     reconnects: int
     decoded: int = 0  # frames out of the decoder, classified or not
     skipped: int = 0  # of those, not classified by choice (rate, keyframes only, motion gate); not "dropped"
+    # the camera's roi or zones, drawn on its picture: (name, x, y, w, h, this row's own), and its frame size
+    regions: tuple[tuple[str, int, int, int, int, bool], ...] = ()
+    size: Optional[tuple[int, int]] = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,8 +87,39 @@ def stream_rows(cfg: Config, stats: RunStats, pictures: bool = True) -> list[Str
                               top=top or t.top, pts=pts, input_fps=dec.live.input_fps if dec.live else 0.0,
                               reconnects=dec.live.reconnects if dec.live else 0,
                               decoded=dec.counts.decoded or dec.counts.items,
-                              skipped=dec.counts.skipped + dec.counts.gated))
+                              skipped=dec.counts.skipped + dec.counts.gated, regions=_regions(cfg, name),
+                              size=_frame_size(dec.source)))
     return rows
+
+
+def _regions(cfg: Config, name: str) -> tuple[tuple[str, int, int, int, int, bool], ...]:
+    """The regions of logged stream ``name``'s camera: all its zones (its own marked), or its roi."""
+    lg = next((x for x in logged_streams(cfg.streams) if x.name == name), None)
+    if lg is None:
+        return ()
+    s = cfg.streams[lg.stream]
+    if s.zones:
+        return tuple((z.name, z.x, z.y, z.w, z.h, k == lg.zone) for k, z in enumerate(s.zones))
+    return (("roi", s.roi.x, s.roi.y, s.roi.w, s.roi.h, True),) if s.roi is not None else ()
+
+
+def _frame_size(source: Optional[dict[str, Any]]) -> Optional[tuple[int, int]]:
+    w, h = (source or {}).get("width"), (source or {}).get("height")
+    return (int(w), int(h)) if w and h else None
+
+
+def _overlay(r: StreamRow) -> str:
+    """The regions as an SVG over the picture, in the source's pixels (the preview keeps the
+    frame's aspect, letterboxed when it differs: ``meet`` places the SVG the same way)."""
+    if not r.regions or r.size is None:
+        return ""
+    w, h = r.size
+    font = max(10, h // 24)
+    shapes = "".join(
+        f'<rect x="{x}" y="{y}" width="{zw}" height="{zh}" class="{"own" if own else "other"}"/>'
+        f'<text x="{x + font // 4}" y="{y + font}" font-size="{font}">{html.escape(name)}</text>'
+        for name, x, y, zw, zh, own in r.regions)
+    return f'<svg class="zones" viewBox="0 0 {w} {h}" preserveAspectRatio="xMidYMid meet">{shapes}</svg>'
 
 
 def render_streams(rows: list[StreamRow]) -> str:
@@ -95,7 +130,7 @@ def render_streams(rows: list[StreamRow]) -> str:
         tops = "".join(f"<li><span class=label>{html.escape(str(lbl))}</span> <b>{s:.2f}</b></li>" for lbl, s in r.top[:3])
         cards.append(
             f'<div class="card" id="s-{name}"><h2>{name} <small class="{r.status}">{r.status}</small></h2>'
-            f'<img src="/live/{name}.jpg?f={r.frames}" alt="latest frame of {name}">'
+            f'<div class="pic"><img src="/live/{name}.jpg?f={r.frames}" alt="latest frame of {name}">{_overlay(r)}</div>'
             f'<ol>{tops or "<li>waiting for frames…</li>"}</ol>'
             f'<p>{r.fps:.1f} fps · {r.frames} frames{skipped} · {r.dropped} dropped</p></div>')
     return "".join(cards)
@@ -103,7 +138,10 @@ def render_streams(rows: list[StreamRow]) -> str:
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>videoclf live</title>
 <style>body{{font-family:sans-serif;margin:1em;background:#111;color:#eee}}#streams{{display:flex;flex-wrap:wrap;gap:1em}}
-.card{{background:#222;padding:.5em 1em;border-radius:6px;max-width:660px}}img{{max-width:640px;width:100%;background:#000}}
+.card{{background:#222;padding:.5em 1em;border-radius:6px;max-width:660px}}img{{max-width:640px;width:100%;background:#000;display:block}}
+.pic{{position:relative;max-width:640px}}.zones{{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none}}
+.zones rect{{fill:none;stroke:#fc6;stroke-width:.4%;stroke-dasharray:2% 1%}}.zones rect.own{{stroke:#6f6;stroke-dasharray:none}}
+.zones text{{fill:#fff;paint-order:stroke;stroke:#000;stroke-width:2px}}
 .live{{color:#6f6}}.ended{{color:#aaa}}.reconnecting,.connecting,.starting{{color:#fc6}}b{{color:#9cf}}</style></head>
 <body><h1>videoclf · live</h1><p><a href="/events" style="color:#9cf">events and clips</a></p><div id="streams">{streams}</div>
 <h2>Classify an image</h2><input type="file" id="file" accept="image/*"> <span id="result"></span>

@@ -107,7 +107,8 @@ def wants_decode_cost(cfg: Config, mpx: float) -> bool:
     """One file large enough that the engine may leave its decoder a core, with automatic
     threads: how the engine shares the cores then depends on what a frame costs to decode
     (``split_or_share``), measured on its first frames (~0.07 s for 1080p)."""
-    return len(cfg.streams) == 1 and not cfg.streams[0].is_live and cfg.model.threads == 0 and mpx >= SPARE_CORE_MPX
+    one = len(cfg.streams) == 1 and not cfg.streams[0].zones  # zones: several inputs a frame, as several streams
+    return one and not cfg.streams[0].is_live and cfg.model.threads == 0 and mpx >= SPARE_CORE_MPX
 
 
 def _decoder(threads: int, auto: bool, live: bool) -> DecodeThreads:
@@ -129,8 +130,8 @@ def thread_plan(cfg: Config, mpx: float = 0.0, decode_s: float = 0.0, cores: Opt
     threads = m.threads or inference_threads(cores)
     if m.engine_streams != "auto":
         streams: Optional[int] = int(m.engine_streams)
-    else:  # several cameras: a stream per thread, each inference alone on a core; one: measured
-        streams = threads if n > 1 else None
+    else:  # several cameras (or zones): a stream per thread, each inference alone on a core; one: measured
+        streams = threads if sum(max(1, len(s.zones)) for s in cfg.streams) > 1 else None
     # large file frames only: a 1080p frame costs ~3 core-ms to decode, a 360p one ~0.4, and
     # beside a fast engine only the former needs the spared core (mobilenet_v2 fp32 on 2
     # cores: 1.15x the FPS on a 1080p file, 0.97x on the 360p sample)

@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 from videoclf.plan.budget import ThreadPlan, file_mpx, thread_plan, wants_decode_cost
 from videoclf.config.schema import Config, ModelConfig, StreamConfig
+from videoclf.config.zones import has_zones, logged_config, logged_streams, zone_groups
+from videoclf.core.errors import ConfigError
 from videoclf.core.records import DisplayGeom
 from videoclf.ipc.display import DisplayPort, slots_needed
 from videoclf.ipc.shm import PoolOwner
@@ -24,6 +26,7 @@ from videoclf.core.contract import Policy
 from videoclf.runtime.specs import BatchSpec, Port, SinkSpec, SourceSpec
 from videoclf.ipc.transport import address
 from videoclf.stages.decode.file import DecodeConfig, decode_cost, probe, to_model_rgb  # noqa: F401 (probe: re-exported to the runtime)
+from videoclf.stages.decode.geometry import fit_geometry
 from videoclf.stages.decode.live import live_config
 from videoclf.stages.classify.stage import ClassifyConfig
 from videoclf.stages.outputs.labels import SinkConfig
@@ -59,6 +62,9 @@ class RunPlan:
     threads: Optional[ThreadPlan] = None  # every thread and core number of the run (the specs carry them)
     first_seq: tuple[int, ...] = ()  # per stream: its first frame number in this run (pipeline/plan/resume.py)
     tap: Optional[str] = None  # where the sink also sends each result (videoclf.api's inbox), if anywhere
+    # with zones, per logged stream: the last frame its log held at the start (a stream goes on
+    # after the lowest of its zones', and the sink drops what each log holds); () : none
+    zone_last: tuple[int, ...] = ()
 
     def first(self, i: int) -> int:
         return self.first_seq[i] if self.first_seq else self.cfg.streams[i].start_frame
@@ -71,7 +77,8 @@ class RunPlan:
         """Decoder ``i``'s spec; generation ``gen`` > 0 (a restart) gets pools of its own."""
         s, cfg = self.cfg.streams[i], self.cfg
         tag = f"_g{gen}" if gen else ""
-        pool = owner.create(f"{s.name}_rgb{tag}", _frame_slots(cfg, s.ring_slots), (cfg.model.crop,) * 2 + (3,), "uint8")
+        shape = (len(s.zones),) * bool(s.zones) + (cfg.model.crop,) * 2 + (3,)  # a stream with zones: an input each
+        pool = owner.create(f"{s.name}_rgb{tag}", _frame_slots(cfg, s.ring_slots), shape, "uint8")
         display = None
         if self.geoms:
             g = self.geoms[i]
@@ -85,19 +92,22 @@ class RunPlan:
 
     def sink(self, last_seq: tuple[int, ...] = (), ended: frozenset = frozenset()) -> SinkSpec:
         """The sink's spec; after a crash it appends to the logs and drops what they hold."""
-        cfg = self.sink_cfg
+        cfg, last_seq = self.sink_cfg, last_seq or self.zone_last
         if last_seq:
             cfg = replace(cfg, append=True) if not hasattr(cfg, "label") else \
                 replace(cfg, label=replace(cfg.label, append=True))
         display = {i: g for i, g in enumerate(self.geoms)} if self.geoms else None
+        zones = zone_groups(self.cfg.streams) if has_zones(self.cfg.streams) else ()
         return SinkSpec(title=self.sink_title, kind=self.sink_kind, config=cfg, inbox=self.sink_address,
-                        n_streams=len(self.cfg.streams), last_seq=last_seq, ended=ended, display=display,
-                        module=stage_module(self.sink_kind), tap=self.tap)
+                        n_streams=len(logged_streams(self.cfg.streams)), last_seq=last_seq, ended=ended,
+                        display=display, module=stage_module(self.sink_kind), tap=self.tap, zones=zones)
 
 
 def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, first_seq: tuple[int, ...] = (),
               overwrite: bool = False) -> RunPlan:
     infos = {i: probe(s.source) for i, s in enumerate(cfg.streams) if not s.is_live}  # the one probe per file
+    for i, info in infos.items():
+        check_regions(cfg.streams[i], info)
     m = cfg.model
     names = tuple(s.name for s in cfg.streams)
     geoms = tuple(display_geom(s, cfg.output.video, infos.get(i)) for i, s in enumerate(cfg.streams)) \
@@ -108,25 +118,44 @@ def make_plan(cfg: Config, run_id: str, max_frames: int | None, sink_kind: str, 
         log.info("%s", fast_decode(cfg.model)[1])  # once per run: on or off, and why (not measured yet)
     decoders = tuple(_decoder(cfg, i, threads, geoms[i] if geoms else None) for i in range(len(cfg.streams)))
     classifier = BatchSpec(title=f"classify[{m.device.replace(':', '')}]", kind="classify",
-                           config=ClassifyConfig(model=m, threads=threads.engine), inbox=address(run_id, "classify"),
+                           config=ClassifyConfig(model=m, threads=threads.engine, zones=_zones(cfg)),
+                           inbox=address(run_id, "classify"),
                            to=address(run_id, "sink"), n_streams=len(names), max_batch=m.batch_bound,
                            max_wait_s=m.max_wait_ms / 1000,
                            drop_oldest=_drop_oldest(cfg),
-                           lean_decode=threads.engine.lean_decoders, module=stage_module("classify"))
-    rings = sum(_frame_slots(cfg, s.ring_slots) for s in cfg.streams) * m.crop * m.crop * 3
+                           lean_decode=threads.engine.lean_decoders, module=stage_module("classify"),
+                           zones={i: len(s.zones) for i, s in enumerate(cfg.streams) if s.zones})
+    rings = sum(_frame_slots(cfg, s.ring_slots) * max(1, len(s.zones)) for s in cfg.streams) * m.crop * m.crop * 3
     shm = rings + _display_bytes(cfg, geoms)
     title = f"sink[{','.join(names)}]" if len(names) <= 3 else f"sink[{len(names)} streams]"
+    zone_last = () if overwrite or sink_kind == "sink.null" or not has_zones(cfg.streams) else \
+        tuple(_last_logged(cfg, lg.name) for lg in logged_streams(cfg.streams))
     return RunPlan(cfg=cfg, run_id=run_id, sink_kind=sink_kind, sink_cfg=sink_cfg, geoms=geoms, decoders=decoders,
                    classifier=classifier, sink_title=title, max_frames=max_frames or cfg.max_frames, shm_bytes=shm,
-                   threads=threads, first_seq=first_seq)
+                   threads=threads, first_seq=first_seq, zone_last=zone_last)
+
+
+def check_regions(s: StreamConfig, info: dict[str, Any]) -> None:
+    """A file's roi or zones inside its frame, before any process starts (InputError naming the key)."""
+    if info.get("width") and info.get("height"):
+        for zone in s.zones:
+            fit_geometry(info["width"], info["height"], zone, 1, f"streams.{s.name}.zones.{zone.name}")
+        if s.roi is not None:
+            fit_geometry(info["width"], info["height"], s.roi, 1, s.name)
 
 
 def _sink(cfg: Config, label_kind: str, append: bool, geoms: Optional[tuple[DisplayGeom, ...]],
           events: Optional[bool] = None) -> tuple[str, Any]:
     """The sink's kind and config for ``cfg``'s streams: the outputs sink when an output needs
     pixels or (``events``, by default when any stream has label_change) writes events, without
-    display frames for those alone."""
-    m = cfg.model
+    display frames for those alone. One log (and alerts, tallies, video, smoothing) per logged
+    stream, a zone's with its stream's display frames."""
+    clip_of: tuple[tuple[int, str], ...] = ()
+    if has_zones(cfg.streams):  # a zone's clips are its camera's: the packets come per physical stream
+        clip_of = tuple((lg.stream, cfg.streams[lg.stream].name) for lg in logged_streams(cfg.streams))
+        if geoms:
+            geoms = tuple(geoms[lg.stream] for lg in logged_streams(cfg.streams))
+    cfg, m = logged_config(cfg), cfg.model
     label: Any = SinkConfig(cfg.output.dir, tuple(s.name for s in cfg.streams), m.top_k,
                             random_weights=m.weights == "none", append=append, sources=_file_identities(cfg),
                             retention=cfg.output.retention, min_free=cfg.output.min_free,
@@ -134,8 +163,13 @@ def _sink(cfg: Config, label_kind: str, append: bool, geoms: Optional[tuple[Disp
     if events is None:
         events = any(s.label_change is not None for s in cfg.streams)
     if geoms or events:
-        return outputs_sink(cfg, label_kind, label, list(geoms) if geoms else [None] * len(cfg.streams))
+        return outputs_sink(cfg, label_kind, label, list(geoms) if geoms else [None] * len(cfg.streams), clip_of)
     return label_kind, label
+
+
+def _zones(cfg: Config) -> int:
+    """The most model inputs one frame brings (a stream's zones; 1 without)."""
+    return max([len(s.zones) for s in cfg.streams] + [1])
 
 
 def _drop_oldest(cfg: Config) -> dict[int, float]:
@@ -147,6 +181,9 @@ def with_stream(plan: RunPlan, i: int, stream: StreamConfig, first: int) -> RunP
     ``stream`` while the run goes on: its decoder, display geometry, the sink's config and the
     classifier's spec (what a restarted classifier or sink is built from). The other streams'
     entries are unchanged; the new decoder's threads are sized as at the start."""
+    if stream.zones or has_zones(plan.cfg.streams):
+        raise ConfigError(f"streams.{stream.name}: a run with zones takes no stream changes while it goes on "
+                          f"(its logged streams are laid out at the start): restart it")
     streams = list(plan.cfg.streams)
     streams[i:i + 1] = [stream]
     cfg = plan.cfg.model_copy(update={"streams": streams})
@@ -179,7 +216,7 @@ def _threads(cfg: Config, infos: dict[int, dict]) -> ThreadPlan:
     mpx, decode_s = file_mpx(infos), 0.0
     if wants_decode_cost(cfg, mpx):
         s, m = cfg.streams[0], cfg.model
-        decode_s = decode_cost(s.source, m.resize_to, m.crop, s.roi, name=s.name)
+        decode_s = decode_cost(s.source, m.resize_to, m.crop, s.zones or s.roi, name=s.name)
     return thread_plan(cfg, mpx, decode_s)
 
 
@@ -191,7 +228,14 @@ def _decoder(cfg: Config, i: int, threads: ThreadPlan, geom: Optional[DisplayGeo
         clips = wants_clips(cfg, s)  # event clips: its packets go to the sink
         return "decode.live", live_config(s, m.resize_to, m.crop, geom, threads=t.threads, fast=fast, clips=clips)
     return "decode.file", DecodeConfig(s.name, s.source, m.resize_to, m.crop, s.roi, t.threads, s.loop, geom,
-                                       lean_threads=t.lean, classify=s.classify, gate=s.gate, fast=fast)
+                                       lean_threads=t.lean, classify=s.classify, gate=s.gate, fast=fast, zones=s.zones)
+
+
+def _last_logged(cfg: Config, name: str) -> int:
+    from videoclf.stages.outputs.labellog import last_logged_frame
+
+    last = last_logged_frame(cfg.output, name)
+    return -1 if last is None else last
 
 
 def _file_identities(cfg: Config) -> tuple[Optional[dict], ...]:
@@ -270,7 +314,8 @@ def segment_seconds(cfg: Config) -> tuple[Optional[float], ...]:
     return tuple(seg if seg else (LIVE_SEGMENT_S if s.is_live else None) for s in cfg.streams)
 
 
-def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[Optional[DisplayGeom]]) -> tuple[str, Any]:
+def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[Optional[DisplayGeom]],
+                 clip_of: tuple[tuple[int, str], ...] = ()) -> tuple[str, Any]:
     from videoclf.stages.outputs.stage import OutputsConfig  # imports the encoders: only when outputs need pixels or events
 
     changes = tuple(s.label_change for s in cfg.streams)
@@ -279,7 +324,7 @@ def outputs_sink(cfg: Config, label_kind: str, label: Any, geoms: list[Optional[
                                          tuple(cfg.output.alerts), cfg.output.web is not None,
                                          cfg.output.mqtt is not None and events,
                                          tuple(s.live.watchdog_s if s.is_live else None for s in cfg.streams),
-                                         cfg.output.timezone, changes)
+                                         cfg.output.timezone, changes, clip_of)
 
 
 # -- stage functions the runtime calls in its own process ------------------------------

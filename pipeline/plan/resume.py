@@ -44,16 +44,19 @@ def resume(cfg: Config, overwrite: bool = False, logs: bool = True) -> Resumptio
     first: list[int] = []
     skipped: dict[str, str] = {}
     for s in cfg.streams:
-        last = last_logged_frame(cfg.output, s.name)
+        # a stream with zones: one log each; it goes on after the lowest last frame among them
+        # (the sink drops what each log holds already)
+        lasts = {name: last_logged_frame(cfg.output, name) for name in s.logical_names}
+        last = None if None in lasts.values() else min(lasts.values())
         start = s.start_frame if last is None else max(s.start_frame, last + 1)
         if not s.is_live and not s.loop:
-            why = _file_state(cfg, s, last)
-            if why:
-                skipped[s.name] = why
+            whys = [_file_state(cfg, s, name, n) for name, n in lasts.items()]
+            if all(whys):
+                skipped[s.name] = "; ".join(whys)
                 continue
         if last is not None:
             log.info("stream %s: %s holds frames up to %d; numbering goes on at %d", s.name,
-                     log_path(cfg.output, s.name), last, start)
+                     ", ".join(log_path(cfg.output, name) for name in lasts), last, start)
         keep.append(s)
         first.append(start)
     run_cfg = cfg if len(keep) == len(cfg.streams) else cfg.model_copy(update={"streams": keep})
@@ -68,24 +71,25 @@ def _all_logged(mark: dict[str, Any], last: int) -> bool:
     return last + 1 >= int(mark.get("next_seq", 0))
 
 
-def _file_state(cfg: Config, s: StreamConfig, last: Any) -> str:
-    """Why a file stream need not run ('' when it must); records which file its log is of."""
+def _file_state(cfg: Config, s: StreamConfig, name: str, last: Any) -> str:
+    """Why a file stream's log ``name`` (the stream's, or a zone's) needs no run ('' when it
+    does); records which file the log is of."""
     try:
         ident = source_identity(s.source)
     except OSError:
         return ""  # the preflight names the missing file
-    mark = read_mark(cfg.output.dir, s.name)
+    mark = read_mark(cfg.output.dir, name)
     same = mark is not None and all(mark.get(k) == ident[k] for k in _SAME_FILE)
     if mark is not None and not same and last is not None:
-        raise InputError(f"streams.{s.name}: {log_path(cfg.output, s.name)} holds the labels of another file or "
+        raise InputError(f"streams.{s.name}: {log_path(cfg.output, name)} holds the labels of another file or "
                          f"another version of {mark.get('source')}; use another output.dir, or --overwrite to "
                          f"start the log afresh")
     if same and mark.get("complete") and last is not None and _all_logged(mark, last):
-        return f"{log_path(cfg.output, s.name)} already holds every frame of {s.source} " \
+        return f"{log_path(cfg.output, name)} already holds every frame of {s.source} " \
                f"({max(last + 1, int(mark.get('next_seq', 0)))} frames)"
     if not same:
         try:
-            write_mark(cfg.output.dir, s.name, {**ident, "complete": False})
+            write_mark(cfg.output.dir, name, {**ident, "complete": False})
         except OSError:
             pass  # the preflight reports an unwritable output.dir
     return ""

@@ -18,8 +18,9 @@ class Backlog:
     cores) is absorbed instead of costing frames."""
 
     def __init__(self, n_streams: int, drop_oldest: Mapping[int, float], keep: int,
-                 release: Callable[[SlotPool, int], None]) -> None:
+                 release: Callable[[SlotPool, int], None], zones: Optional[Mapping[int, int]] = None) -> None:
         self.drop_oldest, self.keep, self.release = dict(drop_oldest), keep, release
+        self.zones = dict(zones or {})  # stream -> its zones: a frame of it is that many engine inputs
         self.frames: dict[int, deque[tuple[FrameRecord, SlotPool]]] = {s: deque() for s in range(n_streams)}
         self.dropped: dict[int, int] = {s: 0 for s in range(n_streams)}
         self.size = 0
@@ -47,11 +48,17 @@ class Backlog:
                 self.size -= 1
 
     def take(self, n: int) -> list[tuple[FrameRecord, SlotPool]]:
-        """Up to ``n`` frames, oldest first across streams (by decode time)."""
+        """Frames of up to ``n`` engine inputs (a frame with zones counts one per zone; at least
+        one frame), oldest first across streams (by decode time)."""
         out: list[tuple[FrameRecord, SlotPool]] = []
-        while self.size and len(out) < n:
+        images = 0
+        while self.size and images < n:
             stream = min((s for s, q in self.frames.items() if q), key=lambda s: self.frames[s][0][0].t_decoded)
+            weight = self.zones.get(stream, 1)
+            if out and images + weight > n:
+                break
             out.append(self.frames[stream].popleft())
+            images += weight
             self.size -= 1
         return out
 

@@ -23,6 +23,7 @@ from videoclf.runtime.backlog import Backlog
 from videoclf.runtime.feed import Feed
 from videoclf.runtime.specs import BatchSpec, Control, SinkSpec, SourceSpec
 from videoclf.runtime.tap import Tap
+from videoclf.runtime.zones import ZoneMap
 
 if TYPE_CHECKING:  # child imports these loops: a runtime import back would be a cycle
     from videoclf.runtime.child import Reporter
@@ -135,7 +136,7 @@ class _Classify:
         self.fwd = Forward(spec.to, spec.n_streams)
         self.inputs = Inputs()
         self.max_batch = int(getattr(stage, "max_batch", spec.max_batch))
-        self.backlog = Backlog(spec.n_streams, spec.drop_oldest, max(2, self.max_batch), self.inputs.release)
+        self.backlog = Backlog(spec.n_streams, spec.drop_oldest, max(2, self.max_batch), self.inputs.release, spec.zones)
         rep.counters.stale_dropped = self.backlog.dropped  # per stream index (videoclf.core.runstats.RunStats.dropped_by)
         self.eos_seen: set[int] = set()  # streams whose end came in
         self.ends: deque[tuple[EndOfStream, int]] = deque()  # (end, batches submitted before it)
@@ -231,11 +232,10 @@ class _Classify:
 
 
 def run_batch(stage: BatchStage, spec: BatchSpec, ctrl: Control, rep: Reporter) -> None:
-    """Gather batches across streams and keep the engine's requests busy: a batch is submitted
-    as soon as it is gathered and collected when done, oldest first; its results are sent on
-    and then its slots released. A stream's end is sent on once every batch submitted before
-    it has been collected; the loop ends when the sink has every stream's end. Busy time is
-    the wall time with at least one batch in flight."""
+    """Gather batches across streams and keep the engine's requests busy: a batch is submitted as soon as
+    it is gathered and collected when done, oldest first; its results are sent on and then its slots
+    released. A stream's end is sent on once every batch submitted before it has been collected; the loop
+    ends when the sink has every stream's end. Busy time is the wall time with a batch in flight."""
     c = _Classify(stage, spec, rep)
     try:
         while not c.done and not ctrl.stop.is_set():
@@ -254,8 +254,8 @@ class _Deliver:
     def __init__(self, stage: Sink, spec: SinkSpec, ctrl: Control, rep: Reporter) -> None:
         self.stage, self.spec, self.ctrl, self.rep = stage, spec, ctrl, rep
         self.inbox = Inbox(spec.inbox).open()
-        self.last = list(spec.last_seq) if spec.last_seq else [-1] * spec.n_streams
-        self.n_streams = spec.n_streams  # grows when a stream is added (StreamPlan)
+        self.last = list(spec.last_seq) or [-1] * spec.n_streams  # per logged stream; ended: physical ones
+        self.zones, self.n_streams = ZoneMap(spec.zones), len(spec.zones) or spec.n_streams  # grows: StreamPlan
         self.ended = set(spec.ended)
         self.frames = DisplayMatcher(spec.display) if spec.display else None
         self.pending: deque[tuple[int, Any]] = deque()  # messages read while waiting for a display frame
@@ -290,14 +290,14 @@ class _Deliver:
         if self._display(peer, msg):
             return
         if isinstance(msg, Joined) and msg.hello.role == "classify":
-            self.inbox.reply(peer, Resume(tuple(self.last), frozenset(self.ended)))
+            self.inbox.reply(peer, Resume(self.zones.resume(self.last), frozenset(self.ended)))
         elif isinstance(msg, StreamPlan):
             self._plan(msg)
         elif isinstance(msg, (ClipParams, Packets)):  # a camera's packets, for event clips
             getattr(self.stage, "packets", lambda _m: None)(msg)
         elif isinstance(msg, EndOfStream):
             if msg.stream not in self.ended:
-                self.stage.end(msg)
+                self.zones.end(self.stage, msg)  # each of its zones' logs
                 if self.frames:
                     self.frames.end(msg.stream)
                 self.ended.add(msg.stream)
@@ -305,11 +305,12 @@ class _Deliver:
         elif isinstance(msg, list):
             t0 = time.monotonic()
             for result in msg:
+                p, result = result.frame.stream, self.zones.logged(result)  # p: the physical stream
                 s, seq = result.frame.stream, result.frame.seq
                 if seq <= self.last[s]:  # sent again after a crash upstream: logged already
                     self.duplicates += 1
                     continue
-                frame = self.frames.frame_for(s, seq, self.pump, self.ctrl.stop) if self.frames else None
+                frame = self.frames.frame_for(p, seq, self.pump, self.ctrl.stop) if self.frames else None
                 result = self.stage.prepare(result)
                 if self.tap is not None:  # before the log line: a restarted sink sends it again, never loses it
                     self.tap.send(result)

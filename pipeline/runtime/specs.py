@@ -70,6 +70,7 @@ class BatchSpec:
     lean_decode: bool = False
     module: str = ""  # the module that registers ``kind``, imported by the stage process
     role: str = "batch"
+    zones: Mapping[int, int] = field(default_factory=dict)  # streams with zones -> their count (inputs a frame)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +88,9 @@ class SinkSpec:
     module: str = ""  # the module that registers ``kind``, imported by the stage process
     role: str = "sink"
     tap: Optional[str] = None  # an inbox that also gets each result, pixels aside (videoclf.runtime.tap)
+    # per physical stream, the indices of its logged streams (videoclf.config.zones); () : one each.
+    # n_streams, last_seq and the stage's streams count logged streams; ended, physical ones
+    zones: tuple[tuple[int, ...], ...] = ()
 
 
 StageSpec = Union[SourceSpec, BatchSpec, SinkSpec]

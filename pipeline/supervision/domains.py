@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from videoclf.plan.compose import RunPlan
+from videoclf.config.zones import logged_streams
 from videoclf.config.schema import redact
 from videoclf.core.errors import SourceGaveUp, StageError, VideoclfError
 from videoclf.stages.outputs.labellog import last_logged_frame, logged_after
@@ -135,8 +136,9 @@ class Domains:
     def next_seq(self, i: int) -> int:
         """Where stream ``i``'s numbering goes on: after its last logged frame, and for a camera
         after the last frame its dead decoder numbered (frames in flight keep theirs)."""
-        name = self.cfg.streams[i].name
-        last = None if self.null_sink else last_logged_frame(self.cfg.output, name)
+        lasts = [None if self.null_sink else last_logged_frame(self.cfg.output, name)
+                 for name in self.cfg.streams[i].logical_names]  # with zones: the lowest of their logs
+        last = None if None in lasts else min(lasts)
         if last is None:
             last = self.state.stats.stream(i).last_seq
         nxt = self.plan.first(i) - 1 if last is None else max(last, self.plan.first(i) - 1)
@@ -148,17 +150,17 @@ class Domains:
         """A sink that appends: what the dead one logged is counted, and the classifier replays
         from each log's end."""
         last, ended = [], set()
-        for i, s in enumerate(self.cfg.streams):
+        for i, lg in enumerate(logged_streams(self.cfg.streams)):  # per log (a stream's zones: one each)
             tally = self.state.stats.stream(i)
             n, seq = tally.frames, tally.last_seq  # seq: None before the stream's first line
             if not self.null_sink:
                 # its last stats may be up to 0.5 s old (or missing): add the lines it wrote after them
-                n += logged_after(self.cfg.output, s.name, seq)
-            self.carried_frames[s.name] = self.carried_frames.get(s.name, 0) + n
-            logged = None if self.null_sink else last_logged_frame(self.cfg.output, s.name)
+                n += logged_after(self.cfg.output, lg.name, seq)
+            self.carried_frames[lg.name] = self.carried_frames.get(lg.name, 0) + n
+            logged = None if self.null_sink else last_logged_frame(self.cfg.output, lg.name)
             last.append(next((v for v in (logged, seq) if v is not None), -1))
             if tally.end:
-                ended.add(i)
+                ended.add(lg.stream)
         self.state.stats.forget_sink()
         return self.plan.sink(tuple(last), frozenset(ended))
 

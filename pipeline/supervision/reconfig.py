@@ -29,6 +29,7 @@ from videoclf.core.errors import VideoclfError
 from videoclf.core.records import Ack, EndOfStream, Hello, StreamPlan
 from videoclf.ipc.transport import Outbox
 from videoclf.plan.compose import with_stream
+from videoclf.config.zones import has_zones
 from videoclf.plan.resume import resume
 from videoclf.supervision.domains import Domain, Domains
 
@@ -94,6 +95,11 @@ class Reconfig:
                         origin, ", ".join(ch.restart_keys))
         self.warned = ch.restart_keys
         if not ch.streams:
+            return ch
+        if has_zones(self.domains.cfg.streams) or any(s.zones for s in (*ch.added, *ch.changed)):
+            # the logged streams (a zone's index after every stream's) are laid out at the start
+            log.warning("%s: streams changed: a run with zones takes a restart for that (the run goes on with the "
+                        "streams it started with)", origin)
             return ch
         if self.busy():  # one change at a time: this one follows when the last has settled
             self.deferred = (new, origin)

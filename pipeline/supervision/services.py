@@ -7,6 +7,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from videoclf.config.schema import Config
+from videoclf.config.zones import logged_streams
 from videoclf.core.errors import ResourceError
 from videoclf.core.runstats import RunStats
 from videoclf.config.outputs import parse_address
@@ -25,7 +26,7 @@ class Services:
         self.mqtt: Any = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        names = [s.name for s in cfg.streams]
+        names = [lg.name for lg in logged_streams(cfg.streams)]  # a stream's zones: one each
         try:
             if cfg.output.mqtt:
                 from videoclf.stages.outputs.mqtt import MqttPublisher
@@ -75,7 +76,7 @@ class Services:
         from videoclf.observe.web import stream_rows
 
         last: dict[str, dict[str, Any]] = {}
-        announced = {s.name for s in cfg.streams}
+        announced = {lg.name for lg in logged_streams(cfg.streams)}
         while True:
             stopping = self._stop.wait(1.0)
             rows = stream_rows(cfg, get().snapshot())

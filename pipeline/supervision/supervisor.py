@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from videoclf.plan.compose import RunPlan, make_plan
 from videoclf.config.schema import Config, redact
+from videoclf.config.zones import logged_streams
 from videoclf.supervision.domains import Domains
 from videoclf.core.errors import ResourceError, VideoclfError, error_from_event
 from videoclf.core.records import Event
@@ -121,7 +122,8 @@ class Supervisor:
         self.first_seq = first_seq
         self.ctx = mp.get_context("spawn")
         self.run_id = new_run_id()
-        self.state = _State(RunStats([s.name for s in cfg.streams]))
+        logged = logged_streams(cfg.streams)  # a stream's zones: a row each, sharing its decoder's
+        self.state = _State(RunStats([lg.name for lg in logged], {i: lg.stream for i, lg in enumerate(logged)}))
         self.t_first: Optional[float] = None  # first frames started: --duration counts from here
         self.segments_gone = False  # the control segment is unlinked: a late signal must not touch it
         self.services: Optional[Services] = None  # their MQTT client publishes the sink's alert events

@@ -42,6 +42,7 @@ class ClassifyConfig:
 
     model: ModelConfig
     threads: EngineThreads
+    zones: int = 1  # the most model inputs one frame brings (a stream's zones): warmed up too
 
 
 @STAGES.register("classify")
@@ -49,12 +50,14 @@ class Classifier(StageBase):
     def __init__(self, config: ClassifyConfig) -> None:
         self.cfg = cfg = config.model
         self.threads = config.threads
+        self.zones = config.zones
         self.infer = Histogram()
         self.batches = 0
         self.info: dict[str, Any] = {}
         self.max_batch = 8 if cfg.max_batch == "auto" else int(cfg.max_batch)
         self._sent: dict[int, tuple[Sequence[FrameRecord], float]] = {}
         self._order: deque[int] = deque()
+        self._zones: dict[int, list[int]] = {}  # per batch, per frame: its zones (0: none)
         self._next = 0
 
     @property
@@ -73,7 +76,8 @@ class Classifier(StageBase):
         # warm-up passes at batch sizes we will see, so the first real batches carry no setup cost:
         # OpenVINO and onnxruntime prepare kernels per input shape on first use (a live camera's
         # first seconds would otherwise drop frames); eager torch has no per-shape setup
-        sizes = {1, self.max_batch} if self.info["backend"] == "torch" else range(1, self.max_batch + 1)
+        top = max(self.max_batch, self.zones)  # a frame's zones go into one batch, however many
+        sizes = {1, self.max_batch, self.zones} if self.info["backend"] == "torch" else range(1, top + 1)
         for n in sorted(sizes):
             self.backend.run(np.zeros((n, self.cfg.crop, self.cfg.crop, 3), np.uint8))
         log.info("classifier ready: %s on %s (%s %s, %s), batch %d, %d in flight, weights %s", self.cfg.backbone,
@@ -91,12 +95,14 @@ class Classifier(StageBase):
 
     def submit(self, inputs: Sequence[np.ndarray], records: Sequence[FrameRecord]) -> None:
         """Start one batch. ``inputs`` (HWC uint8 views of the shared-memory slots) must stay
-        valid until ``collect`` returns the batch."""
+        valid until ``collect`` returns the batch. A frame of a stream with zones is an
+        N×H×W×C view: one input per zone, each with its own result."""
         tag = self._next
         self._next += 1
         self._sent[tag] = (records, time.perf_counter())
         self._order.append(tag)
-        self.backend.submit(list(inputs), tag)
+        self.backend.submit([img for v in inputs for img in (v if v.ndim == 4 else (v,))], tag)
+        self._zones[tag] = [len(v) if v.ndim == 4 else 0 for v in inputs]
 
     def collect(self, block: bool) -> list[tuple[Sequence[FrameRecord], list[Result]]]:
         """Finished batches, oldest first: their records (whose slots may now be released) and results."""
@@ -110,9 +116,14 @@ class Classifier(StageBase):
             self.infer.add(ms)
             self.batches += 1
             scores, idx = top_k(logits, self.cfg.top_k)
-            n = len(records)
-            out.append((records, [Result(rec, tuple((self.labels[i], round(float(s), 5)) for i, s in zip(idx[k], scores[k])),
-                                         ms, n) for k, rec in enumerate(records)]))
+            n, rows = len(logits), iter(range(len(logits)))
+            results = []
+            for rec, zones in zip(records, self._zones.pop(tag)):
+                for zone in (range(zones) if zones else (None,)):
+                    k = next(rows)
+                    top = tuple((self.labels[i], round(float(s), 5)) for i, s in zip(idx[k], scores[k]))
+                    results.append(Result(rec, top, ms, n, zone))
+            out.append((records, results))
         return out
 
     def stats(self) -> ClassifierStats:

@@ -18,7 +18,6 @@ from typing import Any, Iterator, Optional
 import av
 import av.filter
 from av.video.reformatter import VideoReformatter
-import cv2
 import numpy as np
 
 from videoclf.config.schema import Roi, redact
@@ -27,6 +26,7 @@ from videoclf.core.errors import InputError
 from videoclf.core.records import Decoded
 from videoclf.core.contract import STAGES, StageBase
 from videoclf.core.stats import DecoderStats
+from videoclf.stages.decode.geometry import fit_geometry, pad_to, placement  # noqa: F401 (fit_geometry: re-exported)
 from videoclf.stages.decode.gop import MAX_THREADS, decode_by_gop, decoded_frames, gop_length, read_packets
 from videoclf.stages.decode.keyframes import keyframes, set_fast
 from videoclf.stages.decode.select import FrameFilter
@@ -48,6 +48,7 @@ class DecodeConfig:
     classify: Any = None  # the stream's ClassifyOptions (rate, keyframes only); None: every frame
     gate: Any = None  # the stream's GateOptions (motion gate)
     fast: bool = False  # skip the loop filter (decode.fast, resolved by the plan)
+    zones: tuple = ()  # the stream's Zones: one model input each (an N×crop×crop×3 slot), instead of roi
 
 
 def open_video(source: str) -> tuple[Any, Any]:
@@ -80,17 +81,6 @@ def probe(source: str) -> dict[str, Any]:
                 "frames": stream.frames or None}
     finally:
         container.close()
-
-
-def fit_geometry(width: int, height: int, roi: Optional[Roi], resize: int, stream: str) -> tuple[int, int, int, int, float]:
-    """Region (x, y, w, h) of the frame to classify and the scale that brings its shorter side to ``resize``."""
-    if roi is None:
-        x, y, w, h = 0, 0, width, height
-    else:
-        x, y, w, h = roi.x, roi.y, roi.w, roi.h
-        if x + w > width or y + h > height:
-            raise InputError(f"streams.{stream}.roi: ({x}, {y}, {w}, {h}) lies outside the {width}x{height} frame")
-    return x, y, w, h, resize / min(w, h)
 
 
 # planar 8-bit YUV formats (chroma x / y subsampling shifts) whose kept square is copied plane
@@ -126,18 +116,20 @@ class _ModelInput(threading.local):
     def __init__(self) -> None:
         self.graphs: dict[tuple, Any] = {}
         self.squares: dict[tuple, tuple[av.VideoFrame, list[np.ndarray], VideoReformatter]] = {}
-        self.whole = VideoReformatter()  # frames too small to scale down: converted whole
 
-    def convert(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-        fmt = frame.format.name
+    def convert(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+        """``box`` of ``frame`` scaled to ``size`` in RGB: AREA down (the anti-aliased resize),
+        BILINEAR up (a small zone or frame: area filtering has nothing to average)."""
+        fmt, up = frame.format.name, size[0] > box[2] or size[1] > box[3]
         if fmt in _PLANAR_YUV:
-            return self._copy_then_scale(frame, box, size, fmt)
+            return self._copy_then_scale(frame, box, size, fmt, "BILINEAR" if up else "AREA")
         graph = _held(self.graphs, (frame.width, frame.height, fmt, box, size),
-                      lambda: _crop_scale_graph(frame, box, size))
+                      lambda: _crop_scale_graph(frame, box, size, "bilinear" if up else "area"))
         graph.push(frame)
         return graph.pull().to_ndarray()
 
-    def _copy_then_scale(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: int, fmt: str) -> np.ndarray:
+    def _copy_then_scale(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: tuple[int, int],
+                         fmt: str, interpolation: str) -> np.ndarray:
         x, y, w, h = box
         square, planes, scaler = _held(self.squares, (w, h, fmt), lambda: _square(w, h, fmt))
         xs, ys = _PLANAR_YUV[fmt]
@@ -146,7 +138,7 @@ class _ModelInput(threading.local):
             rows, cols = out.shape
             np.copyto(out, np.frombuffer(src, np.uint8).reshape(-1, src.line_size)[py:py + rows, px:px + cols])
         square.colorspace, square.color_range = frame.colorspace, frame.color_range
-        return scaler.reformat(square, size, size, "rgb24", interpolation="AREA", threads=1).to_ndarray()
+        return scaler.reformat(square, size[0], size[1], "rgb24", interpolation=interpolation, threads=1).to_ndarray()
 
 
 def _held(cache: dict[tuple, Any], key: tuple, make: Any) -> Any:
@@ -166,15 +158,16 @@ def _square(w: int, h: int, fmt: str) -> tuple[av.VideoFrame, list[np.ndarray], 
     return square, planes, VideoReformatter()
 
 
-def _crop_scale_graph(frame: av.VideoFrame, box: tuple[int, int, int, int], size: int) -> Any:
+def _crop_scale_graph(frame: av.VideoFrame, box: tuple[int, int, int, int], size: Any, flags: str = "area") -> Any:
     x, y, w, h = box
+    ow, oh = (size, size) if isinstance(size, int) else size
     graph = av.filter.Graph()
     graph.threads = 1  # stages are sized to the cores already; no extra slice threads
     chain = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
                               time_base=frame.time_base or Fraction(1, 90_000)),
              graph.add("crop", f"w={w}:h={h}:x={x}:y={y}:exact=1"),
              # AREA: the anti-aliased downscale (what torchvision's eval resize approximates)
-             graph.add("scale", f"w={size}:h={size}:flags=area"),
+             graph.add("scale", f"w={ow}:h={oh}:flags={flags}"),
              graph.add("format", "rgb24"),
              graph.add("buffersink")]
     for a, b in zip(chain, chain[1:]):
@@ -187,25 +180,28 @@ _MODEL_INPUT = _ModelInput()
 
 
 def crop_box(width: int, height: int, cfg: DecodeConfig) -> tuple[tuple[int, int, int, int], float]:
-    """The square of the source frame that becomes the model input (the centre ``crop`` of the
-    region resized to ``resize`` on its shorter side), and that resize scale."""
+    """The part of the source frame that becomes the model input (``cfg.roi``'s, see
+    videoclf.stages.decode.geometry), and the scale that brings its shorter side to ``resize``."""
     x, y, w, h, s = fit_geometry(width, height, cfg.roi, cfg.resize, cfg.name)
-    side = min(max(round(cfg.crop / s), 1), w, h)
-    return (x + (w - side) // 2, y + (h - side) // 2, side, side), s
+    return placement(width, height, cfg.roi, cfg.resize, cfg.crop, cfg.name).box, s
 
 
 def to_model_rgb(frame: av.VideoFrame, cfg: DecodeConfig) -> np.ndarray:
-    """Frame → crop×crop RGB uint8: crop the source square, then one libswscale pass (resize +
-    YUV→RGB) straight to the model size."""
-    box, s = crop_box(frame.width, frame.height, cfg)
-    if s <= 1.0:
-        img = _MODEL_INPUT.convert(frame, box, cfg.crop)
-    else:  # a zone (or a tiny frame) upscaled: area filtering has nothing to average
-        x, y, w, h = box
-        img = _MODEL_INPUT.whole.reformat(frame, format="rgb24", threads=1).to_ndarray()[y:y + h, x:x + w]
-        img = cv2.resize(img, (cfg.crop, cfg.crop), interpolation=cv2.INTER_LINEAR)
+    """Frame → crop×crop RGB uint8: crop the source region, then one libswscale pass (resize +
+    YUV→RGB) straight to the model size. With zones: N×crop×crop×3, one input per zone, in
+    the config's order."""
+    if cfg.zones:
+        return np.stack([_model_input(frame, cfg, z, f"streams.{cfg.name}.zones.{z.name}") for z in cfg.zones])
+    return _model_input(frame, cfg, cfg.roi, cfg.name)
+
+
+def _model_input(frame: av.VideoFrame, cfg: DecodeConfig, roi: Optional[Roi], key: str) -> np.ndarray:
+    p = placement(frame.width, frame.height, roi, cfg.resize, cfg.crop, key)
+    img = _MODEL_INPUT.convert(frame, p.box, p.size)  # a small zone too: never the whole frame in RGB
+    if p.size != (cfg.crop, cfg.crop):  # fit: pad
+        img = pad_to(img, cfg.crop, p.at)
     # phone videos store pixels sideways plus a display matrix: classify the upright picture.
-    # The crop is a centred square, so rotating it equals cropping the rotated frame.
+    # The input is a centred square, so rotating it equals cropping the rotated frame.
     turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     return np.rot90(img, turns) if turns else img
 
@@ -354,7 +350,7 @@ class FileDecoder(StageBase):
             return lambda frame: (to_model_rgb(frame, self.cfg), frame.time, tap.take(frame))
 
         g = self.cfg.display
-        frame_bytes = self.cfg.crop * self.cfg.crop * 3 + (g.width * g.height * 3 // 2 if g and g.every_frame else 0)
+        frame_bytes = self.cfg.crop ** 2 * 3 * max(1, len(self.cfg.zones)) + (g.width * g.height * 3 // 2 if g and g.every_frame else 0)
         yield from decode_by_gop(self._open, self.info["threads"], convert, self.gop,
                                  frame_bytes, self._damage)
 
@@ -371,14 +367,15 @@ class FileDecoder(StageBase):
             self.container.close()
 
 
-def decode_cost(source: str, resize: int, crop: int, roi: Optional[Roi] = None, frames: int = 24,
+def decode_cost(source: str, resize: int, crop: int, roi: Any = None, frames: int = 24,
                 threads: int = 1, name: str = "cost") -> float:
     """CPU seconds spent on a frame of the file ``source``: decoding it and making the model
     input, averaged over its first ``frames`` (about 0.07 s for 1080p H.264 on one thread).
     ``threads`` FFmpeg threads (0: FFmpeg's choice). On one thread only this thread's time
     counts, so other work in the process does not inflate it; on more, the whole process's.
-    ``name``: the stream's, for errors (a zone outside the frame)."""
-    dec = FileDecoder(DecodeConfig(name, source, resize, crop, roi, threads=threads))
+    ``name``: the stream's, for errors (a zone outside the frame). ``roi``: a stream's roi, or its zones."""
+    zones = tuple(roi) if isinstance(roi, (tuple, list)) else ()
+    dec = FileDecoder(DecodeConfig(name, source, resize, crop, None if zones else roi, threads=threads, zones=zones))
     clock = time.thread_time if threads == 1 else time.process_time
     dec.setup()
     passes = dec.frames()

@@ -55,10 +55,11 @@ class LiveConfig:
     gate: Any = None  # the stream's GateOptions (motion gate)
     fast: bool = False  # skip the loop filter (decode.fast, resolved by the plan)
     clips: bool = False  # send every demuxed packet to the sink (event clips by stream copy)
+    zones: tuple = ()  # the stream's Zones: one model input each
 
     @property
     def geometry(self) -> DecodeConfig:
-        return DecodeConfig(self.name, self.source, self.resize, self.crop, self.roi, self.threads)
+        return DecodeConfig(self.name, self.source, self.resize, self.crop, self.roi, self.threads, zones=self.zones)
 
 
 def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[DisplayGeom] = None,
@@ -66,7 +67,7 @@ def live_config(s: StreamConfig, resize: int, crop: int, display: Optional[Displ
     """``threads``: the plan's FFmpeg threads for this camera (0: the config's); ``fast``: the plan's
     verdict on ``decode.fast``; ``clips``: an alert records clips (packets go to the sink)."""
     return LiveConfig(s.name, s.source, resize, crop, s.roi, threads or s.decode_threads, s.live, display,
-                      classify=s.classify, gate=s.gate, fast=fast, clips=clips)
+                      classify=s.classify, gate=s.gate, fast=fast, clips=clips, zones=s.zones)
 
 
 def open_options(source: str, opts: LiveOptions, transport: Optional[str] = None) -> tuple[dict[str, str], Optional[str]]:

@@ -55,6 +55,9 @@ class OutputsConfig:
     live_gap_s: tuple[Optional[float], ...] = ()
     timezone: Optional[str] = None  # output.timezone of the overlay; None: the system's zone
     label_change: tuple[Any, ...] = ()  # per stream: its LabelChange options, None where it fires no label_change
+    # per logged stream (a zone's: videoclf.config.zones), the camera whose packets its clips copy: (index,
+    # name); empty: each stream its own
+    clip_of: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass
@@ -112,7 +115,9 @@ class OutputsSink(StageBase):
         pre = [r.clip.pre_s for r in self.cfg.alerts if r.clip is not None] + \
             [c.clip.pre_s for c in self.cfg.label_change if c is not None and c.clip is not None]
         if pre:
-            self.clips = ClipRecorder(self.cfg.label.dir, self.names, max(pre), self._disk_low)
+            cameras = dict(self.cfg.clip_of) if self.cfg.clip_of else dict(enumerate(self.names))
+            self.clips = ClipRecorder(self.cfg.label.dir, [cameras[p] for p in sorted(cameras)], max(pre),
+                                      self._disk_low)
         if self.keeper is not None:  # the video files and clips being written are not retention's to delete
             self.keeper.in_use = lambda: {w.files[-1] for w in self.writers.values() if w.container is not None} | \
                 (self.clips.in_use() if self.clips is not None else set())
@@ -231,7 +236,8 @@ class OutputsSink(StageBase):
         live = i < len(self.cfg.live_gap_s) and self.cfg.live_gap_s[i] is not None
         if self.clips is None or not live:  # only cameras send their packets
             return {"clip": None}
-        return self.clips.clip(i, start, pre_s, post_s, label) or {"clip": None}
+        camera = self.cfg.clip_of[i][0] if i < len(self.cfg.clip_of) else i  # a zone's clips are its camera's
+        return self.clips.clip(camera, start, pre_s, post_s, label) or {"clip": None}
 
     def _clip(self, i: int) -> Any:
         """Stream ``i``'s event clips for the alert engine: (rule, start, label) → the event's clip fields."""

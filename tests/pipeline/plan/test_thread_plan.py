@@ -63,3 +63,18 @@ def test_specs_and_control_are_built_by_keyword_only():
     with pytest.raises(TypeError):
         SinkSpec("sink", "sink.jsonl", None, "\0in", 1)
     assert BatchSpec(title="c", kind="classify", config=None, inbox="i", to="o", n_streams=1).lean_decode is False
+
+
+def test_a_file_with_zones_plans_its_engine_as_several_cameras():
+    from videoclf.plan.budget import wants_decode_cost
+
+    # given one 1080p file with three zones (three engine inputs a frame, one decode)
+    zones = [{"name": n, "x": 100 * i, "y": 0, "w": 100, "h": 100} for i, n in enumerate("abc")]
+    cfg = config([{"name": "a", "source": "a.mp4", "zones": zones}])
+    plan = thread_plan(cfg, mpx=1920 * 1080 / 1e6, cores=4)
+    # then the engine runs a stream per thread, as for several cameras, and its decoder keeps
+    # every core: no one-stream measurement, no decode cost looked at
+    assert plan.engine.streams == plan.engine.threads == 4 and plan.decoders[0].threads == 4
+    assert not wants_decode_cost(cfg, 1920 * 1080 / 1e6)
+    # while the same file without zones is measured as one stream
+    assert thread_plan(config([{"name": "a", "source": "a.mp4"}]), mpx=2.07, cores=4).engine.streams is None

@@ -73,3 +73,18 @@ def test_a_lossless_stream_is_never_dropped_however_long_its_backlog(pools):
     for rec in frames(pools, 0, 6, 0.0):
         backlog.add(rec, pools[0])
     assert backlog.dropped == {0: 0, 1: 0} and [r.seq for r, _ in backlog.take(6)] == list(range(6))
+
+
+def test_a_frame_with_zones_counts_one_input_per_zone_against_the_batch(pools):
+    # given a stream with 3 zones (0) and one without (1), frames alternating in decode time
+    backlog = Backlog(2, {}, keep=2, release=lambda pool, slot: pool.release(slot), zones={0: 3})
+    for rec in sorted(frames(pools, 0, 3, 100.0) + frames(pools, 1, 3, 100.001), key=lambda r: r.t_decoded):
+        backlog.add(rec, pools[rec.stream])
+    # when batches of up to 4 engine inputs are taken
+    batches = [[(r.stream, r.seq) for r, _ in backlog.take(4)] for _ in range(4)]
+    # then a zoned frame (3 inputs) goes with at most one plain frame; none is split or skipped
+    assert batches == [[(0, 0), (1, 0)], [(0, 1), (1, 1)], [(0, 2), (1, 2)], []]
+    # and a frame with more zones than the batch still goes, alone
+    backlog = Backlog(1, {}, keep=2, release=lambda pool, slot: pool.release(slot), zones={0: 3})
+    backlog.add(FrameRecord(0, 9, 0, None, 0.0, 1.0, 1.0), pools[0])
+    assert [r.seq for r, _ in backlog.take(2)] == [9]
