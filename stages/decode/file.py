@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 import av
 import av.filter
 from av.video.reformatter import VideoReformatter
+import cv2
 import numpy as np
 
 from videoclf.config.schema import Roi, redact
@@ -118,18 +119,26 @@ class _ModelInput(threading.local):
         self.squares: dict[tuple, tuple[av.VideoFrame, list[np.ndarray], VideoReformatter]] = {}
 
     def convert(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
-        """``box`` of ``frame`` scaled to ``size`` in RGB: AREA down (the anti-aliased resize),
-        BILINEAR up (a small zone or frame: area filtering has nothing to average)."""
+        """``box`` of ``frame`` scaled to ``size`` in RGB: AREA down (the anti-aliased resize); a
+        small zone or frame scaled up is converted to RGB at its own size and scaled up by
+        OpenCV's bilinear resize (area filtering has nothing to average; libswscale's bilinear
+        upscale places its samples differently, and the labels of small frames moved with it)."""
         fmt, up = frame.format.name, size[0] > box[2] or size[1] > box[3]
         if fmt in _PLANAR_YUV:
-            return self._copy_then_scale(frame, box, size, fmt, "BILINEAR" if up else "AREA")
+            if up:  # the box widened to even corners, so its chroma samples are the frame's own
+                x, y, w, h = box
+                x0, y0 = x & ~1, y & ~1
+                w0, h0 = min(frame.width - x0, (x + w - x0 + 1) & ~1), min(frame.height - y0, (y + h - y0 + 1) & ~1)
+                img = self._copy_then_scale(frame, (x0, y0, w0, h0), (w0, h0), fmt, None)  # RGB at its own size
+                return cv2.resize(img[y - y0:y - y0 + h, x - x0:x - x0 + w], size, interpolation=cv2.INTER_LINEAR)
+            return self._copy_then_scale(frame, box, size, fmt, "AREA")
         graph = _held(self.graphs, (frame.width, frame.height, fmt, box, size),
                       lambda: _crop_scale_graph(frame, box, size, "bilinear" if up else "area"))
         graph.push(frame)
         return graph.pull().to_ndarray()
 
     def _copy_then_scale(self, frame: av.VideoFrame, box: tuple[int, int, int, int], size: tuple[int, int],
-                         fmt: str, interpolation: str) -> np.ndarray:
+                         fmt: str, interpolation: Optional[str]) -> np.ndarray:
         x, y, w, h = box
         square, planes, scaler = _held(self.squares, (w, h, fmt), lambda: _square(w, h, fmt))
         xs, ys = _PLANAR_YUV[fmt]
