@@ -40,9 +40,10 @@ class Result:
     top: tuple[tuple[str, float], ...]
     infer_ms: float
     batch: int
+    # given by keyword only: two optional fields of the same kind must never swap places
     # the stream's smoothed top-k after this frame (the sink sets it where the stream smooths its labels)
-    smoothed: Optional[tuple[tuple[str, float], ...]] = None
-    zone: Optional[int] = None  # the stream's zone this result is of (its index); None: the whole stream
+    smoothed: Optional[tuple[tuple[str, float], ...]] = field(default=None, kw_only=True)
+    zone: Optional[int] = field(default=None, kw_only=True)  # the stream's zone this result is of; None: the whole stream
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ class Classifier(StageBase):
                 for zone in (range(zones) if zones else (None,)):
                     k = next(rows)
                     top = tuple((self.labels[i], round(float(s), 5)) for i, s in zip(idx[k], scores[k]))
-                    results.append(Result(rec, top, ms, n, zone))
+                    results.append(Result(rec, top, ms, n, zone=zone))
             out.append((records, results))
         return out
 

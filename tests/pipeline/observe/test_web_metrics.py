@@ -89,7 +89,7 @@ def test_metrics_and_web_view_serve_a_running_pipeline(write_config, tmp_path):
         assert {s.labels["output"]: s.value for s in fams["videoclf_output_paused"].samples} == \
             {"video": 0.0, "labels": 0.0}
         assert {s.labels["kind"]: s.value for s in fams["videoclf_retention_deleted_files"].samples
-                if s.name.endswith("_total")} == {"labels": 0, "events": 0, "video": 0, "snapshots": 0}
+                if s.name.endswith("_total")} == {"labels": 0, "events": 0, "video": 0, "snapshots": 0, "clips": 0}
         # and the web state has the stream, its status and real labels
         row = state["streams"][0]
         assert row["name"] == "bbb" and row["status"] == "live" and len(row["top"]) == 3

@@ -6,7 +6,7 @@ from videoclf.runtime.zones import ZoneMap
 
 
 def result(stream: int, seq: int, zone=None) -> Result:
-    return Result(FrameRecord(stream, seq, 0, None, 0.0, 0.0, 1.0), (("a", 1.0),), 1.0, 1, zone)
+    return Result(FrameRecord(stream, seq, 0, None, 0.0, 0.0, 1.0), (("a", 1.0),), 1.0, 1, zone=zone)
 
 
 def test_zone_results_ends_and_resume_map_to_logged_streams():

@@ -93,7 +93,7 @@ def test_the_event_carries_both_labels_their_scores_and_the_raw_top_k():
 
 def _result(stream: int, seq: int, top, smoothed=None) -> Result:
     rec = FrameRecord(stream, seq, 0, seq / 25, time.time(), time.monotonic(), 1.0)
-    return Result(rec, tuple(top), 1.0, 1, smoothed)
+    return Result(rec, tuple(top), 1.0, 1, smoothed=smoothed)
 
 
 def test_label_changes_per_stream_follow_the_smoothed_labels_and_skip_streams_without_options():
