@@ -106,12 +106,12 @@ def parts_us(clip: Path, rounds: int) -> dict[str, float]:
                 if p.size:
                     p.stream = out
                     dst.mux(p)
-    with av.open(str(ts)) as c:
-        raw = [p for p in c.demux(video=0) if p.size]
-        stream = c.streams.video[0]
-        tap, batches = PacketTap(), []
-        for _ in tap.wrap(iter(raw), stream):
-            batches += tap.take(0, offset=0.0)
+    c = av.open(str(ts))  # open while the rounds run: a closed container's stream has no time base
+    raw = [p for p in c.demux(video=0) if p.size]
+    stream = c.streams.video[0]
+    tap, batches = PacketTap(), []
+    for _ in tap.wrap(iter(raw), stream):
+        batches += tap.take(0, offset=0.0)
     times: dict[str, list[float]] = {"tap": [], "link": [], "ring + clip": []}
     for _ in range(rounds):
         t0 = time.process_time()
@@ -131,6 +131,7 @@ def parts_us(clip: Path, rounds: int) -> dict[str, float]:
         t3 = time.process_time()
         for k, a, b in (("tap", t0, t1), ("link", t1, t2), ("ring + clip", t2, t3)):
             times[k].append((b - a) * 1e6 / len(raw))
+    c.close()
     return {k: statistics.median(v) for k, v in times.items()}
 
 
