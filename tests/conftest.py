@@ -2,10 +2,13 @@
 writer, a CLI runner, and a /dev/shm leak check around every test."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
@@ -160,3 +163,25 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     import json
 
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def receiver():
+    """A real webhook receiver on 127.0.0.1 that records every POSTed JSON body."""
+    got: list[dict] = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/hook", got
+    srv.shutdown()
+    srv.server_close()

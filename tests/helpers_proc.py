@@ -86,6 +86,23 @@ def assert_all_gone(procs: list[psutil.Process], timeout: float = 5.0) -> None:
     assert not alive, f"orphan stage processes: {[(p.pid, ' '.join(p.cmdline())) for p in alive]}"
 
 
+def kill_run_after(config: Path, log: Path, lines: int) -> None:
+    """Run ``videoclf run CONFIG`` and SIGKILL its main process once ``log`` holds ``lines``
+    lines (a power cut mid-run); every stage process must die with it."""
+    proc = start_cli("run", str(config), "-q")
+    try:
+        wait_for(lambda: line_count(log) >= lines, 120, f"{lines} labels")
+        kids = list(stages_of(proc.pid).values())
+        assert kids, "no stage processes: the run ended before the kill"
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert_all_gone(kids)
+
+
 def request(port: int, method: str, path: str, body: bytes | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request to 127.0.0.1:``port``: (status, lower-cased headers, body)."""

@@ -36,6 +36,13 @@ RULE = {"when": ["albatross"], "min_score": 0.3, "for_frames": 1, "cooldown_s": 
         "clip": {"pre_s": PRE_S, "post_s": POST_S}}
 
 
+def run_camera(tmp_path: Path, url: str, **config) -> "subprocess.Popen[str]":
+    """``videoclf run`` (90 s at most) of one camera ``cam`` at ``url`` with ``config``'s other keys."""
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": url, "live": FAST_LIVE}], **config}))
+    return start_cli("run", str(cfg), "--duration", "90", "-q")
+
+
 def props(path: Path | str) -> dict:
     """What ffprobe (FFmpeg's own tool, installed by .ci/run) reports of a file's video stream:
     codec, size, profile, level, pixel format."""
@@ -49,10 +56,7 @@ def test_an_alert_on_a_camera_saves_a_stream_copy_clip_around_the_event(tmp_path
     out = tmp_path / "out"
     with serving(SAMPLE) as start:
         cam = start()
-        cfg = tmp_path / "live.yaml"
-        cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": cam.url(), "live": FAST_LIVE}],
-                                       "model": MODEL, "output": {"dir": str(out), "alerts": [RULE], "video": True}}))
-        proc = start_cli("run", str(cfg), "--duration", "90", "-q")
+        proc = run_camera(tmp_path, cam.url(), model=MODEL, output={"dir": str(out), "alerts": [RULE], "video": True})
         try:
             # given a camera that has streamed longer than pre_s (plus a GOP) before an event opens
             first = wait_for(lambda: _lines(out / "cam.jsonl")[:1], 90, "the first label")[0]
@@ -99,11 +103,8 @@ def test_a_label_change_on_a_camera_saves_a_clip_around_the_change(tmp_path, skv
     change = {**LABEL_CHANGE, "clip": {"pre_s": 1.0, "post_s": 1.0}}
     with serving(served) as start:
         cam = start()
-        cfg = tmp_path / "live.yaml"
-        cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": cam.url(), "live": FAST_LIVE}],
-                                       "model": REAL_MODEL, "smooth": SMOOTH, "label_change": change,
-                                       "output": {"dir": str(out)}}))
-        proc = start_cli("run", str(cfg), "--duration", "90", "-q")
+        proc = run_camera(tmp_path, cam.url(), model=REAL_MODEL, smooth=SMOOTH, label_change=change,
+                          output={"dir": str(out)})
         try:
             # when the smoothed label changes at a cut
             event = wait_for(lambda: [e for e in _lines(out / "events.jsonl") if e["event"] == "label_change"
@@ -136,10 +137,7 @@ def test_a_clip_cut_short_by_a_killed_sink_or_by_the_run_stopping_plays_to_its_e
     rule = {**RULE, "clip": {"pre_s": PRE_S, "post_s": 120}}  # each clip would record long past the run
     with serving(SAMPLE) as start:
         cam = start()
-        cfg = tmp_path / "live.yaml"
-        cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": cam.url(), "live": FAST_LIVE}],
-                                       "model": MODEL, "output": {"dir": str(out), "alerts": [rule]}}))
-        proc = start_cli("run", str(cfg), "--duration", "90", "-q")
+        proc = run_camera(tmp_path, cam.url(), model=MODEL, output={"dir": str(out), "alerts": [rule]})
         try:
             # given a clip that has recorded for 3 s
             first = wait_for(lambda: [e for e in _lines(out / "events.jsonl") if e.get("clip")], 90, "a clip")[0]
@@ -168,10 +166,7 @@ def test_a_camera_that_reconnects_mid_clip_ends_that_clip_and_the_next_event_get
     rule = {**RULE, "clip": {"pre_s": PRE_S, "post_s": 120}}
     with serving(SAMPLE) as start:
         cam = start()
-        cfg = tmp_path / "live.yaml"
-        cfg.write_text(yaml.safe_dump({"streams": [{"name": "cam", "source": cam.url(), "live": FAST_LIVE}],
-                                       "model": MODEL, "output": {"dir": str(out), "alerts": [rule]}}))
-        proc = start_cli("run", str(cfg), "--duration", "90", "-q")
+        proc = run_camera(tmp_path, cam.url(), model=MODEL, output={"dir": str(out), "alerts": [rule]})
         try:
             # given a clip that has recorded for 2 s
             first = wait_for(lambda: [e for e in _lines(out / "events.jsonl") if e.get("clip")], 90, "a clip")[0]

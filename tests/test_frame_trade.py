@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import FAST_MODEL, make_video, run_cli
-from helpers_proc import assert_all_gone, line_count, stages_of, start_cli, wait_for
+from helpers_proc import kill_run_after, line_count
 from live_helpers import needs_gst, serving
 from scene_helpers import heartbeat_model, jumping_clip, still_clip
 
@@ -124,18 +124,7 @@ def test_a_rated_file_run_killed_with_sigkill_resumes_with_the_same_frames_each_
     expected = logged(whole, "long")
     assert expected == list(range(0, 1800, 6))
     # and the same run into another directory, its main process SIGKILLed mid-way
-    proc = start_cli("run", str(tmp_path / "b.yaml"), "-q")
-    try:
-        wait_for(lambda: line_count(out / "long.jsonl") >= 40, 120, "40 labels")
-        kids = list(stages_of(proc.pid).values())
-        assert kids, "no stage processes: the run ended before the kill"
-        proc.kill()
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
-    assert_all_gone(kids)
+    kill_run_after(tmp_path / "b.yaml", out / "long.jsonl", 40)
     killed = line_count(out / "long.jsonl")
     assert killed < len(expected), "the run had finished before the kill"
     # when it runs again

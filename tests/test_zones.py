@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import FAST_MODEL, run_cli
-from helpers_proc import assert_all_gone, line_count, stages_of, start_cli, wait_for
+from helpers_proc import assert_all_gone, kill_run_after, line_count, stages_of, start_cli, wait_for
 from live_helpers import needs_gst, serving
 
 # three 64x64 zones over differently coloured thirds of a 192x64 picture
@@ -95,18 +95,7 @@ def test_a_run_with_zones_killed_with_sigkill_resumes_each_zone_from_its_own_log
     assert all(v == list(range(600)) for v in expected.values())
     # and into another, its main process SIGKILLed mid-way
     cfg = write(tmp_path / "b.yaml", stream, out, input_size=96)
-    proc = start_cli("run", str(cfg), "-q")
-    try:
-        wait_for(lambda: line_count(out / "cam.red.jsonl") >= 60, 120, "60 labels")
-        kids = list(stages_of(proc.pid).values())
-        assert kids, "no stage processes: the run ended before the kill"
-        proc.kill()
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
-    assert_all_gone(kids)
+    kill_run_after(cfg, out / "cam.red.jsonl", 60)
     held = {z["name"]: line_count(out / f"cam.{z['name']}.jsonl") for z in ZONES}
     assert min(held.values()) < 600, "the run had finished before the kill"
     # when one zone's log is cut back further (the zones' logs end at different frames)

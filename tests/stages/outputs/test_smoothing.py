@@ -3,9 +3,7 @@ the smoothed top-1 in the label log, smoothed alert rules and the config's keys.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -177,32 +175,16 @@ def test_a_smoothing_mistake_is_one_line_naming_the_key(tmp_path, top, expected)
     assert len(lines) == 1 and expected in lines[0], res.stderr
 
 
-def test_a_label_change_goes_to_events_jsonl_and_its_webhook_through_the_alerts_event_log(tmp_path):
+def test_a_label_change_goes_to_events_jsonl_and_its_webhook_through_the_alerts_event_log(tmp_path, receiver):
     # given a real receiver on 127.0.0.1 and the event log the alerts use, with the webhook on
-    got: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        opts = LabelChange(for_frames=1, webhook=f"http://127.0.0.1:{srv.server_address[1]}/hook")
-        log = EventLog(str(tmp_path), webhook=True)
-        lc = LabelChanges([opts], log)
-        # when the smoothed top-1 goes from a to b
-        for seq, lbl in enumerate("ab"):
-            lc.update("cam", _result(0, seq, [(lbl, 0.9)], ((lbl, 0.7),)))
-        log.close()
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    url, got = receiver
+    opts = LabelChange(for_frames=1, webhook=url)
+    log = EventLog(str(tmp_path), webhook=True)
+    lc = LabelChanges([opts], log)
+    # when the smoothed top-1 goes from a to b
+    for seq, lbl in enumerate("ab"):
+        lc.update("cam", _result(0, seq, [(lbl, 0.9)], ((lbl, 0.7),)))
+    log.close()
     # then one event, the same in events.jsonl and at the receiver
     lines = [json.loads(ln) for ln in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert len(lines) == 1 and got == lines
