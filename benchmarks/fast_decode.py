@@ -15,7 +15,6 @@ make_clip when missing: the sample upscaled to 1080p, a keyframe a second, no B-
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 from handwritten import cpu_info, describe_cpu  # noqa: E402 (beside this file: run as a script)
-from naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
+from naive_vs_pipeline import RESULTS, make_clip, save_results  # noqa: E402
 
 MODES = ("normal", "fast", "keyframes")
 TARGET = 1.2  # the fast decode should be at least this much cheaper
@@ -89,9 +88,7 @@ def main() -> int:
         print(f"  {mode:9s} {m['ms_per_frame']:7.2f} ms CPU per frame of the clip ({m['decoded']} decoded, "
               f"{m['ms_per_decoded']:.2f} ms each){ratio}")
     print(f"fast decode target {TARGET}x: {'met' if res['fast_meets_target'] else 'NOT met'}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"fast_decode_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(res, indent=1))
+    out = save_results("fast_decode", res)
     print(f"written: {out}")
     return 0
 

@@ -60,6 +60,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def save_results(name: str, res: dict[str, Any]) -> Path:
+    """``res`` as benchmarks/results/<name>_<local time>.json (the run's record)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(res, indent=1))
+    return out
+
+
 SAMPLE = ROOT / "samples" / "bigbuckbunny_360p.mp4"
 
 from handwritten import (HINTS, compile_model, cores, cpu_info, decode_core_s_per_frame,  # noqa: E402
@@ -309,10 +319,9 @@ def main() -> int:
           "wall-clock and drop when other work shares the cores, the limit's CPU times barely move")
     print("\ntargets:")
     print("\n".join(r[1] for r in rows))
-    out = RESULTS / f"naive_vs_pipeline_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"cpu": cpu, "clip": str(clip.relative_to(ROOT)), "args": vars(args),
-                               "frames": {"naive": naive_n, "others": frames}, "load_average_1min": load,
-                               "rows": saved}, indent=1))
+    out = save_results("naive_vs_pipeline", {"cpu": cpu, "clip": str(clip.relative_to(ROOT)), "args": vars(args),
+                                             "frames": {"naive": naive_n, "others": frames},
+                                             "load_average_1min": load, "rows": saved})
     print(f"\nsaved {out.relative_to(ROOT)}")
     return 0
 

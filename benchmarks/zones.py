@@ -20,7 +20,6 @@ The clip defaults to benchmarks/results/clip_1080p30_gop30.mp4 (naive_vs_pipelin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -36,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 from handwritten import cpu_info, describe_cpu  # noqa: E402 (beside this file: run as a script)
-from naive_vs_pipeline import RESULTS, make_clip  # noqa: E402
+from naive_vs_pipeline import RESULTS, make_clip, save_results  # noqa: E402
 
 # three zones of a 1080p frame: a door (tall), a yard (wide), a gate (square)
 ZONES = [{"name": "door", "x": 80, "y": 200, "w": 360, "h": 720},
@@ -114,9 +113,7 @@ def main() -> int:
     print(f"  3 cameras: {res['cameras_ms_per_frame']:8.2f} ms CPU per frame, {res['cameras_fps']:7.2f} frames/s")
     print(f"  cameras / zones CPU: {res['cameras_over_zones']}x; zones / cameras FPS: {res['zones_fps_over_cameras']}x")
     print(f"target (3 zones cost less than 3 cameras): {'met' if res['target_met'] else 'NOT met'}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"zones_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(res, indent=1))
+    out = save_results("zones", res)
     print(f"written: {out}")
     return 0
 
